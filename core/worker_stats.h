@@ -1,0 +1,92 @@
+#pragma once
+// Per-worker counters. Each WorkerStats is written by exactly one worker and
+// read by the control thread, so a relaxed load + store replaces an atomic
+// read-modify-write (no lock prefix on the hot path); readers sum the workers.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace udpring::core {
+
+/// Every counter a worker keeps. Drops are counted by reason; a packet is
+/// counted in exactly one drop reason or in the matching tx counter.
+enum class Counter : uint8_t {
+  kTunRxPackets,      // packets read from the TUN
+  kTunRxBytes,
+  kUdpTxPackets,      // datagrams handed to the kernel for a peer
+  kUdpTxBytes,
+  kUdpRxPackets,      // datagrams received on the UDP socket
+  kUdpRxBytes,
+  kTunTxPackets,      // packets written into the TUN
+  kTunTxBytes,
+  kIcmpUnreachSent,   // ICMP net-unreachable written back into the TUN
+  kDropBadHeaderTun,  // TUN packet not a valid IPv4 packet
+  kDropBadHeaderUdp,  // datagram payload not a valid IPv4 packet
+  kDropNoRoute,       // TUN packet for an address with no peer
+  kDropTtlExpired,    // TTL would reach 0 (either direction)
+  kDropTruncated,     // datagram larger than the receive buffer (MSG_TRUNC)
+  kDropUnknownPeer,   // datagram from an address that is no known peer
+  kDropSendError,     // sendmsg to a peer failed
+  kDropTunWriteError, // write into the TUN failed
+  kNoBuffer,          // a buffer ring ran dry (multishot ended with ENOBUFS)
+  kMultishotRearm,    // a multishot request ended and was armed again
+  kCount
+};
+
+inline constexpr size_t kCounterCount = static_cast<size_t>(Counter::kCount);
+
+/// Names as printed in stats lines and metrics, in Counter order.
+inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
+    "tun_rx_packets",   "tun_rx_bytes",      "udp_tx_packets",       "udp_tx_bytes",
+    "udp_rx_packets",   "udp_rx_bytes",      "tun_tx_packets",       "tun_tx_bytes",
+    "icmp_unreach_sent", "drop_bad_header_tun", "drop_bad_header_udp", "drop_no_route",
+    "drop_ttl_expired", "drop_truncated",    "drop_unknown_peer",    "drop_send_error",
+    "drop_tun_write_error", "no_buffer",     "multishot_rearm"};
+
+struct alignas(64) WorkerStats {
+  std::array<std::atomic<uint64_t>, kCounterCount> values{};
+
+  /// Owner-only increment: relaxed load + store, no read-modify-write.
+  void add(Counter c, uint64_t n = 1) noexcept {
+    auto& v = values[static_cast<size_t>(c)];
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  uint64_t get(Counter c) const noexcept {
+    return values[static_cast<size_t>(c)].load(std::memory_order_relaxed);
+  }
+};
+
+/// A plain sum of all workers' counters at one moment (each value is exact,
+/// the set is not an atomic snapshot, which is fine for monitoring).
+struct StatsTotals {
+  std::array<uint64_t, kCounterCount> values{};
+  uint64_t operator[](Counter c) const noexcept { return values[static_cast<size_t>(c)]; }
+};
+
+inline StatsTotals sum_stats(std::span<const WorkerStats* const> workers) noexcept {
+  StatsTotals t;
+  for (const WorkerStats* w : workers) {
+    for (size_t i = 0; i < kCounterCount; ++i) {
+      t.values[i] += w->values[i].load(std::memory_order_relaxed);
+    }
+  }
+  return t;
+}
+
+/// "name=value name=value ..." in Counter order, for the SIGUSR1/exit dump.
+inline std::string format_stats(const StatsTotals& t) {
+  std::string out;
+  for (size_t i = 0; i < kCounterCount; ++i) {
+    if (i) out += ' ';
+    out += kCounterNames[i];
+    out += '=';
+    out += std::to_string(t.values[i]);
+  }
+  return out;
+}
+
+}  // namespace udpring::core

@@ -1,0 +1,16 @@
+#pragma once
+// A packet as the pipeline sees it: bytes that live in a worker-owned buffer.
+// Stages patch headers in place through it and never copy the payload.
+
+#include <cstdint>
+
+#include "core/be32.h"
+
+namespace udpring::encap {
+
+struct PacketRef {
+  uint8_t* data = nullptr;  // first byte of the IPv4 header; not owned
+  uint32_t len = 0;         // bytes valid at data
+};
+
+}  // namespace udpring::encap

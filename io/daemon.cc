@@ -1,0 +1,209 @@
+#include "io/daemon.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "core/net_config.h"
+#include "core/qsbr.h"
+#include "core/route_table.h"
+#include "core/worker_stats.h"
+#include "io/netlink.h"
+#include "io/tun_device.h"
+#include "io/udp_socket.h"
+#include "io/worker.h"
+
+namespace udpring::io {
+namespace {
+
+// flannel's encapOverhead: outer IPv4 header (20) + UDP header (8).
+constexpr uint32_t kEncapOverhead = 28;
+constexpr uint32_t kMinTunMtu = 576;
+// recvmsg multishot puts io_uring_recvmsg_out (16) and the source address
+// (16) in front of every datagram.
+constexpr uint32_t kRecvHeaderBytes = 32;
+
+core::NetConfig load_net_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read net-conf " + path + ": " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return core::parse_net_config(text.str());
+  } catch (const core::ConfigError& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+}
+
+std::vector<core::Route> static_routes(const Options& opts, const core::NetConfig& net,
+                                       const core::Ipv4Prefix& own) {
+  std::vector<core::Route> routes;
+  for (const StaticPeer& p : opts.static_peers) {
+    const std::string name = core::format_prefix(p.subnet);
+    if (!net.network.contains(p.subnet)) {
+      throw std::runtime_error("--static-peer " + name + " is outside Network " +
+                               core::format_prefix(net.network));
+    }
+    if (p.subnet == own) {
+      spdlog::warn("--static-peer {} is this node's own lease; ignored (flannel skips its own lease)",
+                   name);
+      continue;
+    }
+    routes.push_back({p.subnet, {p.public_ip, htons(net.port)}});
+  }
+  return routes;
+}
+
+uint32_t round_up_pow2_bytes(uint32_t n) {
+  uint32_t v = 2048;
+  while (v < n) v <<= 1;
+  return v;
+}
+
+void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, const char* when) {
+  std::vector<const core::WorkerStats*> ptrs;
+  for (const auto& s : stats) ptrs.push_back(s.get());
+  spdlog::info("stats ({}): {}", when, core::format_stats(core::sum_stats(ptrs)));
+}
+
+}  // namespace
+
+int run_daemon(const Options& opts) {
+  // Block the signals we handle before any thread exists, so every thread
+  // inherits the mask and only sigtimedwait below ever sees them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::thread> threads;
+  std::vector<std::unique_ptr<core::WorkerStats>> stats;
+  std::unique_ptr<core::Qsbr> qsbr;
+  std::unique_ptr<core::RouteTable> table;
+  auto stop_workers = [&] {
+    stop.store(true, std::memory_order_relaxed);
+    for (auto& t : threads) t.join();
+    threads.clear();
+  };
+
+  try {
+    const core::NetConfig net = load_net_config(opts.net_config_path);
+    if (!opts.static_subnet) {
+      throw std::runtime_error("--subnet-mgr=static needs --static-subnet (this node's lease)");
+    }
+    const core::Ipv4Prefix own = *opts.static_subnet;
+    if (!net.network.contains(own)) {
+      throw std::runtime_error("--static-subnet " + core::format_prefix(own) +
+                               " is outside Network " + core::format_prefix(net.network));
+    }
+    const std::vector<core::Route> routes = static_routes(opts, net, own);
+
+    const ExternalInterface ext = find_external_interface(opts.ifaces);
+    if (ext.mtu < kMinTunMtu + kEncapOverhead) {
+      throw std::runtime_error("interface " + ext.name + " MTU " + std::to_string(ext.mtu) +
+                               " is too small for a " + std::to_string(kMinTunMtu) + "-byte TUN MTU");
+    }
+    const uint32_t tun_mtu = ext.mtu - kEncapOverhead;
+    spdlog::info("external interface {} (index {}), address {}, MTU {}", ext.name, ext.ifindex,
+                 core::format_ipv4(ext.addr), ext.mtu);
+
+    const unsigned n_workers =
+        opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency());
+
+    std::vector<core::UniqueFd> tun_fds;
+    for (unsigned i = 0; i < n_workers; ++i) tun_fds.push_back(open_tun_queue(opts.tun_name));
+    for (const std::string& failure : tune_tun_sysctls(opts.tun_name)) {
+      spdlog::warn("{}: ICMP replies or IPv6 suppression on {} may not work", failure,
+                   opts.tun_name);
+    }
+    configure_tun({opts.tun_name, own.network, tun_mtu, opts.tun_txqueuelen, net.network});
+    spdlog::info("TUN {}: {} queue(s), address {}/32, MTU {}, route {} dev {}", opts.tun_name,
+                 n_workers, core::format_ipv4(own.network), tun_mtu,
+                 core::format_prefix(net.network), opts.tun_name);
+
+    std::vector<core::UniqueFd> udp_fds;
+    for (unsigned i = 0; i < n_workers; ++i) {
+      udp_fds.push_back(open_udp_socket({ext.addr, net.port, n_workers > 1}));
+    }
+    spdlog::info("UDP {}:{} ({} socket(s))", core::format_ipv4(ext.addr), net.port, n_workers);
+
+    qsbr = std::make_unique<core::Qsbr>(n_workers);
+    table = std::make_unique<core::RouteTable>(*qsbr);
+    table->replace_all(routes);
+    table->publish();
+    for (const core::Route& r : routes) {
+      spdlog::info("route {} -> {}:{}", core::format_prefix(r.prefix), core::format_ipv4(r.hop.addr),
+                   net.port);
+    }
+
+    WorkerOptions wopts;
+    wopts.tun_buf_bytes = round_up_pow2_bytes(tun_mtu);
+    wopts.udp_buf_bytes = round_up_pow2_bytes(tun_mtu + kRecvHeaderBytes);
+    wopts.multishot_read = opts.multishot;
+    wopts.check_peer = opts.peer_check;
+    wopts.tun_addr = own.network;
+    for (unsigned i = 0; i < n_workers; ++i) {
+      stats.push_back(std::make_unique<core::WorkerStats>());
+      workers.push_back(std::make_unique<Worker>(i, std::move(tun_fds[i]), std::move(udp_fds[i]),
+                                                 *table, *qsbr, *stats.back(), stop, wopts));
+    }
+    for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+
+    // Setup inside the workers (rings, buffer registration) can still fail.
+    for (auto& w : workers) {
+      while (w->state() == WorkerState::kStarting) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      if (w->state() == WorkerState::kFailed) {
+        throw std::runtime_error("worker setup failed: " + w->error());
+      }
+    }
+    spdlog::info("{} worker(s) forwarding: {}", n_workers, workers.front()->features());
+    spdlog::info("udpringd ready: lease {}, {} peer route(s)", core::format_prefix(own),
+                 routes.size());
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    stop_workers();
+    return 1;
+  }
+
+  int exit_code = 0;
+  const timespec tick{1, 0};
+  for (;;) {
+    const int sig = sigtimedwait(&sigs, nullptr, &tick);
+    if (sig == SIGUSR1) {
+      log_stats(stats, "SIGUSR1");
+    } else if (sig == SIGINT || sig == SIGTERM) {
+      spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      break;
+    }
+    bool failed = false;
+    for (auto& w : workers) {
+      if (w->state() == WorkerState::kFailed) {
+        spdlog::critical("worker failed: {}", w->error());
+        failed = true;
+      }
+    }
+    if (failed) {
+      exit_code = 1;
+      break;
+    }
+    table->reclaim();
+  }
+  stop_workers();
+  log_stats(stats, "exit");
+  return exit_code;
+}
+
+}  // namespace udpring::io

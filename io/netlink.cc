@@ -1,0 +1,205 @@
+#include "io/netlink.h"
+
+#include <linux/if.h>
+#include <linux/rtnetlink.h>
+#include <netlink/addr.h>
+#include <netlink/cache.h>
+#include <netlink/errno.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/route.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+
+namespace udpring::io {
+namespace {
+
+// Owners for libnl objects, so every early throw releases them.
+struct SockDeleter {
+  void operator()(nl_sock* s) const { nl_socket_free(s); }
+};
+struct CacheDeleter {
+  void operator()(nl_cache* c) const { nl_cache_free(c); }
+};
+struct LinkDeleter {
+  void operator()(rtnl_link* l) const { rtnl_link_put(l); }
+};
+struct AddrObjDeleter {
+  void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
+};
+struct NlAddrDeleter {
+  void operator()(nl_addr* a) const { nl_addr_put(a); }
+};
+struct RouteDeleter {
+  void operator()(rtnl_route* r) const { rtnl_route_put(r); }
+};
+using SockPtr = std::unique_ptr<nl_sock, SockDeleter>;
+using CachePtr = std::unique_ptr<nl_cache, CacheDeleter>;
+using LinkPtr = std::unique_ptr<rtnl_link, LinkDeleter>;
+using AddrObjPtr = std::unique_ptr<rtnl_addr, AddrObjDeleter>;
+using NlAddrPtr = std::unique_ptr<nl_addr, NlAddrDeleter>;
+using RoutePtr = std::unique_ptr<rtnl_route, RouteDeleter>;
+
+[[noreturn]] void fail(const std::string& what, int nl_err) {
+  throw std::runtime_error(what + ": " + nl_geterror(nl_err));
+}
+
+SockPtr connect_route() {
+  SockPtr sock(nl_socket_alloc());
+  if (!sock) throw std::runtime_error("nl_socket_alloc: out of memory");
+  if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0) fail("netlink connect", err);
+  return sock;
+}
+
+LinkPtr get_link(nl_sock* sock, int ifindex, const char* name) {
+  rtnl_link* link = nullptr;
+  if (int err = rtnl_link_get_kernel(sock, ifindex, name, &link); err < 0) {
+    fail(std::string("interface ") + (name ? name : std::to_string(ifindex)), err);
+  }
+  return LinkPtr(link);
+}
+
+NlAddrPtr make_addr(core::Be32 a, int prefix_len) {
+  NlAddrPtr addr(nl_addr_build(AF_INET, &a.raw, 4));
+  if (!addr) throw std::runtime_error("nl_addr_build: out of memory");
+  nl_addr_set_prefixlen(addr.get(), prefix_len);
+  return addr;
+}
+
+struct AddrEntry {
+  int ifindex;
+  core::Be32 addr;
+  bool secondary;
+};
+
+std::vector<AddrEntry> ipv4_addresses(nl_sock* sock) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_addr_alloc_cache(sock, &raw); err < 0) fail("list addresses", err);
+  CachePtr cache(raw);
+  std::vector<AddrEntry> out;
+  for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+    auto* a = reinterpret_cast<rtnl_addr*>(o);
+    if (rtnl_addr_get_family(a) != AF_INET) continue;
+    nl_addr* local = rtnl_addr_get_local(a);
+    if (!local || nl_addr_get_len(local) != 4) continue;
+    AddrEntry e{rtnl_addr_get_ifindex(a), {}, (rtnl_addr_get_flags(a) & IFA_F_SECONDARY) != 0};
+    std::memcpy(&e.addr.raw, nl_addr_get_binary_addr(local), 4);
+    out.push_back(e);
+  }
+  return out;
+}
+
+int default_route_ifindex(nl_sock* sock) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_route_alloc_cache(sock, AF_INET, 0, &raw); err < 0) fail("list routes", err);
+  CachePtr cache(raw);
+  for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+    auto* r = reinterpret_cast<rtnl_route*>(o);
+    if (rtnl_route_get_table(r) != RT_TABLE_MAIN) continue;
+    nl_addr* dst = rtnl_route_get_dst(r);
+    if (dst && nl_addr_get_prefixlen(dst) != 0) continue;
+    if (rtnl_route_get_nnexthops(r) < 1) continue;
+    const int ifindex = rtnl_route_nh_get_ifindex(rtnl_route_nexthop_n(r, 0));
+    if (ifindex > 0) return ifindex;
+  }
+  throw std::runtime_error(
+      "no IPv4 default route to pick the external interface from; pass --iface NAME|IP");
+}
+
+ExternalInterface describe_link(nl_sock* sock, int ifindex, core::Be32 addr) {
+  LinkPtr link = get_link(sock, ifindex, nullptr);
+  ExternalInterface ext;
+  ext.name = rtnl_link_get_name(link.get());
+  ext.ifindex = ifindex;
+  ext.addr = addr;
+  ext.mtu = rtnl_link_get_mtu(link.get());
+  return ext;
+}
+
+std::optional<core::Be32> first_address(const std::vector<AddrEntry>& addrs, int ifindex) {
+  for (int pass = 0; pass < 2; ++pass) {  // primaries first, then secondaries
+    for (const AddrEntry& e : addrs) {
+      if (e.ifindex == ifindex && e.secondary == (pass == 1)) return e.addr;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ExternalInterface find_external_interface(const std::vector<std::string>& ifaces) {
+  SockPtr sock = connect_route();
+  const std::vector<AddrEntry> addrs = ipv4_addresses(sock.get());
+  if (ifaces.empty()) {
+    const int ifindex = default_route_ifindex(sock.get());
+    auto addr = first_address(addrs, ifindex);
+    ExternalInterface ext = describe_link(sock.get(), ifindex, addr.value_or(core::Be32{}));
+    if (!addr) throw std::runtime_error("default-route interface " + ext.name + " has no IPv4 address");
+    return ext;
+  }
+  std::string tried;
+  for (const std::string& want : ifaces) {
+    if (auto ip = core::parse_ipv4(want)) {
+      for (const AddrEntry& e : addrs) {
+        if (e.addr == *ip) return describe_link(sock.get(), e.ifindex, e.addr);
+      }
+    } else {
+      rtnl_link* link = nullptr;
+      if (rtnl_link_get_kernel(sock.get(), 0, want.c_str(), &link) == 0) {
+        const int ifindex = rtnl_link_get_ifindex(link);
+        rtnl_link_put(link);
+        if (auto addr = first_address(addrs, ifindex)) {
+          return describe_link(sock.get(), ifindex, *addr);
+        }
+      }
+    }
+    tried += (tried.empty() ? "" : ", ") + want;
+  }
+  throw std::runtime_error("no interface with an IPv4 address matches --iface " + tried);
+}
+
+void configure_tun(const TunConfig& cfg) {
+  SockPtr sock = connect_route();
+  LinkPtr link = get_link(sock.get(), 0, cfg.name.c_str());
+  const int ifindex = rtnl_link_get_ifindex(link.get());
+  const std::string addr_text = core::format_ipv4(cfg.addr) + "/32";
+
+  AddrObjPtr addr(rtnl_addr_alloc());
+  NlAddrPtr local = make_addr(cfg.addr, 32);
+  rtnl_addr_set_ifindex(addr.get(), ifindex);
+  rtnl_addr_set_family(addr.get(), AF_INET);
+  rtnl_addr_set_local(addr.get(), local.get());
+  rtnl_addr_set_prefixlen(addr.get(), 32);
+  if (int err = rtnl_addr_add(sock.get(), addr.get(), 0); err < 0 && err != -NLE_EXIST) {
+    fail("add address " + addr_text + " to " + cfg.name, err);
+  }
+
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_mtu(change.get(), cfg.mtu);
+  if (cfg.txqueuelen) rtnl_link_set_txqlen(change.get(), cfg.txqueuelen);
+  rtnl_link_set_flags(change.get(), IFF_UP);
+  if (int err = rtnl_link_change(sock.get(), link.get(), change.get(), 0); err < 0) {
+    fail("set MTU " + std::to_string(cfg.mtu) + " and up on " + cfg.name, err);
+  }
+
+  RoutePtr route(rtnl_route_alloc());
+  NlAddrPtr dst = make_addr(cfg.network.network, cfg.network.length);
+  rtnl_route_set_family(route.get(), AF_INET);
+  rtnl_route_set_dst(route.get(), dst.get());
+  rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
+  rtnl_route_set_scope(route.get(), RT_SCOPE_UNIVERSE);
+  rtnl_route_set_protocol(route.get(), RTPROT_BOOT);
+  rtnl_nexthop* nh = rtnl_route_nh_alloc();
+  rtnl_route_nh_set_ifindex(nh, ifindex);
+  rtnl_route_add_nexthop(route.get(), nh);  // the route owns nh from here on
+  if (int err = rtnl_route_add(sock.get(), route.get(), NLM_F_EXCL); err < 0 && err != -NLE_EXIST) {
+    fail("add route " + core::format_prefix(cfg.network) + " dev " + cfg.name, err);
+  }
+}
+
+}  // namespace udpring::io

@@ -1,0 +1,63 @@
+#include "io/tun_device.h"
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <system_error>
+
+namespace udpring::io {
+
+core::UniqueFd open_tun_queue(const std::string& name) {
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "TUN name \"" + name + "\" must be 1-15 characters");
+  }
+  core::UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+  if (!fd) {
+    const int err = errno;
+    std::string hint;
+    if (err == ENOENT) {
+      hint = " (the container needs the /dev/net/tun device mounted, or privileged: true)";
+    } else if (err == EACCES || err == EPERM) {
+      hint = " (needs root or CAP_NET_ADMIN)";
+    }
+    throw std::system_error(err, std::generic_category(), "open /dev/net/tun" + hint);
+  }
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, name.data(), name.size());
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE;
+  if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
+    const int err = errno;
+    std::string hint;
+    if (err == EPERM) hint = " (needs CAP_NET_ADMIN)";
+    if (err == EINVAL || err == EBUSY) {
+      hint = " (a device of that name exists without IFF_MULTI_QUEUE or is not a TUN; is "
+             "another flanneld running?)";
+    }
+    throw std::system_error(err, std::generic_category(), "TUNSETIFF " + name + hint);
+  }
+  return fd;
+}
+
+std::vector<std::string> tune_tun_sysctls(const std::string& name) {
+  std::vector<std::string> failures;
+  const std::pair<const char*, const char*> settings[] = {
+      {"/proc/sys/net/ipv4/conf/", "/accept_local"},
+      {"/proc/sys/net/ipv6/conf/", "/disable_ipv6"},
+  };
+  for (const auto& [dir, leaf] : settings) {
+    const std::string path = std::string(dir) + name + leaf;
+    std::ofstream f(path);
+    f << "1\n";
+    f.flush();
+    if (!f) failures.push_back("cannot write 1 to " + path);
+  }
+  return failures;
+}
+
+}  // namespace udpring::io

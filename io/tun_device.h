@@ -1,0 +1,29 @@
+#pragma once
+// Opening queues of the TUN device that carries the overlay.
+
+#include <string>
+#include <vector>
+
+#include "core/unique_fd.h"
+
+namespace udpring::io {
+
+/// Opens one queue of the multi-queue TUN `name` (IFF_TUN|IFF_NO_PI|
+/// IFF_MULTI_QUEUE): the first call creates the device, later calls with the
+/// same name attach further queues, one per worker. The fd is left blocking:
+/// since Linux 6.4 io_uring reads TUN without io-wq either way, and before
+/// that O_NONBLOCK would turn into -EAGAIN completions. The device is not
+/// persistent, so it disappears with the last queue, as flannel's does.
+/// Throws std::system_error with a hint for the usual container mistakes.
+core::UniqueFd open_tun_queue(const std::string& name);
+
+/// Per-device sysctls for the TUN, best effort (a read-only /proc/sys in a
+/// container only loses the improvement; each failure is returned as text):
+/// - accept_local=1: ICMP errors we write back carry the TUN's own address as
+///   source, which the kernel otherwise drops as a martian, so the sender
+///   never saw flannel's Net Unreachable;
+/// - disable_ipv6=1: the overlay is IPv4-only; without it the kernel sends
+///   router solicitations and MLD reports into the TUN for us to drop.
+std::vector<std::string> tune_tun_sysctls(const std::string& name);
+
+}  // namespace udpring::io

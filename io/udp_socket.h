@@ -1,0 +1,24 @@
+#pragma once
+// The UDP socket a worker sends and receives encapsulated packets on.
+
+#include <cstdint>
+
+#include "core/be32.h"
+#include "core/unique_fd.h"
+
+namespace udpring::io {
+
+struct UdpSocketOptions {
+  core::Be32 bind_addr;         // the external interface's address (never 0.0.0.0)
+  uint16_t port = 8285;         // host order
+  bool reuse_port = false;      // one socket per worker on the same address
+  int rcvbuf_bytes = 4 << 20;   // tried with SO_RCVBUFFORCE, then SO_RCVBUF
+  int sndbuf_bytes = 4 << 20;
+};
+
+/// Creates and binds the socket. flannel binds to the interface address, not
+/// 0.0.0.0 (a security fix of v0.5.6); so do we. Throws std::system_error
+/// naming the address.
+core::UniqueFd open_udp_socket(const UdpSocketOptions& opts);
+
+}  // namespace udpring::io

@@ -1,0 +1,72 @@
+#pragma once
+// One forwarding worker: a thread that owns an io_uring, one TUN queue, one
+// UDP socket, two provided-buffer rings and its stats, and moves packets both
+// ways between them. Workers share nothing but the read-only route table.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/qsbr.h"
+#include "core/route_table.h"
+#include "core/unique_fd.h"
+#include "core/worker_stats.h"
+
+namespace udpring::io {
+
+struct WorkerOptions {
+  unsigned sq_entries = 1024;      // SQ slots; the CQ gets 4x the buffer count
+  uint32_t tun_buffers = 1024;     // power of two; each holds one TUN packet
+  uint32_t udp_buffers = 1024;     // power of two; each holds one datagram
+  uint32_t tun_buf_bytes = 2048;   // >= TUN MTU
+  uint32_t udp_buf_bytes = 2048;   // >= TUN MTU + recvmsg header (48 bytes)
+  uint32_t batch = 64;             // packets classified per encap/decap call
+  bool multishot_read = true;      // use READ_MULTISHOT on the TUN if the kernel has it
+  bool check_peer = true;          // drop datagrams whose source is no peer
+  core::Be32 tun_addr;             // source of ICMP errors (the flannel0 address)
+};
+
+/// Lifecycle as seen by the control thread.
+enum class WorkerState : int { kStarting, kRunning, kFailed, kStopped };
+
+class Worker {
+ public:
+  /// Takes ownership of one TUN queue and one UDP socket. `routes`, `qsbr`,
+  /// `stats` and `stop` must outlive the worker; `id` is its QSBR reader id.
+  Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, const core::RouteTable& routes,
+         core::Qsbr& qsbr, core::WorkerStats& stats, const std::atomic<bool>& stop,
+         WorkerOptions opts);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  /// Thread body: sets up the ring (on this thread, as SINGLE_ISSUER wants),
+  /// forwards until `stop` is set, then tears down. Never throws: a setup
+  /// failure leaves state() == kFailed and the reason in error().
+  void run() noexcept;
+
+  WorkerState state() const noexcept { return state_.load(std::memory_order_acquire); }
+  /// Valid once state() is kFailed.
+  const std::string& error() const noexcept { return error_; }
+  /// One line describing the ring features and read mode, once running.
+  const std::string& features() const noexcept { return features_; }
+
+ private:
+  struct Impl;
+  size_t id_;
+  core::UniqueFd tun_;
+  core::UniqueFd udp_;
+  const core::RouteTable& routes_;
+  core::Qsbr& qsbr_;
+  core::WorkerStats& stats_;
+  const std::atomic<bool>& stop_;
+  WorkerOptions opts_;
+  std::string error_;
+  std::string features_;
+  // Release on store so that error_/features_ written before are visible to
+  // the control thread after its acquire load.
+  std::atomic<WorkerState> state_{WorkerState::kStarting};
+};
+
+}  // namespace udpring::io

@@ -1,0 +1,250 @@
+// End-to-end forwarding through udpringd: two nodes and two pods in network
+// namespaces (see tests/support/netns.h), real TUN devices, real sockets.
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "tests/integration/original_peer.h"
+#include "tests/support/netns.h"
+#include "tests/support/packet_builder.h"
+#include "tests/support/traffic.h"
+
+namespace udpring::test {
+namespace {
+
+constexpr uint16_t kPort = 8285;
+// Largest UDP payload that fits the 1472-byte TUN MTU: 1472 - 20 - 8.
+constexpr size_t kMaxUdpPayload = 1444;
+
+bool ping(const Netns& from, const std::string& to, int count = 3) {
+  return sh(from.exec() + "ping -c " + std::to_string(count) + " -i 0.2 -W 2 -q " + to +
+            " >/dev/null 2>&1") == 0;
+}
+
+class Forwarding : public testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    UDPRING_REQUIRE_INTEGRATION();
+    topo_ = std::make_unique<Topology>();
+    const std::vector<std::string> flags = {"--workers=" + std::to_string(GetParam())};
+    d1_ = start_udpringd(*topo_, 1, flags);
+    d2_ = start_udpringd(*topo_, 2, flags);
+  }
+  void TearDown() override {
+    if (HasFailure() && d1_) {
+      std::cerr << "--- n1 log ---\n" << d1_->log() << "--- n2 log ---\n" << d2_->log();
+    }
+    // Stop cleanly and check the exit code: SIGTERM must be a clean stop.
+    for (auto* d : {d1_.get(), d2_.get()}) {
+      if (d) {
+        EXPECT_EQ(d->stop(), 0);
+      }
+    }
+    d1_.reset();
+    d2_.reset();
+    topo_.reset();
+  }
+  std::unique_ptr<Topology> topo_;
+  std::unique_ptr<Process> d1_, d2_;
+};
+
+TEST_P(Forwarding, PingBothWays) {
+  EXPECT_TRUE(ping(topo_->p1, "10.50.2.2"));
+  EXPECT_TRUE(ping(topo_->p2, "10.50.1.2"));
+  const auto s1 = daemon_stats(*d1_);
+  EXPECT_GE(s1.at("udp_tx_packets"), 3u);
+  EXPECT_GE(s1.at("tun_tx_packets"), 3u);
+}
+
+TEST_P(Forwarding, TcpTransferOf64MiBIsByteExact) {
+  constexpr uint64_t kBytes = 64ull << 20;
+  EXPECT_EQ(tcp_transfer_verified(topo_->p2.name(), "10.50.2.2", 5001, topo_->p1.name(), kBytes),
+            kBytes);
+  // And the other way, smaller.
+  EXPECT_EQ(tcp_transfer_verified(topo_->p1.name(), "10.50.1.2", 5002, topo_->p2.name(), 8 << 20),
+            8u << 20);
+  const auto s1 = daemon_stats(*d1_);
+  EXPECT_GE(s1.at("udp_tx_bytes"), kBytes);
+  EXPECT_EQ(s1.at("drop_truncated"), 0u);
+  EXPECT_EQ(s1.at("drop_bad_header_udp"), 0u);
+}
+
+TEST_P(Forwarding, UdpDatagramsOfOneByteAndOfTheLargestSize) {
+  for (size_t size : {size_t{1}, kMaxUdpPayload}) {
+    std::vector<uint8_t> payload(size);
+    for (size_t i = 0; i < size; ++i) payload[i] = pattern_byte(i + size);
+    const auto got = udp_exchange(topo_->p2.name(), "10.50.2.2", 6000, topo_->p1.name(), payload);
+    ASSERT_TRUE(got.has_value()) << size << "-byte datagram was not delivered";
+    EXPECT_EQ(*got, payload) << size;
+    const auto back = udp_exchange(topo_->p1.name(), "10.50.1.2", 6001, topo_->p2.name(), payload);
+    ASSERT_TRUE(back.has_value()) << size << "-byte datagram was not delivered back";
+    EXPECT_EQ(*back, payload);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, Forwarding, testing::Values(1, 2),
+                         [](const auto& info) { return std::to_string(info.param) + "_workers"; });
+
+// The remaining tests look at single packets; one worker keeps counters in one place.
+class ForwardingDetail : public Forwarding {};
+
+// What the wire carries is flannel's format: UDP 8285 -> 8285 between the
+// node addresses, payload = exactly the inner packet read from the TUN with
+// TTL - 1 and the header checksum fixed, nothing added.
+TEST_P(ForwardingDetail, WireFormatMatchesFlannel) {
+  std::vector<uint8_t> marker(100);
+  for (size_t i = 0; i < marker.size(); ++i) marker[i] = static_cast<uint8_t>(0xa0 ^ i);
+  const auto caps = capture_during(topo_->n1.name(), {"flannel0", "u0"}, [&] {
+    ASSERT_TRUE(udp_exchange(topo_->p2.name(), "10.50.2.2", 6002, topo_->p1.name(), marker));
+  });
+  const std::vector<uint8_t>* inner = nullptr;
+  const std::vector<uint8_t>* outer = nullptr;
+  auto carries_marker = [&](const std::vector<uint8_t>& p, size_t at) {
+    return p.size() >= at + marker.size() &&
+           std::equal(marker.begin(), marker.end(), p.end() - static_cast<long>(marker.size()));
+  };
+  for (const Captured& c : caps) {
+    if (c.ifname == "flannel0" && c.outgoing && carries_marker(c.bytes, 28)) inner = &c.bytes;
+    if (c.ifname == "u0" && c.outgoing && carries_marker(c.bytes, 56)) outer = &c.bytes;
+  }
+  ASSERT_NE(inner, nullptr) << "inner packet not seen on flannel0";
+  ASSERT_NE(outer, nullptr) << "encapsulated packet not seen on u0";
+  const auto& o = *outer;
+  ASSERT_EQ(o.size(), inner->size() + 28) << "anything besides IPv4+UDP headers was added";
+  EXPECT_EQ(o[0], 0x45);
+  EXPECT_EQ(o[9], 17);  // UDP
+  char src[16], dst[16];
+  inet_ntop(AF_INET, &o[12], src, sizeof src);
+  inet_ntop(AF_INET, &o[16], dst, sizeof dst);
+  EXPECT_STREQ(src, "192.168.77.1");
+  EXPECT_STREQ(dst, "192.168.77.2");
+  EXPECT_EQ((o[20] << 8) | o[21], kPort);  // source port
+  EXPECT_EQ((o[22] << 8) | o[23], kPort);  // destination port
+  EXPECT_EQ(static_cast<size_t>((o[24] << 8) | o[25]), inner->size() + 8);  // UDP length
+  // Payload: the inner packet with TTL one lower and a valid checksum.
+  std::vector<uint8_t> payload(o.begin() + 28, o.end());
+  EXPECT_EQ(payload[8], (*inner)[8] - 1);
+  EXPECT_TRUE(header_checksum_ok(payload));
+  for (size_t b = 0; b < payload.size(); ++b) {
+    if (b == 8 || b == 10 || b == 11) continue;
+    ASSERT_EQ(payload[b], (*inner)[b]) << "payload differs from the TUN packet at byte " << b;
+  }
+}
+
+TEST_P(ForwardingDetail, PingToAnAddressWithNoPeerGetsNetUnreachable) {
+  const std::string out = sh_out(topo_->p1.exec() + "ping -c 2 -i 0.2 -W 1 10.50.99.1 2>&1");
+  EXPECT_NE(out.find("From 10.50.1.0"), std::string::npos) << out;
+  EXPECT_NE(out.find("Destination Net Unreachable"), std::string::npos) << out;
+  const auto s = daemon_stats(*d1_);
+  EXPECT_GE(s.at("drop_no_route"), 2u);
+  EXPECT_GE(s.at("icmp_unreach_sent"), 2u);
+}
+
+TEST_P(ForwardingDetail, PacketWhoseTtlRunsOutIsNotForwarded) {
+  const std::vector<uint8_t> payload = {1, 2, 3};
+  // TTL 2 from the pod: node 1's kernel makes it 1 on the way into flannel0,
+  // and udpringd must not send it on with TTL 0.
+  EXPECT_FALSE(udp_exchange(topo_->p2.name(), "10.50.2.2", 6003, topo_->p1.name(), payload,
+                            {.ttl = 2}, 800));
+  EXPECT_GE(daemon_stats(*d1_).at("drop_ttl_expired"), 1u);
+  // Pod to pod costs 4 TTL (two kernel hops, encap, decap): TTL 5 still arrives.
+  EXPECT_TRUE(udp_exchange(topo_->p2.name(), "10.50.2.2", 6004, topo_->p1.name(), payload,
+                           {.ttl = 5}));
+
+  // The decap side: a datagram from the peer whose inner TTL is 1 is dropped.
+  const auto s_before = daemon_stats(*d1_);
+  auto inner = PacketBuilder().src("10.50.2.2").dst("10.50.1.2").ttl(1).payload({0, 1, 0, 2, 0, 8, 0, 0}).build();
+  udp_send_raw(topo_->n2.name(), "192.168.77.2", "192.168.77.1", kPort, {inner});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_GT(daemon_stats(*d1_).at("drop_ttl_expired"), s_before.at("drop_ttl_expired"));
+}
+
+// Garbage on port 8285 is counted and dropped; good traffic keeps flowing.
+TEST_P(ForwardingDetail, GarbageDatagramsAreCountedAndDoNotHurt) {
+  std::mt19937 rng(7);
+  std::vector<std::vector<uint8_t>> junk;
+  for (int i = 0; i < 50; ++i) {
+    std::vector<uint8_t> d(1 + rng() % 1400);
+    for (auto& b : d) b = static_cast<uint8_t>(rng());
+    d[0] = static_cast<uint8_t>(0x50 | (d[0] & 0x0f));  // never a valid IPv4 version
+    junk.push_back(d);
+  }
+  junk.push_back({0x45, 0, 0});                                       // truncated header
+  junk.push_back(std::vector<uint8_t>(19, 0x45));                     // 19 bytes
+  auto v6 = std::vector<uint8_t>(60, 0);
+  v6[0] = 0x60;                                                       // an IPv6 header
+  junk.push_back(v6);
+  auto lying = PacketBuilder().dst("10.50.1.2").payload_bytes(40).build();
+  lying[3] = static_cast<uint8_t>(lying[3] + 10);                     // total length > datagram
+  junk.push_back(lying);
+  const size_t n_bad = junk.size();
+  const auto before = daemon_stats(*d1_);
+  udp_send_raw(topo_->n2.name(), "192.168.77.2", "192.168.77.1", kPort, junk);
+  // Too big for the receive buffer: must be detected, not truncated silently.
+  udp_send_raw(topo_->n2.name(), "192.168.77.2", "192.168.77.1", kPort,
+               {PacketBuilder().dst("10.50.1.2").payload_bytes(3000).build()});
+  // From an address that is no peer.
+  sh_ok("ip -n " + topo_->n2.name() + " addr add 192.168.77.3/24 dev u0");
+  udp_send_raw(topo_->n2.name(), "192.168.77.3", "192.168.77.1", kPort,
+               {PacketBuilder().src("10.50.2.2").dst("10.50.1.2").build()});
+  EXPECT_TRUE(ping(topo_->p1, "10.50.2.2"));
+  EXPECT_TRUE(ping(topo_->p2, "10.50.1.2"));
+  ASSERT_TRUE(d1_->running());
+  const auto after = daemon_stats(*d1_);
+  EXPECT_EQ(after.at("drop_bad_header_udp") - before.at("drop_bad_header_udp"), n_bad);
+  EXPECT_EQ(after.at("drop_truncated") - before.at("drop_truncated"), 1u);
+  EXPECT_EQ(after.at("drop_unknown_peer") - before.at("drop_unknown_peer"), 1u);
+  EXPECT_GE(after.at("tun_tx_packets") - before.at("tun_tx_packets"), 6u);  // the pings
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, ForwardingDetail, testing::Values(1),
+                         [](const auto& info) { return std::to_string(info.param) + "_workers"; });
+
+// udpringd on node 1, the test's own implementation of the original protocol
+// on node 2: traffic must flow both ways.
+TEST(Interop, WithAnIndependentOriginalProtocolPeer) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=2"});
+  OriginalPeer peer(topo.n2.name(), "flannel0", "10.50.2.0", 1472, "10.50.0.0/16", "192.168.77.2",
+                    kPort, "10.50.1.0/24", "192.168.77.1");
+  EXPECT_TRUE(ping(topo.p1, "10.50.2.2"));
+  EXPECT_TRUE(ping(topo.p2, "10.50.1.2"));
+  EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", 5003, topo.p1.name(), 16 << 20),
+            16u << 20);
+  EXPECT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", 5004, topo.p2.name(), 16 << 20),
+            16u << 20);
+  EXPECT_GT(peer.tun_to_udp(), 1000u);
+  EXPECT_GT(peer.udp_to_tun(), 1000u);
+  const auto s = daemon_stats(*d1);
+  EXPECT_EQ(s.at("drop_bad_header_udp"), 0u);
+  EXPECT_EQ(d1->stop(), 0);
+}
+
+// Setup failures are reported with the object named and leave nothing behind.
+TEST(DaemonSetup, BadConfigFailsLoudAndCleanly) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  const std::string bad_conf = topo.dir + "/vxlan.json";
+  sh_ok("echo '{\"Network\":\"10.50.0.0/16\",\"Backend\":{\"Type\":\"vxlan\"}}' > " + bad_conf);
+  Process p(topo.n1.name(),
+            {UDPRINGD_PATH, "--net-config-path=" + bad_conf, "--static-subnet=10.50.1.0/24",
+             "--iface=u0"},
+            topo.dir + "/bad.log");
+  EXPECT_EQ(p.wait_exit(3000), 1);
+  EXPECT_NE(p.log().find("Backend.Type \"vxlan\" is not supported"), std::string::npos) << p.log();
+
+  Process q(topo.n1.name(),
+            {UDPRINGD_PATH, "--net-config-path=" + topo.net_conf, "--static-subnet=10.50.1.0/24",
+             "--iface=nosuchif0"},
+            topo.dir + "/bad2.log");
+  EXPECT_EQ(q.wait_exit(3000), 1);
+  EXPECT_NE(q.log().find("nosuchif0"), std::string::npos) << q.log();
+  // The failed start left no TUN device behind.
+  EXPECT_NE(sh("ip -n " + topo.n1.name() + " link show flannel0 >/dev/null 2>&1"), 0);
+}
+
+}  // namespace
+}  // namespace udpring::test

@@ -1,0 +1,55 @@
+#pragma once
+// Real traffic between test namespaces: verified TCP transfers, single UDP
+// datagrams, and packet capture with AF_PACKET.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace udpring::test {
+
+/// Byte `i` of the deterministic stream used by verified transfers.
+inline uint8_t pattern_byte(uint64_t i) {
+  return static_cast<uint8_t>(((i * 2654435761u) >> 13) ^ (i >> 20));
+}
+
+/// Sends `bytes` over TCP from `client_ns` to a listener in `server_ns` on
+/// server_ip:port and checks every byte at the receiver. Returns the number
+/// of bytes received that matched; throws std::runtime_error naming the first
+/// mismatching offset or a timeout.
+uint64_t tcp_transfer_verified(const std::string& server_ns, const std::string& server_ip,
+                               uint16_t port, const std::string& client_ns, uint64_t bytes);
+
+struct UdpSendOptions {
+  int ttl = 64;
+  bool dont_fragment = true;
+};
+
+/// Sends `payload` from `client_ns` to server_ip:port where a socket in
+/// `server_ns` waits up to `timeout_ms`; returns what it received, if anything.
+std::optional<std::vector<uint8_t>> udp_exchange(const std::string& server_ns,
+                                                 const std::string& server_ip, uint16_t port,
+                                                 const std::string& client_ns,
+                                                 const std::vector<uint8_t>& payload,
+                                                 const UdpSendOptions& opts = {},
+                                                 int timeout_ms = 2000);
+
+/// Sends raw `datagrams` over UDP from `src_ip` (bound inside `ns`) to dst:port.
+void udp_send_raw(const std::string& ns, const std::string& src_ip, const std::string& dst_ip,
+                  uint16_t dst_port, const std::vector<std::vector<uint8_t>>& datagrams);
+
+/// A captured IPv4 packet (network layer, link header removed).
+struct Captured {
+  std::string ifname;
+  bool outgoing = false;
+  std::vector<uint8_t> bytes;
+};
+
+/// Captures IPv4 packets on `ifnames` in `ns` while `action` runs (plus
+/// `linger_ms` after it), with AF_PACKET sockets.
+std::vector<Captured> capture_during(const std::string& ns, const std::vector<std::string>& ifnames,
+                                     const std::function<void()>& action, int linger_ms = 300);
+
+}  // namespace udpring::test

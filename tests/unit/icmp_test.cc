@@ -1,0 +1,87 @@
+#include "encap/icmp.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/packet_builder.h"
+
+namespace udpring {
+namespace {
+
+using test::PacketBuilder;
+
+const core::Be32 kTunAddr = *core::parse_ipv4("10.5.1.0");
+
+std::vector<uint8_t> unreach_for(const std::vector<uint8_t>& offender) {
+  std::vector<uint8_t> out(encap::kIcmpUnreachMaxBytes, 0xee);
+  const size_t n = encap::build_net_unreachable(offender.data(), offender.size(), kTunAddr, out.data());
+  out.resize(n);
+  return out;
+}
+
+TEST(IcmpUnreach, ExactBytesForUdpOffender) {
+  const auto offender = PacketBuilder().src("10.5.1.2").dst("10.5.99.1").ttl(63).payload_bytes(100).build();
+  const auto m = unreach_for(offender);
+  ASSERT_EQ(m.size(), 20u + 8 + 20 + 8);
+  // IP header: v4 IHL5, TOS 0, total length, ID 0, no flags, TTL 8, ICMP.
+  const std::vector<uint8_t> ip_head = {0x45, 0, 0, 56, 0, 0, 0, 0, 8, 1};
+  EXPECT_TRUE(std::equal(ip_head.begin(), ip_head.end(), m.begin()));
+  EXPECT_EQ(core::format_ipv4(core::Ipv4View(const_cast<uint8_t*>(m.data())).src()), "10.5.1.0");
+  EXPECT_EQ(core::format_ipv4(core::Ipv4View(const_cast<uint8_t*>(m.data())).dst()), "10.5.1.2");
+  EXPECT_TRUE(test::header_checksum_ok(m));
+  // ICMP: type 3 code 0, unused 0, then offender header + 8 payload bytes.
+  EXPECT_EQ(m[20], 3);
+  EXPECT_EQ(m[21], 0);
+  EXPECT_EQ(m[24] | m[25] | m[26] | m[27], 0);
+  EXPECT_TRUE(std::equal(offender.begin(), offender.begin() + 28, m.begin() + 28));
+  EXPECT_EQ(core::ones_sum(m.data() + 20, m.size() - 20), 0xffffu);  // ICMP checksum verifies
+}
+
+TEST(IcmpUnreach, QuotesOptionsAndShortPayload) {
+  const auto offender =
+      PacketBuilder().options(std::vector<uint8_t>(40, 1)).payload_bytes(3).build();  // IHL 15
+  const auto m = unreach_for(offender);
+  ASSERT_EQ(m.size(), 20u + 8 + 60 + 3);
+  EXPECT_TRUE(std::equal(offender.begin(), offender.end(), m.begin() + 28));
+  EXPECT_EQ(core::ones_sum(m.data() + 20, m.size() - 20), 0xffffu);
+}
+
+TEST(IcmpUnreach, EchoRequestGetsAnswer) {
+  std::vector<uint8_t> echo(16, 0);
+  echo[0] = 8;  // echo request
+  const auto offender = PacketBuilder().protocol(core::kIpProtoIcmp).payload(echo).build();
+  EXPECT_FALSE(unreach_for(offender).empty());
+}
+
+struct SuppressCase {
+  const char* name;
+  std::vector<uint8_t> offender;
+};
+
+std::vector<uint8_t> icmp_of_type(uint8_t type) {
+  std::vector<uint8_t> body(16, 0);
+  body[0] = type;
+  return PacketBuilder().protocol(core::kIpProtoIcmp).payload(body).build();
+}
+
+class IcmpSuppress : public testing::TestWithParam<SuppressCase> {};
+
+TEST_P(IcmpSuppress, NoReply) { EXPECT_TRUE(unreach_for(GetParam().offender).empty()); }
+
+INSTANTIATE_TEST_SUITE_P(
+    Icmp, IcmpSuppress,
+    testing::Values(SuppressCase{"dest_unreachable", icmp_of_type(3)},
+                    SuppressCase{"time_exceeded", icmp_of_type(11)},
+                    SuppressCase{"param_problem", icmp_of_type(12)},
+                    SuppressCase{"redirect", icmp_of_type(5)},
+                    SuppressCase{"non_first_fragment", PacketBuilder().frag(0x0001).build()},
+                    SuppressCase{"to_broadcast", PacketBuilder().dst("255.255.255.255").build()},
+                    SuppressCase{"to_multicast", PacketBuilder().dst("224.0.0.5").build()},
+                    SuppressCase{"from_zero", PacketBuilder().src("0.0.0.0").build()}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(IcmpUnreach, FirstFragmentIsAnswered) {
+  EXPECT_FALSE(unreach_for(PacketBuilder().frag(0x2000).build()).empty());  // MF, offset 0
+}
+
+}  // namespace
+}  // namespace udpring

@@ -1,0 +1,70 @@
+#include "io/options.h"
+
+#include <gtest/gtest.h>
+
+namespace udpring {
+namespace {
+
+using io::parse_options;
+using io::UsageError;
+
+io::Options parse(std::vector<const char*> args) {
+  args.insert(args.begin(), "udpringd");
+  return parse_options(static_cast<int>(args.size()), args.data());
+}
+
+TEST(Options, Defaults) {
+  const auto o = parse({});
+  EXPECT_EQ(o.tun_name, "flannel0");
+  EXPECT_EQ(o.workers, 0u);
+  EXPECT_EQ(o.net_config_path, "/etc/kube-flannel/net-conf.json");
+  EXPECT_TRUE(o.peer_check);
+  EXPECT_TRUE(o.multishot);
+}
+
+TEST(Options, GoFlagSyntax) {
+  const auto o = parse({"-static-subnet=10.5.1.0/24", "--static-peer", "10.5.2.0/24=192.168.1.20",
+                        "--static-peer=10.5.3.0/24=192.168.1.30", "--iface", "eth0", "-iface=10.0.0.1",
+                        "--workers=2", "--no-peer-check", "--no-multishot=false", "-v=1"});
+  ASSERT_TRUE(o.static_subnet);
+  EXPECT_EQ(core::format_prefix(*o.static_subnet), "10.5.1.0/24");
+  ASSERT_EQ(o.static_peers.size(), 2u);
+  EXPECT_EQ(core::format_ipv4(o.static_peers[1].public_ip), "192.168.1.30");
+  EXPECT_EQ(o.ifaces, (std::vector<std::string>{"eth0", "10.0.0.1"}));
+  EXPECT_EQ(o.workers, 2u);
+  EXPECT_FALSE(o.peer_check);
+  EXPECT_TRUE(o.multishot);
+  EXPECT_EQ(o.verbosity, 1);
+}
+
+TEST(Options, ErrorsNameTheFlag) {
+  auto expect_error = [](std::vector<const char*> args, const std::string& part) {
+    try {
+      parse(args);
+      ADD_FAILURE() << "accepted " << args.front();
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  expect_error({"--bogus"}, "unknown flag --bogus");
+  expect_error({"--workers=x"}, "--workers \"x\"");
+  expect_error({"--static-peer=10.5.2.0/24"}, "expected SUBNET=IP");
+  expect_error({"--static-peer=10.5.2.0/24=1.2.3"}, "\"1.2.3\" is not an IPv4 address");
+  expect_error({"--static-subnet=10.5.1.0"}, "--static-subnet \"10.5.1.0\"");
+  expect_error({"--tun-name"}, "needs a value");
+  expect_error({"--no-peer-check=maybe"}, "expected true or false");
+  expect_error({"--subnet-mgr=etcd"}, "only \"static\"");
+  expect_error({"positional"}, "unexpected argument");
+}
+
+TEST(Options, HelpMentionsEveryFlag) {
+  const std::string help = io::usage_text();
+  for (const char* flag : {"--subnet-mgr", "--net-config-path", "--static-subnet", "--static-peer",
+                           "--iface", "--tun-name", "--workers", "--tun-txqueuelen",
+                           "--no-multishot", "--no-peer-check", "-v", "--help", "--version"}) {
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+  }
+}
+
+}  // namespace
+}  // namespace udpring

@@ -34,6 +34,9 @@ enum class Counter : uint8_t {
   kDropTunWriteError, // write into the TUN failed
   kNoBuffer,          // a buffer ring ran dry (multishot ended with ENOBUFS)
   kMultishotRearm,    // a multishot request ended and was armed again
+  kGsoSends,          // sendmsg calls that carried more than one datagram
+  kGsoFallback,       // GSO sends that failed with EIO and were resent singly
+  kGroReceives,       // receives that carried more than one datagram (UDP_GRO)
   kCount
 };
 
@@ -45,7 +48,8 @@ inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
     "udp_rx_packets",   "udp_rx_bytes",      "tun_tx_packets",       "tun_tx_bytes",
     "icmp_unreach_sent", "drop_bad_header_tun", "drop_bad_header_udp", "drop_no_route",
     "drop_ttl_expired", "drop_truncated",    "drop_unknown_peer",    "drop_send_error",
-    "drop_tun_write_error", "no_buffer",     "multishot_rearm"};
+    "drop_tun_write_error", "no_buffer",     "multishot_rearm",      "gso_sends",
+    "gso_fallback",     "gro_receives"};
 
 struct alignas(64) WorkerStats {
   std::array<std::atomic<uint64_t>, kCounterCount> values{};

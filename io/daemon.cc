@@ -29,6 +29,8 @@ constexpr uint32_t kMinTunMtu = 576;
 // recvmsg multishot puts io_uring_recvmsg_out (16) and the source address
 // (16) in front of every datagram.
 constexpr uint32_t kRecvHeaderBytes = 32;
+// Room for the UDP_GRO control message (CMSG_SPACE(sizeof(int)) = 24).
+constexpr uint32_t kGroCmsgBytes = 32;
 
 core::NetConfig load_net_config(const std::string& path) {
   std::ifstream in(path);
@@ -149,7 +151,16 @@ int run_daemon(const Options& opts) {
 
     WorkerOptions wopts;
     wopts.tun_buf_bytes = round_up_pow2_bytes(tun_mtu);
-    wopts.udp_buf_bytes = round_up_pow2_bytes(tun_mtu + kRecvHeaderBytes);
+    if (opts.gro) {
+      // A GRO datagram is up to 64 KiB; fewer, larger buffers keep memory at
+      // 16 MiB per worker.
+      wopts.udp_buf_bytes = 65536 + kRecvHeaderBytes + kGroCmsgBytes;
+      wopts.udp_buffers = 256;
+    } else {
+      wopts.udp_buf_bytes = round_up_pow2_bytes(tun_mtu + kRecvHeaderBytes);
+    }
+    wopts.gso = opts.gso;
+    wopts.gro = opts.gro;
     wopts.multishot_read = opts.multishot;
     wopts.check_peer = opts.peer_check;
     wopts.tun_addr = own.network;

@@ -64,6 +64,8 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
          o.tun_txqueuelen = parse_unsigned(f, v, 0, 1000000);
        }}},
       {"no-multishot", {true, [](Options& o, auto& f, auto& v) { o.multishot = !parse_bool(f, v); }}},
+      {"no-gso", {true, [](Options& o, auto& f, auto& v) { o.gso = !parse_bool(f, v); }}},
+      {"no-gro", {true, [](Options& o, auto& f, auto& v) { o.gro = !parse_bool(f, v); }}},
       {"no-peer-check", {true, [](Options& o, auto& f, auto& v) { o.peer_check = !parse_bool(f, v); }}},
       {"v", {false, [](Options& o, auto& f, auto& v) { o.verbosity = static_cast<int>(parse_unsigned(f, v, 0, 10)); }}},
       {"help", {true, [](Options& o, auto& f, auto& v) { o.help = parse_bool(f, v); }}},
@@ -132,6 +134,13 @@ Data plane:
                              Default 4000; 0 keeps the kernel's 500, which drops under bursts.
   --no-multishot             Read the TUN with plain reads even where READ_MULTISHOT
                              (Linux 6.7+) is available. For A/B tests.
+  --no-gso                   Send one datagram per sendmsg. By default consecutive packets to
+                             one peer leave as a single UDP GSO sendmsg (UDP_SEGMENT), cut
+                             into ordinary datagrams by the kernel: the wire is unchanged.
+                             Turned off by itself if the device rejects GSO (EIO).
+  --no-gro                   Do not enable UDP_GRO on the socket. By default the kernel may
+                             deliver back-to-back datagrams from one peer as one buffer,
+                             which udpringd splits without copying.
   --no-peer-check            Accept datagrams from any source address. By default a datagram
                              whose source is not a known peer's public IP is dropped and
                              counted (drop_unknown_peer); stock flanneld accepts anything.

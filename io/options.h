@@ -34,6 +34,8 @@ struct Options {
   uint32_t tun_txqueuelen = 4000;
   bool multishot = true;
   bool peer_check = true;
+  bool gso = true;
+  bool gro = true;
   int verbosity = 0;
   bool help = false;
   bool version = false;

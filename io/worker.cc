@@ -1,9 +1,12 @@
 #include "io/worker.h"
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -28,6 +31,12 @@ constexpr int kPlainReadsInFlight = 2;
 constexpr uint16_t kTunGroup = 0;
 constexpr uint16_t kUdpGroup = 1;
 constexpr uint32_t kIcmpSlots = 64;
+// UDP GSO limits: UDP_MAX_SEGMENTS was 64 before Linux 6.9 (then 128), and an
+// IPv4 datagram carries at most 65535 - 20 - 8 bytes.
+constexpr uint32_t kMaxGsoSegments = 64;
+constexpr uint32_t kMaxGsoBytes = 65507;
+// A GRO'd datagram holds at most this many segments (UDP_GRO_CNT_MAX).
+constexpr uint32_t kMaxGroSegments = 64;
 // Idle wake-up period: bounds how long a stop request waits.
 constexpr long long kWaitNanos = 200'000'000;
 
@@ -43,12 +52,16 @@ struct Worker::Impl {
   std::optional<BufRing> tun_bufs;
   std::optional<BufRing> udp_bufs;
 
-  // One send context per TUN buffer: a TUN buffer is in at most one send at a
-  // time, so its id indexes the msghdr that carries it. No pool, no locking.
+  // One send context per TUN buffer: a train of packets to one peer is sent
+  // from the slot of its first buffer, so the first buffer's id indexes the
+  // msghdr that carries it. No pool, no locking.
   struct SendSlot {
     msghdr msg;
-    iovec iov;
     sockaddr_in dst;
+    uint32_t count;  // packets (= iovecs) in this send
+    alignas(cmsghdr) uint8_t cmsg[CMSG_SPACE(sizeof(uint16_t))];
+    std::array<iovec, kMaxGsoSegments> iov;
+    std::array<uint16_t, kMaxGsoSegments> bids;
   };
   std::vector<SendSlot> send_slots;
 
@@ -64,6 +77,11 @@ struct Worker::Impl {
   std::vector<encap::DecapInput> udp_in;
   std::vector<uint16_t> udp_bids;
   std::vector<encap::DecapVerdict> udp_verdicts;
+  // Segments of each UDP buffer still being written to the TUN; the buffer
+  // goes back to the kernel when its count drops to zero.
+  std::vector<uint16_t> udp_refs;
+  bool gso = false;       // UDP_SEGMENT sends; cleared for good on EIO
+  bool gro = false;       // UDP_GRO enabled on the socket
 
   msghdr recv_template{};  // must outlive the armed multishot recvmsg
   bool multishot_read = false;
@@ -88,13 +106,18 @@ struct Worker::Impl {
     udp_bufs.emplace(ring->get(), kUdpGroup, o.udp_buffers, o.udp_buf_bytes);
 
     send_slots.resize(o.tun_buffers);
-    for (SendSlot& s : send_slots) {
-      std::memset(&s, 0, sizeof s);
-      s.dst.sin_family = AF_INET;
-      s.msg.msg_name = &s.dst;
-      s.msg.msg_namelen = sizeof s.dst;
-      s.msg.msg_iov = &s.iov;
-      s.msg.msg_iovlen = 1;
+    for (SendSlot& sl : send_slots) {
+      std::memset(&sl, 0, sizeof sl);
+      sl.dst.sin_family = AF_INET;
+      sl.msg.msg_name = &sl.dst;
+      sl.msg.msg_namelen = sizeof sl.dst;
+      sl.msg.msg_iov = sl.iov.data();
+    }
+    udp_refs.assign(o.udp_buffers, 0);
+    gso = o.gso;
+    if (o.gro) {
+      const int one = 1;
+      gro = setsockopt(w.udp_.get(), SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
     }
     icmp_bufs.resize(kIcmpSlots);
     for (uint32_t i = 0; i < kIcmpSlots; ++i) icmp_free.push_back(i);
@@ -102,17 +125,19 @@ struct Worker::Impl {
     tun_pkts.reserve(o.batch);
     tun_bids.reserve(o.batch);
     tun_results.resize(o.batch);
-    udp_in.reserve(o.batch);
-    udp_bids.reserve(o.batch);
-    udp_verdicts.resize(o.batch);
+    // A GRO datagram can add kMaxGroSegments entries past the flush mark.
+    udp_in.reserve(o.batch + kMaxGroSegments);
+    udp_bids.reserve(o.batch + kMaxGroSegments);
+    udp_verdicts.resize(o.batch + kMaxGroSegments);
 
     recv_template.msg_namelen = sizeof(sockaddr_in);
-    recv_template.msg_controllen = 0;
+    recv_template.msg_controllen = gro ? CMSG_SPACE(sizeof(int)) : 0;
 
     multishot_read = o.multishot_read && probe_read_multishot();
     w.features_ = describe(ring->features()) +
                   (multishot_read ? ", TUN READ_MULTISHOT" : ", TUN plain reads") +
-                  ", UDP RECVMSG multishot";
+                  ", UDP RECVMSG multishot" + (gso ? ", UDP GSO" : "") +
+                  (gro ? ", UDP GRO" : "");
   }
 
   bool probe_read_multishot() {
@@ -209,20 +234,94 @@ struct Worker::Impl {
       src.raw = sa->sin_addr.s_addr;
     }
     auto* payload = static_cast<uint8_t*>(io_uring_recvmsg_payload(out, &recv_template));
-    udp_in.push_back({{payload, len}, src});
-    udp_bids.push_back(static_cast<uint16_t>(bid));
-    if (udp_in.size() == w.opts_.batch) flush_udp();
+    // With UDP_GRO the kernel may hand us several back-to-back datagrams of
+    // gso_size bytes (the last may be shorter); each is one inner packet.
+    uint32_t seg = len;
+    if (gro) {
+      for (cmsghdr* c = io_uring_recvmsg_cmsg_firsthdr(out, &recv_template); c != nullptr;
+           c = io_uring_recvmsg_cmsg_nexthdr(out, &recv_template, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+          int gso_size = 0;
+          std::memcpy(&gso_size, CMSG_DATA(c), sizeof gso_size);
+          if (gso_size > 0 && static_cast<uint32_t>(gso_size) < len) seg = static_cast<uint32_t>(gso_size);
+        }
+      }
+    }
+    uint16_t pieces = 0;
+    for (uint32_t off = 0; off < len; off += seg) {
+      udp_in.push_back({{payload + off, std::min(seg, len - off)}, src});
+      udp_bids.push_back(static_cast<uint16_t>(bid));
+      ++pieces;
+    }
+    udp_refs[bid] = pieces;
+    if (pieces > 1) {
+      stats().add(Counter::kUdpRxPackets, pieces - 1u);
+      stats().add(Counter::kGroReceives);
+    }
+    if (udp_in.size() >= w.opts_.batch) flush_udp();
   }
 
-  void on_udp_send(const io_uring_cqe* cqe, uint32_t bid) {
-    --tun_in_flight;
-    if (cqe->res < 0) {
-      stats().add(Counter::kDropSendError);
-    } else {
-      stats().add(Counter::kUdpTxPackets);
-      stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(cqe->res));
+  void release_udp(uint32_t bid) {
+    if (--udp_refs[bid] == 0) udp_bufs->recycle(bid);
+  }
+
+  void on_udp_send(const io_uring_cqe* cqe, uint32_t head) {
+    SendSlot& sl = send_slots[head];
+    const uint32_t count = sl.count;
+    tun_in_flight -= count;
+    if (cqe->res == -EIO && count > 1) {
+      // EIO: the egress device cannot checksum-offload a GSO send. Turn GSO
+      // off for good and resend the train one packet at a time
+      // (wireguard-go does the same).
+      gso = false;
+      stats().add(Counter::kGsoFallback);
+      std::array<uint16_t, kMaxGsoSegments> bids;
+      std::array<iovec, kMaxGsoSegments> iov;
+      std::copy_n(sl.bids.begin(), count, bids.begin());
+      std::copy_n(sl.iov.begin(), count, iov.begin());
+      const sockaddr_in dst = sl.dst;
+      for (uint32_t k = 0; k < count; ++k) {
+        SendSlot& one = send_slots[bids[k]];
+        one.iov[0] = iov[k];
+        one.bids[0] = bids[k];
+        one.dst = dst;
+        submit_send(one, bids[k], 1, 0);
+      }
+      return;
     }
-    recycle_tun(bid);
+    if (cqe->res < 0) {
+      stats().add(Counter::kDropSendError, count);
+    } else {
+      stats().add(Counter::kUdpTxPackets, count);
+      stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(cqe->res));
+      if (count > 1) stats().add(Counter::kGsoSends);
+    }
+    for (uint32_t k = 0; k < count; ++k) recycle_tun(sl.bids[k]);
+  }
+
+  // Sends `count` packets already placed in `sl.iov`; with count > 1 they
+  // leave as one UDP GSO sendmsg cut into `seg`-byte datagrams by the kernel.
+  void submit_send(SendSlot& sl, uint32_t head, uint32_t count, uint32_t seg) {
+    sl.count = count;
+    sl.msg.msg_iovlen = count;
+    if (count > 1) {
+      sl.msg.msg_control = sl.cmsg;
+      sl.msg.msg_controllen = sizeof sl.cmsg;
+      cmsghdr* c = CMSG_FIRSTHDR(&sl.msg);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      const auto gso_size = static_cast<uint16_t>(seg);
+      std::memcpy(CMSG_DATA(c), &gso_size, sizeof gso_size);
+    } else {
+      sl.msg.msg_control = nullptr;
+      sl.msg.msg_controllen = 0;
+    }
+    io_uring_sqe* sqe = ring->sqe();
+    io_uring_prep_sendmsg(sqe, kUdpFile, &sl.msg, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, UserData{Op::kUdpSend, head}.encode());
+    tun_in_flight += count;
   }
 
   void on_tun_write(const io_uring_cqe* cqe, uint32_t bid) {
@@ -232,7 +331,7 @@ struct Worker::Impl {
       stats().add(Counter::kTunTxPackets);
       stats().add(Counter::kTunTxBytes, static_cast<uint64_t>(cqe->res));
     }
-    udp_bufs->recycle(bid);
+    release_udp(bid);
   }
 
   void on_icmp_write(const io_uring_cqe* cqe, uint32_t slot) {
@@ -253,44 +352,69 @@ struct Worker::Impl {
     io_uring_sqe_set_data64(sqe, UserData{Op::kIcmpWrite, slot}.encode());
   }
 
-  // TUN -> UDP for the collected batch: classify, then one SENDMSG per packet
-  // straight from the buffer the TUN read filled.
+  // TUN -> UDP for the collected batch: classify, then send straight from
+  // the buffers the TUN reads filled. Consecutive packets to the same peer
+  // form a train (all but the last of one size) sent as one UDP GSO sendmsg
+  // with one iovec per packet; on the wire each is still its own datagram.
   void flush_tun() {
     if (tun_pkts.empty()) return;
     const core::RouteSnapshot* routes = w.routes_.current();
+    const size_t n = tun_pkts.size();
     encap::encapsulate_batch(tun_pkts, *routes, tun_results);
-    for (size_t i = 0; i < tun_pkts.size(); ++i) {
+    size_t i = 0;
+    while (i < n) {
       const uint32_t bid = tun_bids[i];
       const encap::EncapResult& r = tun_results[i];
-      switch (r.verdict) {
-        case encap::EncapVerdict::kSend: {
-          SendSlot& s = send_slots[bid];
-          s.iov.iov_base = tun_pkts[i].data;
-          s.iov.iov_len = tun_pkts[i].len;
-          s.dst.sin_addr.s_addr = r.hop->addr.raw;  // copied: the snapshot may go
-          s.dst.sin_port = r.hop->port_be;
-          io_uring_sqe* sqe = ring->sqe();
-          io_uring_prep_sendmsg(sqe, kUdpFile, &s.msg, 0);
-          sqe->flags |= IOSQE_FIXED_FILE;
-          io_uring_sqe_set_data64(sqe, UserData{Op::kUdpSend, bid}.encode());
-          ++tun_in_flight;
-          continue;  // the buffer comes back with the send's completion
-        }
-        case encap::EncapVerdict::kDropBadHeader:
-          stats().add(Counter::kDropBadHeaderTun);
-          break;
-        case encap::EncapVerdict::kDropNoRoute:
-          stats().add(Counter::kDropNoRoute);
-          send_icmp_unreachable(tun_pkts[i]);
-          break;
-        case encap::EncapVerdict::kDropTtl:
-          stats().add(Counter::kDropTtlExpired);
-          break;
+      if (r.verdict != encap::EncapVerdict::kSend) {
+        drop_tun(i);
+        ++i;
+        continue;
       }
-      recycle_tun(bid);
+      SendSlot& sl = send_slots[bid];
+      sl.dst.sin_addr.s_addr = r.hop->addr.raw;  // copied: the snapshot may go
+      sl.dst.sin_port = r.hop->port_be;
+      const uint32_t seg = tun_pkts[i].len;
+      uint32_t total = seg;
+      uint32_t count = 0;
+      sl.iov[count] = {tun_pkts[i].data, seg};
+      sl.bids[count++] = static_cast<uint16_t>(bid);
+      size_t j = i + 1;
+      while (gso && j < n && count < kMaxGsoSegments) {
+        const encap::EncapResult& next = tun_results[j];
+        const uint32_t len = tun_pkts[j].len;
+        if (next.verdict != encap::EncapVerdict::kSend || next.hop->addr != r.hop->addr ||
+            next.hop->port_be != r.hop->port_be || len > seg || total + len > kMaxGsoBytes) {
+          break;
+        }
+        sl.iov[count] = {tun_pkts[j].data, len};
+        sl.bids[count++] = tun_bids[j];
+        total += len;
+        ++j;
+        if (len < seg) break;  // only the last segment may be shorter
+      }
+      submit_send(sl, bid, count, seg);
+      i = j;
     }
     tun_pkts.clear();
     tun_bids.clear();
+  }
+
+  void drop_tun(size_t i) {
+    switch (tun_results[i].verdict) {
+      case encap::EncapVerdict::kSend:
+        return;
+      case encap::EncapVerdict::kDropBadHeader:
+        stats().add(Counter::kDropBadHeaderTun);
+        break;
+      case encap::EncapVerdict::kDropNoRoute:
+        stats().add(Counter::kDropNoRoute);
+        send_icmp_unreachable(tun_pkts[i]);
+        break;
+      case encap::EncapVerdict::kDropTtl:
+        stats().add(Counter::kDropTtlExpired);
+        break;
+    }
+    recycle_tun(tun_bids[i]);
   }
 
   // UDP -> TUN for the collected batch: one WRITE per packet from the very
@@ -319,7 +443,7 @@ struct Worker::Impl {
           stats().add(Counter::kDropTtlExpired);
           break;
       }
-      udp_bufs->recycle(bid);
+      release_udp(bid);
     }
     udp_in.clear();
     udp_bids.clear();

@@ -20,10 +20,13 @@ struct WorkerOptions {
   uint32_t tun_buffers = 1024;     // power of two; each holds one TUN packet
   uint32_t udp_buffers = 1024;     // power of two; each holds one datagram
   uint32_t tun_buf_bytes = 2048;   // >= TUN MTU
-  uint32_t udp_buf_bytes = 2048;   // >= TUN MTU + recvmsg header (48 bytes)
+  uint32_t udp_buf_bytes = 2048;   // >= largest datagram + recvmsg header and cmsg
+                                   // (64 KiB + 128 with GRO)
   uint32_t batch = 64;             // packets classified per encap/decap call
   bool multishot_read = true;      // use READ_MULTISHOT on the TUN if the kernel has it
   bool check_peer = true;          // drop datagrams whose source is no peer
+  bool gso = true;                 // batch sends to one peer with UDP_SEGMENT
+  bool gro = true;                 // receive coalesced datagrams with UDP_GRO
   core::Be32 tun_addr;             // source of ICMP errors (the flannel0 address)
 };
 

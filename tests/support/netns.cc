@@ -212,6 +212,12 @@ Topology::Topology()
   sh_ok("ip -n " + n2.name() + " addr add 192.168.77.2/24 dev u0");
   sh_ok("ip -n " + n1.name() + " link set u0 up");
   sh_ok("ip -n " + n2.name() + " link set u0 up");
+  // Make the veth behave like a real NIC: UDP GSO is segmented at the device
+  // (so the peer sees ordinary datagrams), and GRO merges what arrives.
+  for (const Netns* n : {&n1, &n2}) {
+    sh(n->exec() + "ethtool -K u0 tx-udp-segmentation off gro on rx-udp-gro-forwarding on"
+                   " >/dev/null 2>&1");
+  }
   const Netns* nodes[] = {&n1, &n2};
   const Netns* pods[] = {&p1, &p2};
   for (int i = 0; i < 2; ++i) {

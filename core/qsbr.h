@@ -30,6 +30,9 @@
 
 namespace udpring::core {
 
+/// Grace-period tracking for a fixed set of readers and one writer. Reader
+/// methods are called only by the thread owning that id; advance() and
+/// all_passed() only by the writer. See the protocol above.
 class Qsbr {
  public:
   /// Registers `readers` reader ids, 0..readers-1. Every reader starts

@@ -208,8 +208,9 @@ std::unique_ptr<const RouteSnapshot> RouteSnapshot::build(std::span<const Route>
 
 size_t RouteSnapshot::memory_bytes() const noexcept {
   // sizeof(*this) includes root_.
-  return sizeof(*this) + groups_.capacity() * sizeof(groups_[0]) + hops_.capacity() * sizeof(hops_[0]) +
-         peers_.capacity() * sizeof(peers_[0]) + routes_.capacity() * sizeof(routes_[0]);
+  return sizeof(*this) + groups_.capacity() * sizeof(groups_[0]) +
+         hops_.capacity() * sizeof(hops_[0]) + peers_.capacity() * sizeof(peers_[0]) +
+         routes_.capacity() * sizeof(routes_[0]);
 }
 
 RouteTable::RouteTable(Qsbr& qsbr) : qsbr_(qsbr) {
@@ -238,8 +239,7 @@ bool RouteTable::remove(const Ipv4Prefix& prefix) {
     return false;
   }
   const Ipv4Prefix clean{
-      Be32::from_host(prefix.network.host() & Ipv4Prefix::host_mask(prefix.length)),
-      prefix.length};
+      Be32::from_host(prefix.network.host() & Ipv4Prefix::host_mask(prefix.length)), prefix.length};
   return pending_.erase(key_of(clean)) != 0;
 }
 
@@ -260,7 +260,10 @@ void RouteTable::publish() {
   }
   std::unique_ptr<const RouteSnapshot> next = RouteSnapshot::build(routes);
   // Reserve first so nothing below can throw once the new snapshot is live.
-  retired_.reserve(retired_.size() + 1);
+  // Grow geometrically: a stuck worker can make the list long.
+  if (retired_.size() == retired_.capacity()) {
+    retired_.reserve(std::max<size_t>(8, 2 * retired_.size()));
+  }
 
   // relaxed: this thread is the only writer of current_.
   std::unique_ptr<const RouteSnapshot> previous(current_.load(std::memory_order_relaxed));
@@ -276,11 +279,15 @@ void RouteTable::publish() {
 }
 
 size_t RouteTable::reclaim() {
-  // Epochs ascend along retired_, and all_passed(e) implies all_passed(e')
-  // for every e' < e, so the freeable entries form a prefix. Check from the
-  // newest end: one all_passed() call usually frees everything.
+  // Epochs ascend along retired_, all_passed(e) implies all_passed(e') for
+  // every e' < e, and once true it stays true, so the freeable entries form
+  // a prefix. Probe the oldest first (cheap exit while a worker is slow),
+  // then walk down from the newest: usually one call frees everything.
+  if (retired_.empty() || !qsbr_.all_passed(retired_.front().epoch)) {
+    return retired_.size();
+  }
   size_t freeable = retired_.size();
-  while (freeable > 0 && !qsbr_.all_passed(retired_[freeable - 1].epoch)) {
+  while (freeable > 1 && !qsbr_.all_passed(retired_[freeable - 1].epoch)) {
     --freeable;
   }
   retired_.erase(retired_.begin(), retired_.begin() + static_cast<std::ptrdiff_t>(freeable));

@@ -7,9 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -151,9 +151,9 @@ std::vector<Probe> probes() {
   for (uint32_t i = 0; i < 16; ++i) {
     add(0x0A40'0000u + (i << 8), 24, 7);  // 10.64.i.0/24
   }
-  add(0x0A50'0000u, 20, 0x0F01u);        // 10.80.0.0/20
-  add(0x0A60'0010u, 28, 0x5u);           // 10.96.0.16/28
-  add(0x0A60'0101u, 32, 0);              // 10.96.1.1/32
+  add(0x0A50'0000u, 20, 0x0F01u);  // 10.80.0.0/20
+  add(0x0A60'0010u, 28, 0x5u);     // 10.96.0.16/28
+  add(0x0A60'0101u, 32, 0);        // 10.96.1.1/32
   return out;
 }
 
@@ -220,7 +220,8 @@ class QsbrStressTest : public testing::Test {
       }
       if (generation != last || result.turns == 0) {
         ++result.generations_seen;
-        // release: orders nothing the test relies on beyond the value.
+        // release/acquire with the waits below: only the value matters, but
+        // it keeps the handoff obviously race-free.
         progress_[id].generation.store(generation, std::memory_order_release);
       }
       last = generation;

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <array>
-#include <optional>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -34,13 +34,9 @@ Ipv4Prefix prefix(const char* text) {
 }
 
 // Peer n lives at 192.168.(n/256).(n%256), port 8285 (flannel's default).
-NextHop peer(uint32_t n) {
-  return NextHop{Be32::from_host(0xC0A8'0000u + n), htons(8285)};
-}
+NextHop peer(uint32_t n) { return NextHop{Be32::from_host(0xC0A8'0000u + n), htons(8285)}; }
 
-Route route(const char* text, const NextHop& hop) {
-  return Route{prefix(text), hop};
-}
+Route route(const char* text, const NextHop& hop) { return Route{prefix(text), hop}; }
 
 std::unique_ptr<const RouteSnapshot> build(const std::vector<Route>& routes) {
   return RouteSnapshot::build(routes);
@@ -161,10 +157,8 @@ TEST(RouteSnapshotTest, PrefixBoundaries) {
       {"mid /25", "10.3.7.128/25", "10.3.7.128", "10.3.7.255", "10.3.7.127", "10.3.8.0"},
       {"mid /31", "10.3.7.254/31", "10.3.7.254", "10.3.7.255", "10.3.7.253", "10.3.8.0"},
       {"mid /32", "10.3.7.255/32", "10.3.7.255", "10.3.7.255", "10.3.7.254", "10.3.8.0"},
-      {"top /15", "255.254.0.0/15", "255.254.0.0", "255.255.255.255", "255.253.255.255",
-       nullptr},
-      {"top /16", "255.255.0.0/16", "255.255.0.0", "255.255.255.255", "255.254.255.255",
-       nullptr},
+      {"top /15", "255.254.0.0/15", "255.254.0.0", "255.255.255.255", "255.253.255.255", nullptr},
+      {"top /16", "255.255.0.0/16", "255.255.0.0", "255.255.255.255", "255.254.255.255", nullptr},
       {"top /17", "255.255.128.0/17", "255.255.128.0", "255.255.255.255", "255.255.127.255",
        nullptr},
       {"top /23", "255.255.254.0/23", "255.255.254.0", "255.255.255.255", "255.255.253.255",
@@ -292,13 +286,13 @@ RandomTable random_table(size_t count, uint32_t seed) {
   std::unordered_map<uint64_t, size_t> index;
   for (size_t i = 0; i < count; ++i) {
     const int b = bucket(rng);
-    const auto len = static_cast<uint8_t>(b == 0 ? short_len(rng) : b == 9 ? long_len(rng)
-                                                                           : mid_len(rng));
+    const auto len = static_cast<uint8_t>(b == 0   ? short_len(rng)
+                                          : b == 9 ? long_len(rng)
+                                                   : mid_len(rng));
     // Networks in 0.0.0.0/1 only, so uniform probes in the upper half miss
     // (the /8../15 routes alone would cover the whole space).
     const uint32_t net = static_cast<uint32_t>(rng()) & 0x7FFF'FFFFu & Ipv4Prefix::host_mask(len);
-    const NextHop hop{Be32::from_host(static_cast<uint32_t>(rng())),
-                      static_cast<uint16_t>(rng())};
+    const NextHop hop{Be32::from_host(static_cast<uint32_t>(rng())), static_cast<uint16_t>(rng())};
     const Route r{Ipv4Prefix{Be32::from_host(net), len}, hop};
     table.routes.push_back(r);
     const uint64_t key = (uint64_t{net} << 8) | len;
@@ -416,9 +410,7 @@ TEST(RouteSnapshotRandomTest, LookupBatchAgreesWithLookup) {
   for (Be32& d : dsts) {
     d = Be32::from_host(static_cast<uint32_t>(rng()));
   }
-  // Sizes around the interleave width, including a partial last chunk.
-  const size_t kLanes = RouteSnapshot::kBatchLanes;
-  for (const size_t n : {size_t{0}, size_t{1}, kLanes - 1, kLanes, kLanes + 1, size_t{64},
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{64},
                          size_t{1000}, dsts.size()}) {
     SCOPED_TRACE(n);
     std::vector<const NextHop*> out(n, reinterpret_cast<const NextHop*>(&table));
@@ -486,8 +478,7 @@ TEST_F(RouteTableTest, ReplaceAllSwapsWholeSet) {
   table_.publish();
 
   const std::vector<Route> next = {
-      route("10.244.2.0/24", peer(5)),
-      route("10.244.3.0/24", peer(6)),
+      route("10.244.2.0/24", peer(5)), route("10.244.3.0/24", peer(6)),
       route("10.244.3.0/24", peer(7)),  // duplicate: last wins
   };
   table_.replace_all(next);

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Install the Debian packages udpring needs to build, test and benchmark.
+#
+#   scripts/install-deps.sh            # install whatever is missing
+#   scripts/install-deps.sh --check    # only report; exit 1 if something is missing
+#
+# Idempotent: when every package is already installed, apt is not touched at
+# all, so repeated runs (CI, demo.sh, test.sh) take well under a second.
+# Needs root (or sudo) only when something has to be installed.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake pkg-config
+  # libraries
+  liburing-dev libnl-3-dev libnl-route-3-dev libspdlog-dev libfmt-dev
+  nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libcurl4-openssl-dev
+  # test / benchmark tools
+  iproute2 iputils-ping iperf3 sockperf tcpdump ethtool
+  etcd-server etcd-client gnuplot-nox procps
+  # bench-e2e.sh does its JSON and statistics with Debian's python3
+  python3
+)
+
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+die() { printf '[install-deps] ERROR: %s\n' "$*" >&2; exit 1; }
+
+check_only=0
+case "${1:-}" in
+  "") ;;
+  --check) check_only=1 ;;
+  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) die "unknown argument '$1' (try --help)" ;;
+esac
+
+command -v dpkg-query >/dev/null 2>&1 ||
+  die "dpkg-query not found: this script supports Debian/Ubuntu only"
+
+# Prints the packages that are not fully installed, one per line.
+missing_packages() {
+  local pkg status
+  for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == installed ]] || printf '%s\n' "$pkg"
+  done
+}
+
+mapfile -t missing < <(missing_packages)
+if ((${#missing[@]} == 0)); then
+  log "all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+log "missing: ${missing[*]}"
+((check_only)) && exit 1
+
+SUDO=()
+if ((EUID != 0)); then
+  command -v sudo >/dev/null 2>&1 || die "not root and sudo is not available"
+  SUDO=(sudo -n)
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+log "apt-get update"
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null ||
+  die "apt-get update failed"
+
+log "apt-get install ${missing[*]}"
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+  --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+  "${missing[@]}" </dev/null ||
+  die "apt-get install failed"
+
+mapfile -t still < <(missing_packages)
+((${#still[@]} == 0)) || die "still missing after install: ${still[*]}"
+log "done"

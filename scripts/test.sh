@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Full test run (this is what CI executes via .ci/run):
+#   1. install missing Debian packages (scripts/install-deps.sh)
+#   2. Release build in build/ (scripts/build.sh)
+#   3. ctest --test-dir build --output-on-failure -j1
+#      (serial: integration tests create network namespaces)
+#   4. ThreadSanitizer build of qsbr_test only, in build-tsan/, and run it
+# Steps 3 and 4 both run even if one fails; exits non-zero if any step failed.
+# Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan).
+set -euo pipefail
+
+log() { printf '[test] %s\n' "$*" >&2; }
+die() { printf '[test] ERROR: %s\n' "$*" >&2; exit 1; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+MAIN_DIR=${BUILD_DIR:-build}
+TSAN_DIR=${TSAN_BUILD_DIR:-build-tsan}
+
+log "step 1/4: install-deps"
+bash scripts/install-deps.sh </dev/null || die "install-deps failed"
+
+log "step 2/4: Release build in $MAIN_DIR/"
+BUILD_DIR=$MAIN_DIR BUILD_TYPE=Release bash scripts/build.sh </dev/null || die "build failed"
+
+failed=()
+
+log "step 3/4: ctest"
+if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -j1 </dev/null; then
+  failed+=("ctest")
+fi
+
+log "step 4/4: ThreadSanitizer qsbr_test in $TSAN_DIR/"
+if BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo bash scripts/build.sh \
+     --target qsbr_test -DUDPRING_SANITIZE=thread </dev/null; then
+  qsbr_bin=$(find "$TSAN_DIR" -type f -name qsbr_test -perm -u+x -print -quit)
+  if [[ -z "$qsbr_bin" ]]; then
+    log "qsbr_test binary not found under $TSAN_DIR"
+    failed+=("tsan-qsbr_test(missing)")
+  else
+    # TSan cannot cope with every ASLR layout the kernel may pick
+    # ("unexpected memory mapping"); run with randomization disabled.
+    runner=()
+    if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/null; then
+      runner=(setarch "$(uname -m)" -R)
+    fi
+    log "running ${runner[*]} $qsbr_bin"
+    if ! TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
+         "${runner[@]}" "$qsbr_bin" </dev/null; then
+      failed+=("tsan-qsbr_test")
+    fi
+  fi
+else
+  failed+=("tsan-build")
+fi
+
+if ((${#failed[@]})); then
+  log "FAILED: ${failed[*]}"
+  exit 1
+fi
+log "all steps passed"

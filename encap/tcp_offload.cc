@@ -1,0 +1,199 @@
+#include "encap/tcp_offload.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/ipv4.h"
+
+namespace udpring::encap {
+namespace {
+
+constexpr uint8_t kTcpFin = 0x01;
+constexpr uint8_t kTcpPsh = 0x08;
+constexpr uint8_t kTcpAck = 0x10;
+constexpr uint8_t kTcpCwr = 0x80;
+
+uint16_t load16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+uint32_t load32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+void store16(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+void store32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+// Folded (not inverted) sum of the TCP/UDP pseudo header of an IPv4 packet.
+uint32_t pseudo_sum(const uint8_t* ip, uint8_t proto, uint32_t l4_len) {
+  uint32_t s = load16(ip + 12) + load16(ip + 14) + load16(ip + 16) + load16(ip + 18) + proto + l4_len;
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return s;
+}
+
+// The shape every coalescing candidate must have: TCP/IPv4 without IP
+// options, not a fragment, only ACK (and PSH), some payload.
+struct TcpView {
+  size_t doff = 0;
+  size_t payload = 0;
+  uint8_t flags = 0;
+};
+
+bool tcp_candidate(const PacketRef& p, TcpView& v) {
+  const uint8_t* ip = p.data;
+  if (p.len < 40 || ip[0] != 0x45 || ip[9] != core::kIpProtoTcp) return false;
+  if ((load16(ip + 6) & 0x3fff) != 0) return false;  // MF or an offset: a fragment
+  const uint8_t* tcp = ip + 20;
+  v.doff = (size_t{tcp[12]} >> 4) * 4;
+  if (v.doff < 20 || 20 + v.doff >= p.len) return false;  // needs payload
+  v.payload = p.len - 20 - v.doff;
+  v.flags = tcp[13];
+  return v.flags == kTcpAck || v.flags == (kTcpAck | kTcpPsh);
+}
+
+// May `p` follow `prev` in a run that started with `first`?
+bool can_follow(const PacketRef& first, const TcpView& fv, const PacketRef& prev,
+                const TcpView& pv, const PacketRef& p, const TcpView& v, size_t total) {
+  const uint8_t* a = first.data;
+  const uint8_t* b = p.data;
+  if (v.doff != fv.doff || v.payload > fv.payload || pv.payload != fv.payload) return false;
+  if ((pv.flags & kTcpPsh) != 0) return false;  // PSH ends a run
+  if (total + v.payload > 65535) return false;
+  if (a[1] != b[1] || a[8] != b[8] || (a[6] & 0x40) != (b[6] & 0x40)) return false;  // TOS TTL DF
+  if (std::memcmp(a + 12, b + 12, 8) != 0) return false;                           // addresses
+  const uint8_t* ta = a + 20;
+  const uint8_t* tb = b + 20;
+  if (std::memcmp(ta, tb, 4) != 0 || std::memcmp(ta + 8, tb + 8, 4) != 0) return false;  // ports, ACK
+  if (std::memcmp(ta + 20, tb + 20, fv.doff - 20) != 0) return false;               // options
+  const uint32_t prev_seq = load32(prev.data + 24);
+  return load32(tb + 4) == prev_seq + static_cast<uint32_t>(pv.payload);
+}
+
+}  // namespace
+
+bool finish_checksum(uint8_t* pkt, size_t len, uint16_t csum_start, uint16_t csum_offset) noexcept {
+  if (size_t{csum_start} + csum_offset + 2 > len) return false;
+  // The field holds the pseudo-header sum, so summing over it seeds it.
+  uint16_t c = static_cast<uint16_t>(~core::ones_sum(pkt + csum_start, len - csum_start) & 0xffff);
+  if (c == 0 && csum_offset == 6) c = 0xffff;  // UDP: 0 would mean "no checksum"
+  store16(pkt + csum_start + csum_offset, c);
+  return true;
+}
+
+bool tcp_checksum_ok(const uint8_t* pkt, size_t len) noexcept {
+  const size_t ihl = size_t{pkt[0] & 0x0fu} * 4;
+  if (len < ihl + 20) return false;
+  const uint32_t l4 = static_cast<uint32_t>(len - ihl);
+  return core::ones_sum(pkt + ihl, l4, pseudo_sum(pkt, core::kIpProtoTcp, l4)) == 0xffff;
+}
+
+TsoSplit tso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_scratch,
+                      size_t max_segments, iovec* iov) noexcept {
+  TsoSplit r;
+  if (len < 40 || (pkt[0] >> 4) != 4 || gso_size == 0) return r;
+  const size_t ihl = size_t{pkt[0] & 0x0fu} * 4;
+  if (ihl < 20 || ihl + 20 > len || pkt[9] != core::kIpProtoTcp) return r;
+  uint8_t* tcp = pkt + ihl;
+  const size_t doff = (size_t{tcp[12]} >> 4) * 4;
+  const size_t hdrs = ihl + doff;
+  if (doff < 20 || hdrs > len || hdrs > kSegHdrSlotBytes) return r;
+  const size_t payload = len - hdrs;
+  if (payload == 0) return r;
+  const uint8_t ttl = pkt[8];
+  if (ttl <= 1) {
+    r.status = TsoStatus::kTtlExpired;
+    return r;
+  }
+  const size_t n = (payload + gso_size - 1) / gso_size;
+  if (n > max_segments) {
+    r.status = TsoStatus::kTooManySegments;
+    return r;
+  }
+  const uint32_t seq0 = load32(tcp + 4);
+  const uint16_t id0 = load16(pkt + 4);
+  const uint8_t flags = tcp[13];
+  for (size_t k = 0; k < n; ++k) {
+    uint8_t* h = hdr_scratch + k * kSegHdrSlotBytes;
+    std::memcpy(h, pkt, hdrs);
+    const size_t seg = std::min<size_t>(gso_size, payload - k * gso_size);
+    const uint8_t* data = pkt + hdrs + k * gso_size;
+    store16(h + 2, static_cast<uint32_t>(hdrs + seg));
+    store16(h + 4, static_cast<uint16_t>(id0 + k));
+    h[8] = static_cast<uint8_t>(ttl - 1);
+    core::ipv4_set_header_checksum(h);
+    uint8_t* th = h + ihl;
+    store32(th + 4, seq0 + static_cast<uint32_t>(k * gso_size));
+    uint8_t f = flags;
+    if (k + 1 != n) f &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
+    if (k != 0) f &= static_cast<uint8_t>(~kTcpCwr);
+    th[13] = f;
+    th[16] = th[17] = 0;
+    const uint32_t l4 = static_cast<uint32_t>(doff + seg);
+    uint32_t sum = core::ones_sum(th, doff, pseudo_sum(h, core::kIpProtoTcp, l4));
+    sum = core::ones_sum(data, seg, sum);
+    store16(th + 16, ~sum & 0xffff);
+    iov[2 * k] = {h, hdrs};
+    iov[2 * k + 1] = {const_cast<uint8_t*>(data), seg};
+  }
+  r.status = TsoStatus::kOk;
+  r.segments = static_cast<uint32_t>(n);
+  r.seg_bytes = static_cast<uint32_t>(hdrs + std::min<size_t>(gso_size, payload));
+  return r;
+}
+
+size_t plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_run,
+                           std::span<CoalescedRun> runs) noexcept {
+  size_t out = 0;
+  size_t i = 0;
+  while (i < pkts.size()) {
+    CoalescedRun& run = runs[out++];
+    run = CoalescedRun{static_cast<uint32_t>(i), 1, VnetHdr{}};
+    TcpView fv;
+    if (!tcp_candidate(pkts[i], fv)) {
+      ++i;
+      continue;
+    }
+    size_t total = pkts[i].len;
+    TcpView pv = fv;
+    size_t j = i + 1;
+    bool first_verified = false;
+    while (j < pkts.size() && run.count < max_run) {
+      TcpView v;
+      if (!tcp_candidate(pkts[j], v) || !can_follow(pkts[i], fv, pkts[j - 1], pv, pkts[j], v, total)) {
+        break;
+      }
+      // Checked lazily: only packets that would be merged pay for it.
+      if (!first_verified) {
+        if (!tcp_checksum_ok(pkts[i].data, pkts[i].len)) break;
+        first_verified = true;
+      }
+      if (!tcp_checksum_ok(pkts[j].data, pkts[j].len)) break;
+      total += v.payload;
+      pv = v;
+      ++run.count;
+      ++j;
+    }
+    if (run.count > 1) {
+      uint8_t* ip = pkts[i].data;
+      uint8_t* tcp = ip + 20;
+      store16(ip + 2, static_cast<uint32_t>(total));
+      core::ipv4_set_header_checksum(ip);
+      tcp[13] = static_cast<uint8_t>(tcp[13] | (pv.flags & kTcpPsh));
+      store16(tcp + 16, pseudo_sum(ip, core::kIpProtoTcp, static_cast<uint32_t>(total - 20)));
+      run.vnet.flags = kVnetFlagNeedsCsum;
+      run.vnet.gso_type = kVnetGsoTcpV4;
+      run.vnet.hdr_len = static_cast<uint16_t>(20 + fv.doff);
+      run.vnet.gso_size = static_cast<uint16_t>(fv.payload);
+      run.vnet.csum_start = 20;
+      run.vnet.csum_offset = 16;
+    }
+    i = j;
+  }
+  return out;
+}
+
+}  // namespace udpring::encap

@@ -1,0 +1,262 @@
+#include "encap/tcp_offload.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "tests/support/packet_builder.h"
+
+namespace udpring {
+namespace {
+
+using encap::CoalescedRun;
+using encap::PacketRef;
+using encap::TsoStatus;
+using test::PacketBuilder;
+
+constexpr uint8_t kAck = 0x10, kPsh = 0x08, kFin = 0x01, kCwr = 0x80;
+
+uint32_t load32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// A TCP/IPv4 packet with a correct TCP checksum.
+std::vector<uint8_t> tcp_packet(uint32_t seq, const std::vector<uint8_t>& data, uint8_t flags = kAck,
+                                uint32_t ack = 777, size_t opt_bytes = 12, uint8_t ttl = 64) {
+  std::vector<uint8_t> tcp(20 + opt_bytes, 0);
+  tcp[0] = 0x30; tcp[1] = 0x39;  // 12345
+  tcp[2] = 0x13; tcp[3] = 0x89;  // 5001
+  for (int b = 0; b < 4; ++b) tcp[4 + b] = static_cast<uint8_t>(seq >> (24 - 8 * b));
+  for (int b = 0; b < 4; ++b) tcp[8 + b] = static_cast<uint8_t>(ack >> (24 - 8 * b));
+  tcp[12] = static_cast<uint8_t>(((20 + opt_bytes) / 4) << 4);
+  tcp[13] = flags;
+  tcp[14] = 0xff;
+  for (size_t o = 0; o < opt_bytes; ++o) tcp[20 + o] = o % 4 == 0 ? 1 : static_cast<uint8_t>(o);
+  tcp.insert(tcp.end(), data.begin(), data.end());
+  auto p = PacketBuilder().protocol(core::kIpProtoTcp).ttl(ttl).payload(tcp).build();
+  // TCP checksum over pseudo header + segment.
+  std::vector<uint8_t> pseudo(p.begin() + 12, p.begin() + 20);
+  pseudo.push_back(0);
+  pseudo.push_back(6);
+  pseudo.push_back(static_cast<uint8_t>(tcp.size() >> 8));
+  pseudo.push_back(static_cast<uint8_t>(tcp.size()));
+  const uint32_t s = core::ones_sum(p.data() + 20, tcp.size(), core::ones_sum(pseudo.data(), 12));
+  p[36] = static_cast<uint8_t>(~s >> 8);
+  p[37] = static_cast<uint8_t>(~s);
+  return p;
+}
+
+std::vector<uint8_t> bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
+
+TEST(FinishChecksum, CompletesAPartialTcpChecksum) {
+  auto p = tcp_packet(1, bytes(333, 1));
+  ASSERT_TRUE(encap::tcp_checksum_ok(p.data(), p.size()));
+  const auto good = p;
+  // What the kernel hands over with NEEDS_CSUM: the pseudo-header sum.
+  std::vector<uint8_t> pseudo(p.begin() + 12, p.begin() + 20);
+  const size_t l4 = p.size() - 20;
+  pseudo.insert(pseudo.end(), {0, 6, static_cast<uint8_t>(l4 >> 8), static_cast<uint8_t>(l4)});
+  const uint32_t ps = core::ones_sum(pseudo.data(), 12);
+  p[36] = static_cast<uint8_t>(ps >> 8);
+  p[37] = static_cast<uint8_t>(ps);
+  ASSERT_TRUE(encap::finish_checksum(p.data(), p.size(), 20, 16));
+  EXPECT_EQ(p, good);
+  EXPECT_FALSE(encap::finish_checksum(p.data(), p.size(), static_cast<uint16_t>(p.size() - 1), 16));
+}
+
+struct Split {
+  std::vector<uint8_t> scratch;
+  std::vector<iovec> iov;
+  encap::TsoSplit r;
+  std::vector<std::vector<uint8_t>> segments;  // headers + payload, flattened
+};
+
+Split split(std::vector<uint8_t>& super, uint16_t mss, size_t max = 64) {
+  Split s;
+  s.scratch.resize(max * encap::kSegHdrSlotBytes);
+  s.iov.resize(2 * max);
+  s.r = encap::tso_split_v4(super.data(), super.size(), mss, s.scratch.data(), max, s.iov.data());
+  for (uint32_t k = 0; k < s.r.segments; ++k) {
+    std::vector<uint8_t> seg;
+    for (int part = 0; part < 2; ++part) {
+      const auto* b = static_cast<const uint8_t*>(s.iov[2 * k + part].iov_base);
+      seg.insert(seg.end(), b, b + s.iov[2 * k + part].iov_len);
+    }
+    s.segments.push_back(seg);
+  }
+  return s;
+}
+
+TEST(TsoSplit, SegmentsAreValidAndReassembleTheStream) {
+  const auto data = bytes(10000, 2);
+  auto super = tcp_packet(1000, data, kAck | kPsh | kFin | kCwr);
+  const uint16_t mss = 1408;
+  Split s = split(super, mss);
+  ASSERT_EQ(s.r.status, TsoStatus::kOk);
+  ASSERT_EQ(s.r.segments, 8u);  // ceil(10000 / 1408)
+  EXPECT_EQ(s.r.seg_bytes, 20u + 32 + mss);
+  std::vector<uint8_t> joined;
+  for (uint32_t k = 0; k < s.r.segments; ++k) {
+    const auto& seg = s.segments[k];
+    const size_t want = k + 1 < s.r.segments ? mss : 10000 - 7 * mss;
+    ASSERT_EQ(seg.size(), 52 + want) << k;
+    EXPECT_EQ(core::validate_ipv4(seg.data(), seg.size()), core::Ipv4Error::kOk) << k;
+    EXPECT_TRUE(test::header_checksum_ok(seg)) << k;
+    EXPECT_TRUE(encap::tcp_checksum_ok(seg.data(), seg.size())) << k;
+    EXPECT_EQ(seg[8], 63) << "TTL - 1 on every segment";
+    EXPECT_EQ(load32(seg.data() + 24), 1000 + k * mss);
+    EXPECT_EQ(((seg[4] << 8) | seg[5]), 0x1234 + static_cast<int>(k));
+    const uint8_t f = seg[33];
+    EXPECT_EQ((f & (kFin | kPsh)) != 0, k + 1 == s.r.segments) << k;
+    EXPECT_EQ((f & kCwr) != 0, k == 0) << k;
+    EXPECT_TRUE(f & kAck);
+    EXPECT_TRUE(std::equal(seg.begin() + 40, seg.begin() + 52, super.begin() + 40)) << "options kept";
+    joined.insert(joined.end(), seg.begin() + 52, seg.end());
+  }
+  EXPECT_EQ(joined, data);
+  // The payload was not copied: the iovecs point into the super-packet.
+  EXPECT_EQ(s.iov[1].iov_base, super.data() + 52);
+}
+
+TEST(TsoSplit, RejectsWhatItCannotCut) {
+  auto udp = PacketBuilder().payload_bytes(3000).build();
+  EXPECT_EQ(split(udp, 1400).r.status, TsoStatus::kMalformed);
+  auto tcp = tcp_packet(1, bytes(3000, 3));
+  EXPECT_EQ(split(tcp, 0).r.status, TsoStatus::kMalformed);
+  EXPECT_EQ(split(tcp, 100, 4).r.status, TsoStatus::kTooManySegments);
+  auto expiring = tcp_packet(1, bytes(3000, 3), kAck, 777, 12, 1);
+  EXPECT_EQ(split(expiring, 1400).r.status, TsoStatus::kTtlExpired);
+  auto header_only = tcp_packet(1, {});
+  EXPECT_EQ(split(header_only, 1400).r.status, TsoStatus::kMalformed);
+  auto cut = tcp_packet(1, bytes(10, 4));
+  cut[32] = 0xf0;  // data offset 60 bytes: beyond the packet
+  EXPECT_EQ(split(cut, 50).r.status, TsoStatus::kMalformed);
+}
+
+std::vector<CoalescedRun> plan(std::vector<std::vector<uint8_t>>& pkts, uint32_t max_run = 64) {
+  std::vector<PacketRef> refs;
+  for (auto& p : pkts) refs.push_back({p.data(), static_cast<uint32_t>(p.size())});
+  std::vector<CoalescedRun> runs(refs.size());
+  runs.resize(encap::plan_tcp_coalescing(refs, max_run, runs));
+  return runs;
+}
+
+// What the TUN receives for a run: first packet, then the others' payloads.
+std::vector<uint8_t> assemble(const std::vector<std::vector<uint8_t>>& pkts, const CoalescedRun& r) {
+  std::vector<uint8_t> out = pkts[r.first];
+  for (uint32_t k = 1; k < r.count; ++k) {
+    const auto& p = pkts[r.first + k];
+    const size_t hdrs = 20 + (p[32] >> 4) * 4;
+    out.insert(out.end(), p.begin() + static_cast<long>(hdrs), p.end());
+  }
+  return out;
+}
+
+TEST(Coalesce, MergesAStreamIntoOneGsoPacket) {
+  const auto data = bytes(5 * 1400 + 300, 5);
+  std::vector<std::vector<uint8_t>> pkts;
+  for (size_t off = 0; off < data.size(); off += 1400) {
+    const size_t n = std::min<size_t>(1400, data.size() - off);
+    const bool last = off + n == data.size();
+    pkts.push_back(tcp_packet(static_cast<uint32_t>(5000 + off),
+                              {data.begin() + static_cast<long>(off), data.begin() + static_cast<long>(off + n)},
+                              last ? kAck | kPsh : kAck));
+  }
+  const auto runs = plan(pkts);
+  ASSERT_EQ(runs.size(), 1u);
+  const CoalescedRun& r = runs[0];
+  EXPECT_EQ(r.count, 6u);
+  EXPECT_EQ(r.vnet.flags, encap::kVnetFlagNeedsCsum);
+  EXPECT_EQ(r.vnet.gso_type, encap::kVnetGsoTcpV4);
+  EXPECT_EQ(r.vnet.gso_size, 1400);
+  EXPECT_EQ(r.vnet.hdr_len, 52);
+  EXPECT_EQ(r.vnet.csum_start, 20);
+  EXPECT_EQ(r.vnet.csum_offset, 16);
+  auto merged = assemble(pkts, r);
+  EXPECT_EQ(core::validate_ipv4(merged.data(), merged.size()), core::Ipv4Error::kOk);
+  EXPECT_TRUE(test::header_checksum_ok(merged));
+  EXPECT_TRUE(merged[33] & kPsh) << "PSH of the last segment carried over";
+  // Completing the partial checksum as the kernel would gives a valid packet.
+  ASSERT_TRUE(encap::finish_checksum(merged.data(), merged.size(), 20, 16));
+  EXPECT_TRUE(encap::tcp_checksum_ok(merged.data(), merged.size()));
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), merged.begin() + 52));
+}
+
+TEST(Coalesce, SplitThenCoalesceRoundTrips) {
+  const auto data = bytes(30000, 6);
+  auto super = tcp_packet(42, data);
+  Split s = split(super, 1400);
+  ASSERT_EQ(s.r.status, TsoStatus::kOk);
+  auto runs = plan(s.segments);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].count, s.r.segments);
+  auto merged = assemble(s.segments, runs[0]);
+  ASSERT_TRUE(encap::finish_checksum(merged.data(), merged.size(), 20, 16));
+  EXPECT_TRUE(encap::tcp_checksum_ok(merged.data(), merged.size()));
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), merged.begin() + 52));
+}
+
+TEST(Coalesce, KeepsApartWhatMustNotMerge) {
+  auto seg = [](uint32_t seq, uint8_t flags = kAck, uint32_t ack = 777, size_t n = 1000) {
+    return tcp_packet(seq, bytes(n, seq), flags, ack);
+  };
+  struct Case {
+    const char* name;
+    std::vector<std::vector<uint8_t>> pkts;
+    std::vector<uint32_t> counts;
+  };
+  std::vector<Case> cases = {
+      {"different_ack", {seg(0), seg(1000, kAck, 778)}, {1, 1}},
+      {"seq_gap", {seg(0), seg(1001)}, {1, 1}},
+      {"psh_in_the_middle_ends_run", {seg(0), seg(1000, kAck | kPsh), seg(2000)}, {2, 1}},
+      {"syn_is_never_merged", {seg(0, 0x02), seg(1000)}, {1, 1}},
+      {"short_one_ends_run", {seg(0), seg(1000, kAck, 777, 500), seg(1500)}, {2, 1}},
+      {"larger_follower", {seg(0, kAck, 777, 500), seg(500)}, {1, 1}},
+      {"udp_is_left_alone", {PacketBuilder().build(), PacketBuilder().build()}, {1, 1}},
+  };
+  auto bad = seg(1000);
+  bad[60] ^= 0xff;  // corrupt payload: checksum no longer verifies
+  cases.push_back({"bad_checksum", {seg(0), bad}, {1, 1}});
+  auto other_ttl = tcp_packet(1000, bytes(1000, 1000), kAck, 777, 12, 9);
+  cases.push_back({"different_ttl", {seg(0), other_ttl}, {1, 1}});
+  for (auto& c : cases) {
+    const auto before = c.pkts;
+    const auto runs = plan(c.pkts);
+    std::vector<uint32_t> counts;
+    for (const auto& r : runs) counts.push_back(r.count);
+    EXPECT_EQ(counts, c.counts) << c.name;
+    for (const auto& r : runs) {
+      if (r.count == 1) {
+        EXPECT_EQ(r.vnet.gso_type, encap::kVnetGsoNone) << c.name;
+        EXPECT_EQ(c.pkts[r.first], before[r.first]) << c.name << ": single packet was modified";
+      }
+    }
+  }
+}
+
+TEST(Coalesce, RespectsTheRunLimitAndTotalLength) {
+  std::vector<std::vector<uint8_t>> pkts;
+  for (uint32_t k = 0; k < 10; ++k) pkts.push_back(tcp_packet(k * 100, bytes(100, k)));
+  const auto runs = plan(pkts, 4);
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[0].count, 4u);
+  EXPECT_EQ(runs[2].count, 2u);
+  std::vector<std::vector<uint8_t>> big;
+  for (uint32_t k = 0; k < 50; ++k) big.push_back(tcp_packet(k * 1400, bytes(1400, k)));
+  const auto big_runs = plan(big);
+  size_t total = 0;
+  for (const auto& r : big_runs) {
+    EXPECT_LE(assemble(big, r).size(), 65535u);
+    total += r.count;
+  }
+  EXPECT_EQ(total, 50u);
+  EXPECT_GE(big_runs.size(), 2u);
+}
+
+}  // namespace
+}  // namespace udpring

@@ -37,6 +37,8 @@ enum class Counter : uint8_t {
   kGsoSends,          // sendmsg calls that carried more than one datagram
   kGsoFallback,       // GSO sends that failed with EIO and were resent singly
   kGroReceives,       // receives that carried more than one datagram (UDP_GRO)
+  kTsoReads,          // TUN reads that carried a TSO super-packet (split in place)
+  kCoalescedWrites,   // TUN writes that merged several TCP segments
   kCount
 };
 
@@ -49,7 +51,7 @@ inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
     "icmp_unreach_sent", "drop_bad_header_tun", "drop_bad_header_udp", "drop_no_route",
     "drop_ttl_expired", "drop_truncated",    "drop_unknown_peer",    "drop_send_error",
     "drop_tun_write_error", "no_buffer",     "multishot_rearm",      "gso_sends",
-    "gso_fallback",     "gro_receives"};
+    "gso_fallback",     "gro_receives",      "tso_reads",            "coalesced_writes"};
 
 struct alignas(64) WorkerStats {
   std::array<std::atomic<uint64_t>, kCounterCount> values{};

@@ -124,7 +124,19 @@ int run_daemon(const Options& opts) {
         opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency());
 
     std::vector<core::UniqueFd> tun_fds;
-    for (unsigned i = 0; i < n_workers; ++i) tun_fds.push_back(open_tun_queue(opts.tun_name));
+    bool vnet = opts.tun_offload;
+    tun_fds.push_back(open_tun_queue(opts.tun_name, vnet));
+    if (vnet) {
+      if (const std::string err = enable_tun_offload(tun_fds[0].get()); !err.empty()) {
+        // Re-create the device without the vnet header rather than run with
+        // a header but no offloads.
+        spdlog::warn("{}; TUN offload off, one packet per read and write", err);
+        tun_fds.clear();
+        vnet = false;
+        tun_fds.push_back(open_tun_queue(opts.tun_name, false));
+      }
+    }
+    for (unsigned i = 1; i < n_workers; ++i) tun_fds.push_back(open_tun_queue(opts.tun_name, vnet));
     for (const std::string& failure : tune_tun_sysctls(opts.tun_name)) {
       spdlog::warn("{}: ICMP replies or IPv6 suppression on {} may not work", failure,
                    opts.tun_name);
@@ -150,7 +162,16 @@ int run_daemon(const Options& opts) {
     }
 
     WorkerOptions wopts;
-    wopts.tun_buf_bytes = round_up_pow2_bytes(tun_mtu);
+    if (vnet) {
+      // A TSO read is up to 64 KiB plus the 10-byte header; 256 of them is
+      // 16 MiB per worker, and each holds ~45 MTU-sized packets.
+      wopts.tun_buf_bytes = 65536 + 64;
+      wopts.tun_buffers = 256;
+    } else {
+      wopts.tun_buf_bytes = round_up_pow2_bytes(tun_mtu);
+    }
+    wopts.vnet_hdr = vnet;
+    wopts.coalesce = opts.coalesce;
     if (opts.gro) {
       // A GRO datagram is up to 64 KiB; fewer, larger buffers keep memory at
       // 16 MiB per worker.

@@ -65,6 +65,8 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
        }}},
       {"no-multishot", {true, [](Options& o, auto& f, auto& v) { o.multishot = !parse_bool(f, v); }}},
       {"no-gso", {true, [](Options& o, auto& f, auto& v) { o.gso = !parse_bool(f, v); }}},
+      {"no-tun-offload", {true, [](Options& o, auto& f, auto& v) { o.tun_offload = !parse_bool(f, v); }}},
+      {"no-coalesce", {true, [](Options& o, auto& f, auto& v) { o.coalesce = !parse_bool(f, v); }}},
       {"no-gro", {true, [](Options& o, auto& f, auto& v) { o.gro = !parse_bool(f, v); }}},
       {"no-peer-check", {true, [](Options& o, auto& f, auto& v) { o.peer_check = !parse_bool(f, v); }}},
       {"v", {false, [](Options& o, auto& f, auto& v) { o.verbosity = static_cast<int>(parse_unsigned(f, v, 0, 10)); }}},
@@ -134,6 +136,13 @@ Data plane:
                              Default 4000; 0 keeps the kernel's 500, which drops under bursts.
   --no-multishot             Read the TUN with plain reads even where READ_MULTISHOT
                              (Linux 6.7+) is available. For A/B tests.
+  --no-tun-offload           Open the TUN without IFF_VNET_HDR and offloads: one packet per
+                             read and per write. By default the TUN hands over 64 KiB TCP
+                             super-packets (TSO), which udpringd cuts into MTU-sized
+                             datagrams without copying payload, and accepts merged TCP
+                             segments on write. The wire format is the same either way.
+  --no-coalesce              With TUN offload on, still write received TCP segments to the
+                             TUN one by one instead of merging runs of one flow.
   --no-gso                   Send one datagram per sendmsg. By default consecutive packets to
                              one peer leave as a single UDP GSO sendmsg (UDP_SEGMENT), cut
                              into ordinary datagrams by the kernel: the wire is unchanged.

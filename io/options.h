@@ -36,6 +36,8 @@ struct Options {
   bool peer_check = true;
   bool gso = true;
   bool gro = true;
+  bool tun_offload = true;
+  bool coalesce = true;
   int verbosity = 0;
   bool help = false;
   bool version = false;

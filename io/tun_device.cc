@@ -12,7 +12,7 @@
 
 namespace udpring::io {
 
-core::UniqueFd open_tun_queue(const std::string& name) {
+core::UniqueFd open_tun_queue(const std::string& name, bool vnet_hdr) {
   if (name.empty() || name.size() >= IFNAMSIZ) {
     throw std::system_error(EINVAL, std::generic_category(),
                             "TUN name \"" + name + "\" must be 1-15 characters");
@@ -30,7 +30,7 @@ core::UniqueFd open_tun_queue(const std::string& name) {
   }
   ifreq ifr{};
   std::memcpy(ifr.ifr_name, name.data(), name.size());
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE;
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet_hdr ? IFF_VNET_HDR : 0);
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
     const int err = errno;
     std::string hint;
@@ -42,6 +42,13 @@ core::UniqueFd open_tun_queue(const std::string& name) {
     throw std::system_error(err, std::generic_category(), "TUNSETIFF " + name + hint);
   }
   return fd;
+}
+
+std::string enable_tun_offload(int fd) {
+  if (::ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) < 0) {
+    return std::string("TUNSETOFFLOAD TUN_F_CSUM|TUN_F_TSO4: ") + std::strerror(errno);
+  }
+  return "";
 }
 
 std::vector<std::string> tune_tun_sysctls(const std::string& name) {

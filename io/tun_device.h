@@ -14,8 +14,15 @@ namespace udpring::io {
 /// since Linux 6.4 io_uring reads TUN without io-wq either way, and before
 /// that O_NONBLOCK would turn into -EAGAIN completions. The device is not
 /// persistent, so it disappears with the last queue, as flannel's does.
+/// With `vnet_hdr` every read and write carries a struct virtio_net_hdr.
 /// Throws std::system_error with a hint for the usual container mistakes.
-core::UniqueFd open_tun_queue(const std::string& name);
+core::UniqueFd open_tun_queue(const std::string& name, bool vnet_hdr = false);
+
+/// Turns on checksum and TCPv4 segmentation offload (TUNSETOFFLOAD
+/// TUN_F_CSUM|TUN_F_TSO4) on a TUN opened with IFF_VNET_HDR: reads may then
+/// carry 64 KiB TCP super-packets and partial checksums, and writes may carry
+/// GSO packets. Returns "" on success, else why it failed.
+std::string enable_tun_offload(int fd);
 
 /// Per-device sysctls for the TUN, best effort (a read-only /proc/sys in a
 /// container only loses the improvement; each failure is returned as text):

@@ -4,15 +4,17 @@
 #include <netinet/udp.h>
 #include <sys/socket.h>
 
-#include <cerrno>
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <vector>
 
+#include "core/ipv4.h"
 #include "encap/icmp.h"
+#include "encap/tcp_offload.h"
 #include "encap/udp_decap.h"
 #include "encap/udp_encap.h"
 #include "io/ring.h"
@@ -37,10 +39,17 @@ constexpr uint32_t kMaxGsoSegments = 64;
 constexpr uint32_t kMaxGsoBytes = 65507;
 // A GRO'd datagram holds at most this many segments (UDP_GRO_CNT_MAX).
 constexpr uint32_t kMaxGroSegments = 64;
+// A TSO super-packet of 64 KiB with an MSS as small as 512 bytes.
+constexpr uint32_t kMaxTsoSegments = 128;
+// Coalesced TUN writes in flight; each holds one iovec per merged segment.
+constexpr uint32_t kRunSlots = 512;
 // Idle wake-up period: bounds how long a stop request waits.
 constexpr long long kWaitNanos = 200'000'000;
 
 using core::Counter;
+
+// What a TUN write with IFF_VNET_HDR carries in front of a lone packet.
+const encap::VnetHdr kZeroVnet{};
 
 }  // namespace
 
@@ -52,22 +61,30 @@ struct Worker::Impl {
   std::optional<BufRing> tun_bufs;
   std::optional<BufRing> udp_bufs;
 
-  // One send context per TUN buffer: a train of packets to one peer is sent
-  // from the slot of its first buffer, so the first buffer's id indexes the
-  // msghdr that carries it. No pool, no locking.
+  // A UDP send in flight: one datagram, or a train sent as one UDP GSO
+  // sendmsg. Taken from a free list; the TUN buffers it reads from are
+  // reference-counted and go back to the kernel with the last send.
   struct SendSlot {
     msghdr msg;
     sockaddr_in dst;
-    uint32_t count;  // packets (= iovecs) in this send
+    uint32_t datagrams;  // datagrams in this send (segments of the GSO train)
+    uint32_t nbids;      // TUN buffers referenced
     alignas(cmsghdr) uint8_t cmsg[CMSG_SPACE(sizeof(uint16_t))];
-    std::array<iovec, kMaxGsoSegments> iov;
+    std::array<iovec, 2 * kMaxGsoSegments> iov;
     std::array<uint16_t, kMaxGsoSegments> bids;
   };
   std::vector<SendSlot> send_slots;
+  std::vector<uint32_t> send_free;
+  std::vector<uint16_t> tun_refs;
+
+  // TSO split output: per TUN buffer, a header slot per segment.
+  std::vector<uint8_t> tso_hdrs;
+  std::array<iovec, 2 * kMaxTsoSegments> tso_iov;
 
   // ICMP replies are new bytes (not forwarded payload) and need a home while
-  // their TUN write is in flight.
-  std::vector<std::array<uint8_t, encap::kIcmpUnreachMaxBytes>> icmp_bufs;
+  // their TUN write is in flight; a zero vnet header leads when the TUN has one.
+  static constexpr size_t kIcmpSlotBytes = encap::kVnetHdrBytes + encap::kIcmpUnreachMaxBytes;
+  std::vector<std::array<uint8_t, kIcmpSlotBytes>> icmp_bufs;
   std::vector<uint32_t> icmp_free;
 
   // Batches collected from one loop turn's completions.
@@ -76,20 +93,38 @@ struct Worker::Impl {
   std::vector<encap::EncapResult> tun_results;
   std::vector<encap::DecapInput> udp_in;
   std::vector<uint16_t> udp_bids;
+  std::vector<uint8_t> udp_segs;  // segment index inside its buffer
   std::vector<encap::DecapVerdict> udp_verdicts;
   // Segments of each UDP buffer still being written to the TUN; the buffer
   // goes back to the kernel when its count drops to zero.
   std::vector<uint16_t> udp_refs;
+
+  // TUN writes with a vnet header: a lone packet uses the iovec pair of its
+  // (buffer, segment); a coalesced run takes a RunSlot.
+  std::vector<std::array<iovec, 2>> single_iov;
+  struct RunSlot {
+    encap::VnetHdr vnet;
+    uint32_t count;
+    std::array<iovec, kMaxGroSegments + 1> iov;
+    std::array<uint16_t, kMaxGroSegments> bids;
+  };
+  std::vector<RunSlot> run_slots;
+  std::vector<uint32_t> run_free;
+  std::vector<encap::PacketRef> write_pkts;
+  std::vector<uint16_t> write_bids;
+  std::vector<uint8_t> write_segs;
+  std::vector<encap::CoalescedRun> runs;
+
   bool gso = false;       // UDP_SEGMENT sends; cleared for good on EIO
   bool gro = false;       // UDP_GRO enabled on the socket
+  bool vnet = false;      // TUN reads and writes carry a virtio_net_hdr
 
   msghdr recv_template{};  // must outlive the armed multishot recvmsg
   bool multishot_read = false;
   int tun_reads_armed = 0;
   bool udp_recv_armed = false;
   uint32_t tun_recycled_this_turn = 0;
-  uint32_t tun_in_flight = 0;
-  bool logged_send_error = false;
+  uint32_t tun_in_flight = 0;  // TUN buffers referenced by sends in flight
 
   std::unique_ptr<Ring> ring;  // last: destroyed first
 
@@ -104,31 +139,51 @@ struct Worker::Impl {
     ring->register_files(fds, 2);
     tun_bufs.emplace(ring->get(), kTunGroup, o.tun_buffers, o.tun_buf_bytes);
     udp_bufs.emplace(ring->get(), kUdpGroup, o.udp_buffers, o.udp_buf_bytes);
+    vnet = o.vnet_hdr;
 
-    send_slots.resize(o.tun_buffers);
-    for (SendSlot& sl : send_slots) {
+    // Every send references at least one buffer and a buffer is in at most
+    // two sends (a TSO packet of more than 64 segments), so this never runs dry.
+    send_slots.resize(2 * size_t{o.tun_buffers});
+    for (uint32_t i = 0; i < send_slots.size(); ++i) {
+      SendSlot& sl = send_slots[i];
       std::memset(&sl, 0, sizeof sl);
       sl.dst.sin_family = AF_INET;
       sl.msg.msg_name = &sl.dst;
       sl.msg.msg_namelen = sizeof sl.dst;
       sl.msg.msg_iov = sl.iov.data();
+      send_free.push_back(i);
     }
+    tun_refs.assign(o.tun_buffers, 0);
+    if (vnet) tso_hdrs.resize(size_t{o.tun_buffers} * kMaxTsoSegments * encap::kSegHdrSlotBytes);
+
     udp_refs.assign(o.udp_buffers, 0);
+    if (vnet) {
+      single_iov.resize(size_t{o.udp_buffers} * kMaxGroSegments);
+      run_slots.resize(kRunSlots);
+      for (uint32_t i = 0; i < kRunSlots; ++i) run_free.push_back(i);
+    }
     gso = o.gso;
     if (o.gro) {
       const int one = 1;
       gro = setsockopt(w.udp_.get(), SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
     }
     icmp_bufs.resize(kIcmpSlots);
+    for (auto& b : icmp_bufs) b.fill(0);
     for (uint32_t i = 0; i < kIcmpSlots; ++i) icmp_free.push_back(i);
 
     tun_pkts.reserve(o.batch);
     tun_bids.reserve(o.batch);
     tun_results.resize(o.batch);
     // A GRO datagram can add kMaxGroSegments entries past the flush mark.
-    udp_in.reserve(o.batch + kMaxGroSegments);
-    udp_bids.reserve(o.batch + kMaxGroSegments);
-    udp_verdicts.resize(o.batch + kMaxGroSegments);
+    const size_t udp_cap = o.batch + kMaxGroSegments;
+    udp_in.reserve(udp_cap);
+    udp_bids.reserve(udp_cap);
+    udp_segs.reserve(udp_cap);
+    udp_verdicts.resize(udp_cap);
+    write_pkts.reserve(udp_cap);
+    write_bids.reserve(udp_cap);
+    write_segs.reserve(udp_cap);
+    runs.resize(udp_cap);
 
     recv_template.msg_namelen = sizeof(sockaddr_in);
     recv_template.msg_controllen = gro ? CMSG_SPACE(sizeof(int)) : 0;
@@ -136,8 +191,9 @@ struct Worker::Impl {
     multishot_read = o.multishot_read && probe_read_multishot();
     w.features_ = describe(ring->features()) +
                   (multishot_read ? ", TUN READ_MULTISHOT" : ", TUN plain reads") +
-                  ", UDP RECVMSG multishot" + (gso ? ", UDP GSO" : "") +
-                  (gro ? ", UDP GRO" : "");
+                  (vnet ? ", TUN offload (TSO split" : "") +
+                  (vnet && o.coalesce ? ", TCP coalescing)" : vnet ? ")" : "") +
+                  ", UDP RECVMSG multishot" + (gso ? ", UDP GSO" : "") + (gro ? ", UDP GRO" : "");
   }
 
   bool probe_read_multishot() {
@@ -179,6 +235,13 @@ struct Worker::Impl {
     ++tun_recycled_this_turn;
   }
 
+  void release_tun(uint32_t bid) {
+    --tun_in_flight;
+    if (--tun_refs[bid] == 0) recycle_tun(bid);
+  }
+
+  // ---- TUN -> UDP ---------------------------------------------------------
+
   void on_tun_read(const io_uring_cqe* cqe) {
     const bool more = multishot_read && (cqe->flags & IORING_CQE_F_MORE);
     if (!more) {
@@ -192,12 +255,267 @@ struct Worker::Impl {
       if (has_buf) recycle_tun(bid);
       return;
     }
+    uint8_t* buf = tun_bufs->buffer(bid);
+    uint32_t len = static_cast<uint32_t>(cqe->res);
+    if (vnet) {
+      if (len < encap::kVnetHdrBytes) {
+        stats().add(Counter::kDropBadHeaderTun);
+        recycle_tun(bid);
+        return;
+      }
+      encap::VnetHdr h;
+      std::memcpy(&h, buf, sizeof h);
+      buf += encap::kVnetHdrBytes;
+      len -= encap::kVnetHdrBytes;
+      const uint8_t type = h.gso_type & static_cast<uint8_t>(~encap::kVnetGsoEcn);
+      if (type == encap::kVnetGsoTcpV4) {
+        flush_tun();  // keep packet order: earlier packets leave first
+        send_tso(bid, buf, len, h.gso_size);
+        return;
+      }
+      if (type != encap::kVnetGsoNone ||
+          ((h.flags & encap::kVnetFlagNeedsCsum) &&
+           !encap::finish_checksum(buf, len, h.csum_start, h.csum_offset))) {
+        stats().add(Counter::kTunRxPackets);
+        stats().add(Counter::kDropBadHeaderTun);
+        recycle_tun(bid);
+        return;
+      }
+    }
     stats().add(Counter::kTunRxPackets);
-    stats().add(Counter::kTunRxBytes, static_cast<uint64_t>(cqe->res));
-    tun_pkts.push_back({tun_bufs->buffer(bid), static_cast<uint32_t>(cqe->res)});
+    stats().add(Counter::kTunRxBytes, len);
+    tun_pkts.push_back({buf, len});
     tun_bids.push_back(static_cast<uint16_t>(bid));
     if (tun_pkts.size() == w.opts_.batch) flush_tun();
   }
+
+  // A TSO super-packet: one route lookup, then the segments leave as one
+  // GSO train of [rebuilt header][payload slice] iovec pairs.
+  void send_tso(uint32_t bid, uint8_t* pkt, uint32_t len, uint16_t gso_size) {
+    const core::RouteSnapshot* routes = w.routes_.current();
+    stats().add(Counter::kTunRxBytes, len);
+    if (len < core::kIpv4MinHeaderBytes || (pkt[0] >> 4) != 4) {
+      stats().add(Counter::kTunRxPackets);
+      stats().add(Counter::kDropBadHeaderTun);
+      recycle_tun(bid);
+      return;
+    }
+    const core::NextHop* hop = routes->lookup(core::Ipv4View(pkt).dst());
+    uint8_t* hdrs = tso_hdrs.data() + size_t{bid} * kMaxTsoSegments * encap::kSegHdrSlotBytes;
+    const encap::TsoSplit split =
+        hop ? encap::tso_split_v4(pkt, len, gso_size, hdrs, kMaxTsoSegments, tso_iov.data())
+            : encap::TsoSplit{};
+    if (!hop || split.status != encap::TsoStatus::kOk) {
+      stats().add(Counter::kTunRxPackets);
+      if (!hop) {
+        stats().add(Counter::kDropNoRoute);
+        send_icmp_unreachable({pkt, len});
+      } else if (split.status == encap::TsoStatus::kTtlExpired) {
+        stats().add(Counter::kDropTtlExpired);
+      } else {
+        stats().add(Counter::kDropBadHeaderTun);
+      }
+      recycle_tun(bid);
+      return;
+    }
+    stats().add(Counter::kTunRxPackets, split.segments);
+    stats().add(Counter::kTsoReads);
+    ++tun_refs[bid];  // held while the sends are being queued
+    // One sendmsg carries at most 64 segments and 65507 bytes, headers
+    // included: a full 64 KiB super-packet takes two.
+    const uint32_t per_send = std::min(kMaxGsoSegments, kMaxGsoBytes / split.seg_bytes);
+    for (uint32_t first = 0; first < split.segments; first += per_send) {
+      const uint32_t count = std::min(per_send, split.segments - first);
+      SendSlot* slp = take_send_slot();
+      if (slp == nullptr) {
+        stats().add(Counter::kNoBuffer);
+        stats().add(Counter::kDropSendError, count);
+        continue;
+      }
+      SendSlot& sl = *slp;
+      sl.dst.sin_addr.s_addr = hop->addr.raw;
+      sl.dst.sin_port = hop->port_be;
+      std::copy_n(tso_iov.begin() + 2 * first, 2 * count, sl.iov.begin());
+      sl.bids[0] = static_cast<uint16_t>(bid);
+      sl.nbids = 1;
+      ++tun_refs[bid];
+      submit_send(sl, count, 2 * count, split.seg_bytes);
+    }
+    if (--tun_refs[bid] == 0) recycle_tun(bid);
+  }
+
+  // Sized so that it cannot run dry (see setup); a null return is a bug
+  // guard, counted as no_buffer by the callers.
+  SendSlot* take_send_slot() {
+    if (send_free.empty()) return nullptr;
+    const uint32_t i = send_free.back();
+    send_free.pop_back();
+    return &send_slots[i];
+  }
+
+  // Sends `datagrams` datagrams made of the `niov` iovecs already in `sl`;
+  // with more than one they leave as a UDP GSO sendmsg cut every `seg` bytes.
+  void submit_send(SendSlot& sl, uint32_t datagrams, uint32_t niov, uint32_t seg) {
+    sl.datagrams = datagrams;
+    sl.msg.msg_iovlen = niov;
+    if (datagrams > 1) {
+      sl.msg.msg_control = sl.cmsg;
+      sl.msg.msg_controllen = sizeof sl.cmsg;
+      cmsghdr* c = CMSG_FIRSTHDR(&sl.msg);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      const auto gso_size = static_cast<uint16_t>(seg);
+      std::memcpy(CMSG_DATA(c), &gso_size, sizeof gso_size);
+    } else {
+      sl.msg.msg_control = nullptr;
+      sl.msg.msg_controllen = 0;
+    }
+    tun_in_flight += sl.nbids;
+    io_uring_sqe* sqe = ring->sqe();
+    io_uring_prep_sendmsg(sqe, kUdpFile, &sl.msg, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(
+        sqe, UserData{Op::kUdpSend, static_cast<uint32_t>(&sl - send_slots.data())}.encode());
+  }
+
+  void on_udp_send(const io_uring_cqe* cqe, uint32_t slot) {
+    SendSlot& sl = send_slots[slot];
+    if (cqe->res == -EIO && sl.datagrams > 1) {
+      // EIO: the egress device cannot checksum-offload a GSO send. Turn GSO
+      // off for good and resend the datagrams one by one (wireguard-go does
+      // the same). The buffers stay referenced by the new sends.
+      gso = false;
+      stats().add(Counter::kGsoFallback);
+      resend_singly(sl);
+      send_free.push_back(slot);
+      return;
+    }
+    if (cqe->res < 0) {
+      stats().add(Counter::kDropSendError, sl.datagrams);
+    } else {
+      stats().add(Counter::kUdpTxPackets, sl.datagrams);
+      stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(cqe->res));
+      if (sl.datagrams > 1) stats().add(Counter::kGsoSends);
+    }
+    for (uint32_t k = 0; k < sl.nbids; ++k) release_tun(sl.bids[k]);
+    send_free.push_back(slot);
+  }
+
+  void resend_singly(SendSlot& train) {
+    const uint32_t per = static_cast<uint32_t>(train.msg.msg_iovlen) / train.datagrams;  // 1 or 2
+    for (uint32_t d = 0; d < train.datagrams; ++d) {
+      SendSlot* onep = take_send_slot();
+      if (onep == nullptr) {
+        stats().add(Counter::kNoBuffer);
+        stats().add(Counter::kDropSendError);
+        continue;
+      }
+      SendSlot& one = *onep;
+      one.dst = train.dst;
+      std::copy_n(train.iov.begin() + per * d, per, one.iov.begin());
+      // Each new send holds its own reference on the buffer it reads.
+      one.bids[0] = train.bids[train.nbids == train.datagrams ? d : 0];
+      one.nbids = 1;
+      ++tun_refs[one.bids[0]];
+      submit_send(one, 1, per, 0);
+    }
+    for (uint32_t k = 0; k < train.nbids; ++k) release_tun(train.bids[k]);
+  }
+
+  void send_icmp_unreachable(const encap::PacketRef& offender) {
+    if (icmp_free.empty()) return;  // replies are best effort under a storm
+    const uint32_t slot = icmp_free.back();
+    uint8_t* out = icmp_bufs[slot].data() + encap::kVnetHdrBytes;
+    const size_t len = encap::build_net_unreachable(offender.data, offender.len, w.opts_.tun_addr, out);
+    if (len == 0) return;
+    icmp_free.pop_back();
+    io_uring_sqe* sqe = ring->sqe();
+    if (vnet) {
+      io_uring_prep_write(sqe, kTunFile, icmp_bufs[slot].data(),
+                          static_cast<unsigned>(len + encap::kVnetHdrBytes), 0);
+    } else {
+      io_uring_prep_write(sqe, kTunFile, out, static_cast<unsigned>(len), 0);
+    }
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, UserData{Op::kIcmpWrite, slot}.encode());
+  }
+
+  // TUN -> UDP for the collected batch: classify, then send straight from
+  // the buffers the TUN reads filled. Consecutive packets to the same peer
+  // form a train (all but the last of one size) sent as one UDP GSO sendmsg
+  // with one iovec per packet; on the wire each is still its own datagram.
+  void flush_tun() {
+    if (tun_pkts.empty()) return;
+    const core::RouteSnapshot* routes = w.routes_.current();
+    const size_t n = tun_pkts.size();
+    encap::encapsulate_batch(tun_pkts, *routes, tun_results);
+    size_t i = 0;
+    while (i < n) {
+      const encap::EncapResult& r = tun_results[i];
+      if (r.verdict != encap::EncapVerdict::kSend) {
+        drop_tun(i);
+        ++i;
+        continue;
+      }
+      SendSlot* slp = take_send_slot();
+      if (slp == nullptr) {
+        stats().add(Counter::kNoBuffer);
+        stats().add(Counter::kDropSendError);
+        recycle_tun(tun_bids[i]);
+        ++i;
+        continue;
+      }
+      SendSlot& sl = *slp;
+      sl.dst.sin_addr.s_addr = r.hop->addr.raw;  // copied: the snapshot may go
+      sl.dst.sin_port = r.hop->port_be;
+      const uint32_t seg = tun_pkts[i].len;
+      uint32_t total = seg;
+      uint32_t count = 0;
+      sl.iov[count] = {tun_pkts[i].data, seg};
+      sl.bids[count++] = tun_bids[i];
+      size_t j = i + 1;
+      while (gso && j < n && count < kMaxGsoSegments) {
+        const encap::EncapResult& next = tun_results[j];
+        const uint32_t len = tun_pkts[j].len;
+        if (next.verdict != encap::EncapVerdict::kSend || next.hop->addr != r.hop->addr ||
+            next.hop->port_be != r.hop->port_be || len > seg || total + len > kMaxGsoBytes) {
+          break;
+        }
+        sl.iov[count] = {tun_pkts[j].data, len};
+        sl.bids[count++] = tun_bids[j];
+        total += len;
+        ++j;
+        if (len < seg) break;  // only the last segment may be shorter
+      }
+      sl.nbids = count;
+      for (uint32_t k = 0; k < count; ++k) ++tun_refs[sl.bids[k]];
+      submit_send(sl, count, count, seg);
+      i = j;
+    }
+    tun_pkts.clear();
+    tun_bids.clear();
+  }
+
+  void drop_tun(size_t i) {
+    switch (tun_results[i].verdict) {
+      case encap::EncapVerdict::kSend:
+        return;
+      case encap::EncapVerdict::kDropBadHeader:
+        stats().add(Counter::kDropBadHeaderTun);
+        break;
+      case encap::EncapVerdict::kDropNoRoute:
+        stats().add(Counter::kDropNoRoute);
+        send_icmp_unreachable(tun_pkts[i]);
+        break;
+      case encap::EncapVerdict::kDropTtl:
+        stats().add(Counter::kDropTtlExpired);
+        break;
+    }
+    recycle_tun(tun_bids[i]);
+  }
+
+  // ---- UDP -> TUN ---------------------------------------------------------
 
   void on_udp_recv(const io_uring_cqe* cqe) {
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
@@ -248,10 +566,16 @@ struct Worker::Impl {
       }
     }
     uint16_t pieces = 0;
-    for (uint32_t off = 0; off < len; off += seg) {
+    for (uint32_t off = 0; off < len && pieces < kMaxGroSegments; off += seg) {
       udp_in.push_back({{payload + off, std::min(seg, len - off)}, src});
       udp_bids.push_back(static_cast<uint16_t>(bid));
+      udp_segs.push_back(static_cast<uint8_t>(pieces));
       ++pieces;
+    }
+    if (pieces == 0) {  // an empty datagram
+      stats().add(Counter::kDropBadHeaderUdp);
+      udp_bufs->recycle(bid);
+      return;
     }
     udp_refs[bid] = pieces;
     if (pieces > 1) {
@@ -265,160 +589,10 @@ struct Worker::Impl {
     if (--udp_refs[bid] == 0) udp_bufs->recycle(bid);
   }
 
-  void on_udp_send(const io_uring_cqe* cqe, uint32_t head) {
-    SendSlot& sl = send_slots[head];
-    const uint32_t count = sl.count;
-    tun_in_flight -= count;
-    if (cqe->res == -EIO && count > 1) {
-      // EIO: the egress device cannot checksum-offload a GSO send. Turn GSO
-      // off for good and resend the train one packet at a time
-      // (wireguard-go does the same).
-      gso = false;
-      stats().add(Counter::kGsoFallback);
-      std::array<uint16_t, kMaxGsoSegments> bids;
-      std::array<iovec, kMaxGsoSegments> iov;
-      std::copy_n(sl.bids.begin(), count, bids.begin());
-      std::copy_n(sl.iov.begin(), count, iov.begin());
-      const sockaddr_in dst = sl.dst;
-      for (uint32_t k = 0; k < count; ++k) {
-        SendSlot& one = send_slots[bids[k]];
-        one.iov[0] = iov[k];
-        one.bids[0] = bids[k];
-        one.dst = dst;
-        submit_send(one, bids[k], 1, 0);
-      }
-      return;
-    }
-    if (cqe->res < 0) {
-      stats().add(Counter::kDropSendError, count);
-    } else {
-      stats().add(Counter::kUdpTxPackets, count);
-      stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(cqe->res));
-      if (count > 1) stats().add(Counter::kGsoSends);
-    }
-    for (uint32_t k = 0; k < count; ++k) recycle_tun(sl.bids[k]);
-  }
-
-  // Sends `count` packets already placed in `sl.iov`; with count > 1 they
-  // leave as one UDP GSO sendmsg cut into `seg`-byte datagrams by the kernel.
-  void submit_send(SendSlot& sl, uint32_t head, uint32_t count, uint32_t seg) {
-    sl.count = count;
-    sl.msg.msg_iovlen = count;
-    if (count > 1) {
-      sl.msg.msg_control = sl.cmsg;
-      sl.msg.msg_controllen = sizeof sl.cmsg;
-      cmsghdr* c = CMSG_FIRSTHDR(&sl.msg);
-      c->cmsg_level = SOL_UDP;
-      c->cmsg_type = UDP_SEGMENT;
-      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-      const auto gso_size = static_cast<uint16_t>(seg);
-      std::memcpy(CMSG_DATA(c), &gso_size, sizeof gso_size);
-    } else {
-      sl.msg.msg_control = nullptr;
-      sl.msg.msg_controllen = 0;
-    }
-    io_uring_sqe* sqe = ring->sqe();
-    io_uring_prep_sendmsg(sqe, kUdpFile, &sl.msg, 0);
-    sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, UserData{Op::kUdpSend, head}.encode());
-    tun_in_flight += count;
-  }
-
-  void on_tun_write(const io_uring_cqe* cqe, uint32_t bid) {
-    if (cqe->res < 0) {
-      stats().add(Counter::kDropTunWriteError);
-    } else {
-      stats().add(Counter::kTunTxPackets);
-      stats().add(Counter::kTunTxBytes, static_cast<uint64_t>(cqe->res));
-    }
-    release_udp(bid);
-  }
-
-  void on_icmp_write(const io_uring_cqe* cqe, uint32_t slot) {
-    if (cqe->res >= 0) stats().add(Counter::kIcmpUnreachSent);
-    icmp_free.push_back(slot);
-  }
-
-  void send_icmp_unreachable(const encap::PacketRef& offender) {
-    if (icmp_free.empty()) return;  // replies are best effort under a storm
-    const uint32_t slot = icmp_free.back();
-    const size_t len = encap::build_net_unreachable(offender.data, offender.len, w.opts_.tun_addr,
-                                                    icmp_bufs[slot].data());
-    if (len == 0) return;
-    icmp_free.pop_back();
-    io_uring_sqe* sqe = ring->sqe();
-    io_uring_prep_write(sqe, kTunFile, icmp_bufs[slot].data(), static_cast<unsigned>(len), 0);
-    sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, UserData{Op::kIcmpWrite, slot}.encode());
-  }
-
-  // TUN -> UDP for the collected batch: classify, then send straight from
-  // the buffers the TUN reads filled. Consecutive packets to the same peer
-  // form a train (all but the last of one size) sent as one UDP GSO sendmsg
-  // with one iovec per packet; on the wire each is still its own datagram.
-  void flush_tun() {
-    if (tun_pkts.empty()) return;
-    const core::RouteSnapshot* routes = w.routes_.current();
-    const size_t n = tun_pkts.size();
-    encap::encapsulate_batch(tun_pkts, *routes, tun_results);
-    size_t i = 0;
-    while (i < n) {
-      const uint32_t bid = tun_bids[i];
-      const encap::EncapResult& r = tun_results[i];
-      if (r.verdict != encap::EncapVerdict::kSend) {
-        drop_tun(i);
-        ++i;
-        continue;
-      }
-      SendSlot& sl = send_slots[bid];
-      sl.dst.sin_addr.s_addr = r.hop->addr.raw;  // copied: the snapshot may go
-      sl.dst.sin_port = r.hop->port_be;
-      const uint32_t seg = tun_pkts[i].len;
-      uint32_t total = seg;
-      uint32_t count = 0;
-      sl.iov[count] = {tun_pkts[i].data, seg};
-      sl.bids[count++] = static_cast<uint16_t>(bid);
-      size_t j = i + 1;
-      while (gso && j < n && count < kMaxGsoSegments) {
-        const encap::EncapResult& next = tun_results[j];
-        const uint32_t len = tun_pkts[j].len;
-        if (next.verdict != encap::EncapVerdict::kSend || next.hop->addr != r.hop->addr ||
-            next.hop->port_be != r.hop->port_be || len > seg || total + len > kMaxGsoBytes) {
-          break;
-        }
-        sl.iov[count] = {tun_pkts[j].data, len};
-        sl.bids[count++] = tun_bids[j];
-        total += len;
-        ++j;
-        if (len < seg) break;  // only the last segment may be shorter
-      }
-      submit_send(sl, bid, count, seg);
-      i = j;
-    }
-    tun_pkts.clear();
-    tun_bids.clear();
-  }
-
-  void drop_tun(size_t i) {
-    switch (tun_results[i].verdict) {
-      case encap::EncapVerdict::kSend:
-        return;
-      case encap::EncapVerdict::kDropBadHeader:
-        stats().add(Counter::kDropBadHeaderTun);
-        break;
-      case encap::EncapVerdict::kDropNoRoute:
-        stats().add(Counter::kDropNoRoute);
-        send_icmp_unreachable(tun_pkts[i]);
-        break;
-      case encap::EncapVerdict::kDropTtl:
-        stats().add(Counter::kDropTtlExpired);
-        break;
-    }
-    recycle_tun(tun_bids[i]);
-  }
-
-  // UDP -> TUN for the collected batch: one WRITE per packet from the very
-  // bytes the datagram was received into.
+  // UDP -> TUN for the collected batch: validate, then write the very bytes
+  // each datagram was received into. With a vnet-header TUN, runs of one TCP
+  // flow become one GSO write, which the kernel treats as a single packet
+  // all the way to the pod.
   void flush_udp() {
     if (udp_in.empty()) return;
     const core::RouteSnapshot* routes = w.routes_.current();
@@ -426,13 +600,11 @@ struct Worker::Impl {
     for (size_t i = 0; i < udp_in.size(); ++i) {
       const uint32_t bid = udp_bids[i];
       switch (udp_verdicts[i]) {
-        case encap::DecapVerdict::kWrite: {
-          io_uring_sqe* sqe = ring->sqe();
-          io_uring_prep_write(sqe, kTunFile, udp_in[i].pkt.data, udp_in[i].pkt.len, 0);
-          sqe->flags |= IOSQE_FIXED_FILE;
-          io_uring_sqe_set_data64(sqe, UserData{Op::kTunWrite, bid}.encode());
+        case encap::DecapVerdict::kWrite:
+          write_pkts.push_back(udp_in[i].pkt);
+          write_bids.push_back(static_cast<uint16_t>(bid));
+          write_segs.push_back(udp_segs[i]);
           continue;
-        }
         case encap::DecapVerdict::kDropBadHeader:
           stats().add(Counter::kDropBadHeaderUdp);
           break;
@@ -447,7 +619,89 @@ struct Worker::Impl {
     }
     udp_in.clear();
     udp_bids.clear();
+    udp_segs.clear();
+    if (vnet) {
+      write_vnet();
+    } else {
+      for (size_t i = 0; i < write_pkts.size(); ++i) {
+        io_uring_sqe* sqe = ring->sqe();
+        io_uring_prep_write(sqe, kTunFile, write_pkts[i].data, write_pkts[i].len, 0);
+        sqe->flags |= IOSQE_FIXED_FILE;
+        io_uring_sqe_set_data64(sqe, UserData{Op::kTunWrite, write_bids[i]}.encode());
+      }
+    }
+    write_pkts.clear();
+    write_bids.clear();
+    write_segs.clear();
   }
+
+  void write_vnet() {
+    const size_t n = write_pkts.size();
+    // Merging rewrites headers, so only plan runs when every possible run
+    // (at most n / 2) is sure to get a slot; otherwise write them singly.
+    const bool coalesce = w.opts_.coalesce && run_free.size() >= n / 2 + 1;
+    const uint32_t max_run = coalesce ? kMaxGroSegments : 1;
+    const size_t nruns = encap::plan_tcp_coalescing(write_pkts, max_run, runs);
+    for (size_t r = 0; r < nruns; ++r) {
+      const encap::CoalescedRun& run = runs[r];
+      const uint32_t i = run.first;
+      io_uring_sqe* sqe = ring->sqe();
+      if (run.count == 1) {
+        auto& iov = single_iov[size_t{write_bids[i]} * kMaxGroSegments + write_segs[i]];
+        iov[0] = {const_cast<encap::VnetHdr*>(&kZeroVnet), encap::kVnetHdrBytes};
+        iov[1] = {write_pkts[i].data, write_pkts[i].len};
+        io_uring_prep_writev(sqe, kTunFile, iov.data(), 2, 0);
+        io_uring_sqe_set_data64(sqe, UserData{Op::kTunWrite, write_bids[i]}.encode());
+      } else {
+        const uint32_t slot = run_free.back();
+        run_free.pop_back();
+        RunSlot& rs = run_slots[slot];
+        rs.vnet = run.vnet;
+        rs.count = run.count;
+        rs.iov[0] = {&rs.vnet, encap::kVnetHdrBytes};
+        rs.iov[1] = {write_pkts[i].data, write_pkts[i].len};
+        for (uint32_t k = 1; k < run.count; ++k) {
+          const encap::PacketRef& p = write_pkts[i + k];
+          const size_t hdrs = 20 + (size_t{p.data[32]} >> 4) * 4;
+          rs.iov[k + 1] = {p.data + hdrs, p.len - hdrs};
+        }
+        for (uint32_t k = 0; k < run.count; ++k) rs.bids[k] = write_bids[i + k];
+        io_uring_prep_writev(sqe, kTunFile, rs.iov.data(), run.count + 1, 0);
+        io_uring_sqe_set_data64(sqe, UserData{Op::kTunWriteRun, slot}.encode());
+        stats().add(Counter::kCoalescedWrites);
+      }
+      sqe->flags |= IOSQE_FIXED_FILE;
+    }
+  }
+
+  void on_tun_write(const io_uring_cqe* cqe, uint32_t bid) {
+    if (cqe->res < 0) {
+      stats().add(Counter::kDropTunWriteError);
+    } else {
+      stats().add(Counter::kTunTxPackets);
+      stats().add(Counter::kTunTxBytes, static_cast<uint64_t>(cqe->res) - (vnet ? encap::kVnetHdrBytes : 0));
+    }
+    release_udp(bid);
+  }
+
+  void on_tun_write_run(const io_uring_cqe* cqe, uint32_t slot) {
+    RunSlot& rs = run_slots[slot];
+    if (cqe->res < 0) {
+      stats().add(Counter::kDropTunWriteError, rs.count);
+    } else {
+      stats().add(Counter::kTunTxPackets, rs.count);
+      stats().add(Counter::kTunTxBytes, static_cast<uint64_t>(cqe->res) - encap::kVnetHdrBytes);
+    }
+    for (uint32_t k = 0; k < rs.count; ++k) release_udp(rs.bids[k]);
+    run_free.push_back(slot);
+  }
+
+  void on_icmp_write(const io_uring_cqe* cqe, uint32_t slot) {
+    if (cqe->res >= 0) stats().add(Counter::kIcmpUnreachSent);
+    icmp_free.push_back(slot);
+  }
+
+  // ---- loop ----------------------------------------------------------------
 
   void handle(const io_uring_cqe* cqe) {
     const UserData ud = UserData::decode(cqe->user_data);
@@ -456,6 +710,7 @@ struct Worker::Impl {
       case Op::kUdpRecv: on_udp_recv(cqe); break;
       case Op::kUdpSend: on_udp_send(cqe, ud.index); break;
       case Op::kTunWrite: on_tun_write(cqe, ud.index); break;
+      case Op::kTunWriteRun: on_tun_write_run(cqe, ud.index); break;
       case Op::kIcmpWrite: on_icmp_write(cqe, ud.index); break;
     }
   }
@@ -470,12 +725,8 @@ struct Worker::Impl {
       // free an old route table. Online again before touching it.
       w.qsbr_.offline(id);
       io_uring_cqe* first = nullptr;
-      const int ret = io_uring_submit_and_wait_timeout(ring->get(), &first, 1, &ts, nullptr);
+      io_uring_submit_and_wait_timeout(ring->get(), &first, 1, &ts, nullptr);
       w.qsbr_.online(id);
-      if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
-        // Nothing sensible to do but try again; counted by the stop check.
-        continue;
-      }
       tun_recycled_this_turn = 0;
       unsigned head;
       unsigned seen = 0;
@@ -493,7 +744,7 @@ struct Worker::Impl {
       // again at once; wait for a recycle (or for nothing to be in flight).
       if (tun_reads_armed == 0 && (tun_recycled_this_turn > 0 || tun_in_flight == 0)) {
         arm_tun_reads();
-      } else if (tun_reads_armed > 0 && !multishot_read) {
+      } else if (!multishot_read) {
         arm_tun_reads();
       }
       arm_udp_recv();

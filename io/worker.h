@@ -27,6 +27,8 @@ struct WorkerOptions {
   bool check_peer = true;          // drop datagrams whose source is no peer
   bool gso = true;                 // batch sends to one peer with UDP_SEGMENT
   bool gro = true;                 // receive coalesced datagrams with UDP_GRO
+  bool vnet_hdr = false;           // the TUN was opened with IFF_VNET_HDR + offloads
+  bool coalesce = true;            // with vnet_hdr: merge TCP segments into GSO writes
   core::Be32 tun_addr;             // source of ICMP errors (the flannel0 address)
 };
 

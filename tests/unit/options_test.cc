@@ -61,7 +61,7 @@ TEST(Options, HelpMentionsEveryFlag) {
   const std::string help = io::usage_text();
   for (const char* flag : {"--subnet-mgr", "--net-config-path", "--static-subnet", "--static-peer",
                            "--iface", "--tun-name", "--workers", "--tun-txqueuelen",
-                           "--no-multishot", "--no-peer-check", "--no-gso", "--no-gro", "-v", "--help", "--version"}) {
+                           "--no-multishot", "--no-peer-check", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "-v", "--help", "--version"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
 }

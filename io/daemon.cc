@@ -147,10 +147,23 @@ int run_daemon(const Options& opts) {
                  core::format_prefix(net.network), opts.tun_name);
 
     std::vector<core::UniqueFd> udp_fds;
+    std::vector<core::UniqueFd> send_fds(n_workers);
     for (unsigned i = 0; i < n_workers; ++i) {
-      udp_fds.push_back(open_udp_socket({ext.addr, net.port, n_workers > 1}));
+      udp_fds.push_back(open_udp_socket(
+          {ext.addr, net.port, n_workers > 1, static_cast<int>(opts.socket_rcvbuf),
+           static_cast<int>(opts.socket_sndbuf)}));
     }
-    spdlog::info("UDP {}:{} ({} socket(s))", core::format_ipv4(ext.addr), net.port, n_workers);
+    // All traffic between two nodes would otherwise be one UDP 4-tuple,
+    // which a SO_REUSEPORT group cannot spread. Port 0: the kernel picks.
+    const bool spread = opts.source_port_spread && n_workers > 1;
+    if (spread) {
+      for (unsigned i = 0; i < n_workers; ++i) {
+        send_fds[i] = open_udp_socket({ext.addr, 0, false, static_cast<int>(opts.socket_rcvbuf),
+                                       static_cast<int>(opts.socket_sndbuf)});
+      }
+    }
+    spdlog::info("UDP {}:{} ({} socket(s){})", core::format_ipv4(ext.addr), net.port, n_workers,
+                 spread ? ", each worker sending from its own source port" : "");
 
     qsbr = std::make_unique<core::Qsbr>(n_workers);
     table = std::make_unique<core::RouteTable>(*qsbr);
@@ -162,33 +175,44 @@ int run_daemon(const Options& opts) {
     }
 
     WorkerOptions wopts;
-    if (vnet) {
-      // A TSO read is up to 64 KiB plus the 10-byte header; 256 of them is
-      // 16 MiB per worker, and each holds ~45 MTU-sized packets.
-      wopts.tun_buf_bytes = 65536 + 64;
-      wopts.tun_buffers = 256;
-    } else {
-      wopts.tun_buf_bytes = round_up_pow2_bytes(tun_mtu);
+    wopts.sq_entries = opts.ring_entries;
+    wopts.batch = opts.batch;
+    // TUN buffers: a TSO read is up to 64 KiB plus the 10-byte vnet header.
+    const uint32_t tun_need = vnet ? 65536 + 64 : tun_mtu;
+    // UDP buffers: a GRO receive is up to 64 KiB; recvmsg puts its header,
+    // the source address and the GRO cmsg in front of the payload.
+    const uint32_t udp_need = (opts.gro ? 65536 : tun_mtu) + kRecvHeaderBytes + kGroCmsgBytes;
+    if (opts.buffer_size && opts.buffer_size < std::max(tun_need, udp_need)) {
+      throw std::runtime_error(
+          "--buffer-size " + std::to_string(opts.buffer_size) + " is too small: " +
+          std::to_string(std::max(tun_need, udp_need)) + " bytes are needed for " +
+          (vnet || opts.gro ? "64 KiB TUN offload / UDP GRO packets (or pass --no-tun-offload --no-gro)"
+                            : "the TUN MTU plus the receive header"));
     }
+    wopts.tun_buf_bytes = opts.buffer_size ? opts.buffer_size
+                                           : (vnet ? tun_need : round_up_pow2_bytes(tun_need));
+    wopts.udp_buf_bytes = opts.buffer_size ? opts.buffer_size
+                                           : (opts.gro ? udp_need : round_up_pow2_bytes(udp_need));
+    // 64 KiB buffers: 256 of them is 16 MiB per ring.
+    wopts.tun_buffers = opts.buffers ? opts.buffers : (vnet ? 256 : 1024);
+    wopts.udp_buffers = opts.buffers ? opts.buffers : (opts.gro ? 256 : 1024);
     wopts.vnet_hdr = vnet;
     wopts.coalesce = opts.coalesce;
-    if (opts.gro) {
-      // A GRO datagram is up to 64 KiB; fewer, larger buffers keep memory at
-      // 16 MiB per worker.
-      wopts.udp_buf_bytes = 65536 + kRecvHeaderBytes + kGroCmsgBytes;
-      wopts.udp_buffers = 256;
-    } else {
-      wopts.udp_buf_bytes = round_up_pow2_bytes(tun_mtu + kRecvHeaderBytes);
-    }
     wopts.gso = opts.gso;
     wopts.gro = opts.gro;
     wopts.multishot_read = opts.multishot;
     wopts.check_peer = opts.peer_check;
     wopts.tun_addr = own.network;
+    wopts.sqpoll = opts.sqpoll;
+    wopts.busy_poll_us = opts.busy_poll_us;
+    wopts.send_zc = opts.send_zc;
     for (unsigned i = 0; i < n_workers; ++i) {
+      WorkerOptions w = wopts;
+      if (!opts.cpu_affinity.empty()) w.cpu = opts.cpu_affinity[i % opts.cpu_affinity.size()];
       stats.push_back(std::make_unique<core::WorkerStats>());
       workers.push_back(std::make_unique<Worker>(i, std::move(tun_fds[i]), std::move(udp_fds[i]),
-                                                 *table, *qsbr, *stats.back(), stop, wopts));
+                                                 std::move(send_fds[i]), *table, *qsbr,
+                                                 *stats.back(), stop, w));
     }
     for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "io/daemon.h"
+#include "io/features.h"
 #include "io/options.h"
 
 #ifndef UDPRING_VERSION
@@ -23,6 +24,11 @@ int main(int argc, char** argv) {
   }
   if (opts.help) {
     std::fputs(usage_text().c_str(), stdout);
+    return 0;
+  }
+  if (opts.print_config) {
+    std::fputs(describe_options(opts).c_str(), stdout);
+    std::fputs(probe_kernel_features().c_str(), stdout);
     return 0;
   }
   if (opts.version) {

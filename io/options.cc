@@ -67,6 +67,30 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
       {"no-gso", {true, [](Options& o, auto& f, auto& v) { o.gso = !parse_bool(f, v); }}},
       {"no-tun-offload", {true, [](Options& o, auto& f, auto& v) { o.tun_offload = !parse_bool(f, v); }}},
       {"no-coalesce", {true, [](Options& o, auto& f, auto& v) { o.coalesce = !parse_bool(f, v); }}},
+      {"no-source-port-spread", {true, [](Options& o, auto& f, auto& v) { o.source_port_spread = !parse_bool(f, v); }}},
+      {"cpu-affinity", {false, [](Options& o, auto& f, auto& v) {
+         o.cpu_affinity.clear();
+         size_t start = 0;
+         while (start <= v.size()) {
+           const size_t comma = std::min(v.find(',', start), v.size());
+           o.cpu_affinity.push_back(static_cast<int>(parse_unsigned(f, v.substr(start, comma - start), 0, 4095)));
+           start = comma + 1;
+         }
+       }}},
+      {"ring-entries", {false, [](Options& o, auto& f, auto& v) { o.ring_entries = parse_unsigned(f, v, 8, 32768); }}},
+      {"batch", {false, [](Options& o, auto& f, auto& v) { o.batch = parse_unsigned(f, v, 1, 1024); }}},
+      {"buffers", {false, [](Options& o, auto& f, auto& v) {
+         o.buffers = parse_unsigned(f, v, 16, 32768);
+         if (o.buffers & (o.buffers - 1)) throw UsageError("--" + f + " \"" + v + "\": must be a power of two");
+       }}},
+      {"buffer-size", {false, [](Options& o, auto& f, auto& v) { o.buffer_size = parse_unsigned(f, v, 1024, 1u << 20); }}},
+      {"socket-rcvbuf", {false, [](Options& o, auto& f, auto& v) { o.socket_rcvbuf = parse_unsigned(f, v, 4096, 1u << 30); }}},
+      {"socket-sndbuf", {false, [](Options& o, auto& f, auto& v) { o.socket_sndbuf = parse_unsigned(f, v, 4096, 1u << 30); }}},
+      {"busy-poll", {false, [](Options& o, auto& f, auto& v) { o.busy_poll_us = parse_unsigned(f, v, 0, 1000000); }}},
+      {"sqpoll", {true, [](Options& o, auto& f, auto& v) { o.sqpoll = parse_bool(f, v); }}},
+      {"send-zc", {true, [](Options& o, auto& f, auto& v) { o.send_zc = parse_bool(f, v); }}},
+      {"no-send-zc", {true, [](Options& o, auto& f, auto& v) { o.send_zc = !parse_bool(f, v); }}},
+      {"print-config", {true, [](Options& o, auto& f, auto& v) { o.print_config = parse_bool(f, v); }}},
       {"no-gro", {true, [](Options& o, auto& f, auto& v) { o.gro = !parse_bool(f, v); }}},
       {"no-peer-check", {true, [](Options& o, auto& f, auto& v) { o.peer_check = !parse_bool(f, v); }}},
       {"v", {false, [](Options& o, auto& f, auto& v) { o.verbosity = static_cast<int>(parse_unsigned(f, v, 0, 10)); }}},
@@ -150,6 +174,30 @@ Data plane:
   --no-gro                   Do not enable UDP_GRO on the socket. By default the kernel may
                              deliver back-to-back datagrams from one peer as one buffer,
                              which udpringd splits without copying.
+  --no-source-port-spread    With 2+ workers each worker sends from its own UDP source port so
+                             that the peer's kernel spreads flows over the peer's workers
+                             (the destination port stays Backend.Port; flanneld accepts any
+                             source port). This flag sends everything from Backend.Port.
+  --send-zc / --no-send-zc   Send GSO trains with IORING_OP_SENDMSG_ZC (zero copy). Default
+                             off: it lost in our benchmark (see docs/tuning.md).
+
+Tuning (defaults are the fastest safe settings; see docs/tuning.md for measured effects):
+  --cpu-affinity=LIST        Pin worker i to CPU LIST[i mod n], e.g. 0,1. Default: no pinning.
+  --ring-entries=N           Submission queue entries per worker ring (8-32768). Default 1024.
+  --batch=N                  Packets classified per encapsulate/decapsulate call. Default 64.
+  --buffers=N                Buffers per provided-buffer ring (power of two). Default 1024,
+                             or 256 for the 64 KiB buffers of TUN offload and UDP GRO.
+  --buffer-size=BYTES        Bytes per buffer. Default: enough for the enabled features
+                             (MTU-sized without offloads, 64 KiB with them). A smaller value
+                             is refused with the feature that needs more.
+  --socket-rcvbuf=BYTES      UDP receive buffer (SO_RCVBUFFORCE, else SO_RCVBUF). Default 4 MiB.
+  --socket-sndbuf=BYTES      UDP send buffer. Default 4 MiB.
+  --busy-poll=USEC           Spin up to USEC for completions before sleeping: lower latency,
+                             one busy core per worker. Default 0 (off).
+  --sqpoll                   Let a kernel thread submit (IORING_SETUP_SQPOLL). Costs a core;
+                             falls back to normal submission if refused. Default off.
+  --print-config             Print the effective settings and detected kernel features, exit.
+
   --no-peer-check            Accept datagrams from any source address. By default a datagram
                              whose source is not a known peer's public IP is dropped and
                              counted (drop_unknown_peer); stock flanneld accepts anything.
@@ -162,6 +210,53 @@ Other:
 Signals: SIGTERM/SIGINT stop cleanly (the TUN and its route disappear, as with flanneld);
 SIGUSR1 logs one "stats:" line with every counter summed over the workers.
 )";
+}
+
+std::string describe_options(const Options& o) {
+  auto b = [](bool v) { return v ? "on" : "off"; };
+  std::string cpus;
+  for (int c : o.cpu_affinity) {
+    if (!cpus.empty()) cpus += ',';
+    cpus += std::to_string(c);
+  }
+  std::string peers;
+  for (const StaticPeer& p : o.static_peers) {
+    if (!peers.empty()) peers += ' ';
+    peers.append(core::format_prefix(p.subnet)).append("=").append(core::format_ipv4(p.public_ip));
+  }
+  std::string ifaces;
+  for (const std::string& i : o.ifaces) {
+    if (!ifaces.empty()) ifaces += ',';
+    ifaces += i;
+  }
+  std::string out;
+  auto line = [&](const char* k, const std::string& v) { out.append(k).append(": ").append(v).append("\n"); };
+  line("subnet-mgr", o.subnet_mgr);
+  line("net-config-path", o.net_config_path);
+  line("static-subnet", o.static_subnet ? core::format_prefix(*o.static_subnet) : "(none)");
+  line("static-peer", peers.empty() ? "(none)" : peers);
+  line("iface", ifaces.empty() ? "(default-route interface)" : ifaces);
+  line("tun-name", o.tun_name);
+  line("workers", o.workers ? std::to_string(o.workers) : "0 (one per online CPU)");
+  line("cpu-affinity", cpus.empty() ? "(none)" : cpus);
+  line("ring-entries", std::to_string(o.ring_entries));
+  line("batch", std::to_string(o.batch));
+  line("buffers", o.buffers ? std::to_string(o.buffers) : "auto");
+  line("buffer-size", o.buffer_size ? std::to_string(o.buffer_size) : "auto");
+  line("tun-txqueuelen", std::to_string(o.tun_txqueuelen));
+  line("socket-rcvbuf", std::to_string(o.socket_rcvbuf));
+  line("socket-sndbuf", std::to_string(o.socket_sndbuf));
+  line("busy-poll", std::to_string(o.busy_poll_us) + " us");
+  line("sqpoll", b(o.sqpoll));
+  line("tun-offload", b(o.tun_offload));
+  line("coalesce", b(o.coalesce));
+  line("gso", b(o.gso));
+  line("gro", b(o.gro));
+  line("multishot", b(o.multishot));
+  line("send-zc", b(o.send_zc));
+  line("source-port-spread", b(o.source_port_spread));
+  line("peer-check", b(o.peer_check));
+  return out;
 }
 
 }  // namespace udpring::io

@@ -38,6 +38,18 @@ struct Options {
   bool gro = true;
   bool tun_offload = true;
   bool coalesce = true;
+  bool source_port_spread = true;     // with 2+ workers, each sends from its own port
+  std::vector<int> cpu_affinity;      // worker i runs on cpu_affinity[i % size]
+  unsigned ring_entries = 1024;       // SQ entries per worker ring
+  unsigned batch = 64;                // packets per encap/decap call
+  unsigned buffers = 0;               // per buffer ring; 0 = automatic
+  unsigned buffer_size = 0;           // bytes per buffer; 0 = automatic
+  unsigned socket_rcvbuf = 4u << 20;
+  unsigned socket_sndbuf = 4u << 20;
+  unsigned busy_poll_us = 0;
+  bool sqpoll = false;
+  bool send_zc = false;
+  bool print_config = false;
   int verbosity = 0;
   bool help = false;
   bool version = false;
@@ -48,5 +60,8 @@ Options parse_options(int argc, const char* const* argv);
 
 /// The --help text: every flag with its default and meaning.
 std::string usage_text();
+
+/// Every effective setting, one "name: value" per line, for --print-config.
+std::string describe_options(const Options& o);
 
 }  // namespace udpring::io

@@ -7,11 +7,22 @@
 
 namespace udpring::io {
 
-Ring::Ring(unsigned sq_entries, unsigned cq_entries) {
+Ring::Ring(unsigned sq_entries, unsigned cq_entries, bool sqpoll) {
   struct Attempt {
     unsigned flags;
     RingFeatures features;
   };
+  if (sqpoll) {
+    io_uring_params p{};
+    p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_CQSIZE;
+    p.cq_entries = cq_entries;
+    p.sq_thread_idle = 1000;  // ms of idleness before the SQ thread sleeps
+    if (io_uring_queue_init_params(sq_entries, &ring_, &p) == 0) {
+      features_.sqpoll = true;
+      features_.registered_ring_fd = io_uring_register_ring_fd(&ring_) == 1;
+      return;
+    }
+  }
   const Attempt attempts[] = {
       {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, {true, true, false, false}},
       {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, {false, false, true, false}},
@@ -104,6 +115,7 @@ std::string describe(const RingFeatures& f) {
   if (f.defer_taskrun) s += "DEFER_TASKRUN ";
   if (f.coop_taskrun) s += "COOP_TASKRUN ";
   if (f.registered_ring_fd) s += "REGISTERED_RING_FD ";
+  if (f.sqpoll) s += "SQPOLL ";
   if (s.empty()) return "no optional ring features";
   s.pop_back();
   return s;

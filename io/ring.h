@@ -33,6 +33,7 @@ struct RingFeatures {
   bool defer_taskrun = false;
   bool coop_taskrun = false;
   bool registered_ring_fd = false;
+  bool sqpoll = false;
 };
 
 /// One io_uring instance. Create it on the thread that will submit to it:
@@ -42,7 +43,9 @@ class Ring {
   /// Sets up a ring with `sq_entries` submission and `cq_entries` completion
   /// slots, trying SINGLE_ISSUER|DEFER_TASKRUN (6.1), then COOP_TASKRUN (5.19),
   /// then plain. Throws std::system_error naming io_uring_queue_init_params.
-  Ring(unsigned sq_entries, unsigned cq_entries);
+  /// With `sqpoll`, IORING_SETUP_SQPOLL is tried first (a kernel thread
+  /// polls the SQ; it costs a CPU while busy).
+  Ring(unsigned sq_entries, unsigned cq_entries, bool sqpoll = false);
   ~Ring();
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;

@@ -2,14 +2,19 @@
 
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/ipv4.h"
@@ -27,6 +32,7 @@ constexpr uint8_t kOpReadMultishot = 49;
 // Fixed-file slots registered with the ring.
 constexpr int kTunFile = 0;
 constexpr int kUdpFile = 1;
+constexpr int kSendFile = 2;  // only registered when the worker has a send socket
 // Without multishot, this many plain reads stay in flight on the TUN; more
 // would each own a poll entry that every packet wakes (IO_URING_NOTES §1.3).
 constexpr int kPlainReadsInFlight = 2;
@@ -69,6 +75,7 @@ struct Worker::Impl {
     sockaddr_in dst;
     uint32_t datagrams;  // datagrams in this send (segments of the GSO train)
     uint32_t nbids;      // TUN buffers referenced
+    bool zc;             // sent with SENDMSG_ZC: buffers are held until the notification
     alignas(cmsghdr) uint8_t cmsg[CMSG_SPACE(sizeof(uint16_t))];
     std::array<iovec, 2 * kMaxGsoSegments> iov;
     std::array<uint16_t, kMaxGsoSegments> bids;
@@ -125,6 +132,7 @@ struct Worker::Impl {
   bool udp_recv_armed = false;
   uint32_t tun_recycled_this_turn = 0;
   uint32_t tun_in_flight = 0;  // TUN buffers referenced by sends in flight
+  int send_file = kUdpFile;
 
   std::unique_ptr<Ring> ring;  // last: destroyed first
 
@@ -134,9 +142,19 @@ struct Worker::Impl {
 
   void setup() {
     const WorkerOptions& o = w.opts_;
-    ring = std::make_unique<Ring>(o.sq_entries, 4 * (o.tun_buffers + o.udp_buffers));
-    const int fds[2] = {w.tun_.get(), w.udp_.get()};
-    ring->register_files(fds, 2);
+    if (o.cpu >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(o.cpu, &set);
+      if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
+        throw std::runtime_error("cannot pin worker " + std::to_string(w.id_) + " to CPU " +
+                                 std::to_string(o.cpu));
+      }
+    }
+    ring = std::make_unique<Ring>(o.sq_entries, 4 * (o.tun_buffers + o.udp_buffers), o.sqpoll);
+    const int fds[3] = {w.tun_.get(), w.udp_.get(), w.send_.get()};
+    ring->register_files(fds, w.send_ ? 3 : 2);
+    if (w.send_) send_file = kSendFile;
     tun_bufs.emplace(ring->get(), kTunGroup, o.tun_buffers, o.tun_buf_bytes);
     udp_bufs.emplace(ring->get(), kUdpGroup, o.udp_buffers, o.udp_buf_bytes);
     vnet = o.vnet_hdr;
@@ -193,7 +211,9 @@ struct Worker::Impl {
                   (multishot_read ? ", TUN READ_MULTISHOT" : ", TUN plain reads") +
                   (vnet ? ", TUN offload (TSO split" : "") +
                   (vnet && o.coalesce ? ", TCP coalescing)" : vnet ? ")" : "") +
-                  ", UDP RECVMSG multishot" + (gso ? ", UDP GSO" : "") + (gro ? ", UDP GRO" : "");
+                  ", UDP RECVMSG multishot" + (gso ? ", UDP GSO" : "") + (gro ? ", UDP GRO" : "") +
+                  (o.send_zc ? ", SENDMSG_ZC" : "") + (w.send_ ? ", own source port" : "") +
+                  (o.busy_poll_us ? ", busy poll " + std::to_string(o.busy_poll_us) + " us" : "");
   }
 
   bool probe_read_multishot() {
@@ -373,7 +393,13 @@ struct Worker::Impl {
     }
     tun_in_flight += sl.nbids;
     io_uring_sqe* sqe = ring->sqe();
-    io_uring_prep_sendmsg(sqe, kUdpFile, &sl.msg, 0);
+    // Zero copy only pays for large sends (kernel msg_zerocopy.rst: ~10 KB).
+    sl.zc = w.opts_.send_zc && datagrams > 1;
+    if (sl.zc) {
+      io_uring_prep_sendmsg_zc(sqe, send_file, &sl.msg, 0);
+    } else {
+      io_uring_prep_sendmsg(sqe, send_file, &sl.msg, 0);
+    }
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(
         sqe, UserData{Op::kUdpSend, static_cast<uint32_t>(&sl - send_slots.data())}.encode());
@@ -381,28 +407,36 @@ struct Worker::Impl {
 
   void on_udp_send(const io_uring_cqe* cqe, uint32_t slot) {
     SendSlot& sl = send_slots[slot];
+    if (cqe->flags & IORING_CQE_F_NOTIF) {  // SENDMSG_ZC: the kernel let go of the pages
+      finish_send(slot);
+      return;
+    }
+    // With zero copy a notification CQE follows when F_MORE is set.
+    const bool notif_follows = sl.zc && (cqe->flags & IORING_CQE_F_MORE);
     if (cqe->res == -EIO && sl.datagrams > 1) {
       // EIO: the egress device cannot checksum-offload a GSO send. Turn GSO
       // off for good and resend the datagrams one by one (wireguard-go does
-      // the same). The buffers stay referenced by the new sends.
+      // the same). The new sends take their own buffer references.
       gso = false;
       stats().add(Counter::kGsoFallback);
       resend_singly(sl);
-      send_free.push_back(slot);
-      return;
-    }
-    if (cqe->res < 0) {
+    } else if (cqe->res < 0) {
       stats().add(Counter::kDropSendError, sl.datagrams);
     } else {
       stats().add(Counter::kUdpTxPackets, sl.datagrams);
       stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(cqe->res));
       if (sl.datagrams > 1) stats().add(Counter::kGsoSends);
     }
+    if (!notif_follows) finish_send(slot);
+  }
+
+  void finish_send(uint32_t slot) {
+    SendSlot& sl = send_slots[slot];
     for (uint32_t k = 0; k < sl.nbids; ++k) release_tun(sl.bids[k]);
     send_free.push_back(slot);
   }
 
-  void resend_singly(SendSlot& train) {
+  void resend_singly(const SendSlot& train) {
     const uint32_t per = static_cast<uint32_t>(train.msg.msg_iovlen) / train.datagrams;  // 1 or 2
     for (uint32_t d = 0; d < train.datagrams; ++d) {
       SendSlot* onep = take_send_slot();
@@ -414,13 +448,11 @@ struct Worker::Impl {
       SendSlot& one = *onep;
       one.dst = train.dst;
       std::copy_n(train.iov.begin() + per * d, per, one.iov.begin());
-      // Each new send holds its own reference on the buffer it reads.
       one.bids[0] = train.bids[train.nbids == train.datagrams ? d : 0];
       one.nbids = 1;
       ++tun_refs[one.bids[0]];
       submit_send(one, 1, per, 0);
     }
-    for (uint32_t k = 0; k < train.nbids; ++k) release_tun(train.bids[k]);
   }
 
   void send_icmp_unreachable(const encap::PacketRef& offender) {
@@ -715,6 +747,20 @@ struct Worker::Impl {
     }
   }
 
+  // --busy-poll: submit and reap without sleeping for up to busy_poll_us,
+  // which saves the wake-up latency at the price of a spinning core.
+  // Returns true when completions are ready.
+  bool busy_wait() {
+    if (w.opts_.busy_poll_us == 0) return false;
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::microseconds(w.opts_.busy_poll_us);
+    do {
+      io_uring_submit_and_get_events(ring->get());
+      if (io_uring_cq_ready(ring->get()) > 0) return true;
+    } while (std::chrono::steady_clock::now() < deadline && !w.stop_.load(std::memory_order_relaxed));
+    return false;
+  }
+
   void loop() {
     const size_t id = w.id_;
     arm_tun_reads();
@@ -724,8 +770,10 @@ struct Worker::Impl {
       // Offline while blocked: the control thread need not wait for us to
       // free an old route table. Online again before touching it.
       w.qsbr_.offline(id);
-      io_uring_cqe* first = nullptr;
-      io_uring_submit_and_wait_timeout(ring->get(), &first, 1, &ts, nullptr);
+      if (!busy_wait()) {
+        io_uring_cqe* first = nullptr;
+        io_uring_submit_and_wait_timeout(ring->get(), &first, 1, &ts, nullptr);
+      }
       w.qsbr_.online(id);
       tun_recycled_this_turn = 0;
       unsigned head;
@@ -753,12 +801,14 @@ struct Worker::Impl {
   }
 };
 
-Worker::Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, const core::RouteTable& routes,
+Worker::Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, core::UniqueFd send,
+               const core::RouteTable& routes,
                core::Qsbr& qsbr, core::WorkerStats& stats, const std::atomic<bool>& stop,
                WorkerOptions opts)
     : id_(id),
       tun_(std::move(tun)),
       udp_(std::move(udp)),
+      send_(std::move(send)),
       routes_(routes),
       qsbr_(qsbr),
       stats_(stats),

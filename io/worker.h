@@ -30,6 +30,10 @@ struct WorkerOptions {
   bool vnet_hdr = false;           // the TUN was opened with IFF_VNET_HDR + offloads
   bool coalesce = true;            // with vnet_hdr: merge TCP segments into GSO writes
   core::Be32 tun_addr;             // source of ICMP errors (the flannel0 address)
+  bool sqpoll = false;             // IORING_SETUP_SQPOLL: a kernel thread submits
+  unsigned busy_poll_us = 0;       // spin this long for completions before blocking
+  bool send_zc = false;            // IORING_OP_SENDMSG_ZC for sends of 2+ datagrams
+  int cpu = -1;                    // pin the worker thread to this CPU (-1: no pinning)
 };
 
 /// Lifecycle as seen by the control thread.
@@ -39,7 +43,11 @@ class Worker {
  public:
   /// Takes ownership of one TUN queue and one UDP socket. `routes`, `qsbr`,
   /// `stats` and `stop` must outlive the worker; `id` is its QSBR reader id.
-  Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, const core::RouteTable& routes,
+  /// `send` is an optional second socket to send from (another source port,
+  /// so that the peer's SO_REUSEPORT group spreads our flows over its
+  /// workers); without it the worker sends from `udp`.
+  Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, core::UniqueFd send,
+         const core::RouteTable& routes,
          core::Qsbr& qsbr, core::WorkerStats& stats, const std::atomic<bool>& stop,
          WorkerOptions opts);
   ~Worker();
@@ -62,6 +70,7 @@ class Worker {
   size_t id_;
   core::UniqueFd tun_;
   core::UniqueFd udp_;
+  core::UniqueFd send_;
   const core::RouteTable& routes_;
   core::Qsbr& qsbr_;
   core::WorkerStats& stats_;

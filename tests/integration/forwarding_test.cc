@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 
 #include "tests/integration/original_peer.h"
 #include "tests/support/netns.h"
@@ -101,7 +102,11 @@ INSTANTIATE_TEST_SUITE_P(
                     FlagSet{"no_gro", {"--workers=1", "--no-gro"}},
                     FlagSet{"no_multishot", {"--workers=2", "--no-multishot"}},
                     FlagSet{"all_off", {"--workers=2", "--no-tun-offload", "--no-gso", "--no-gro",
-                                        "--no-multishot"}}),
+                                        "--no-multishot"}},
+                    FlagSet{"tuning", {"--workers=2", "--cpu-affinity=0,1", "--batch=16",
+                                       "--ring-entries=256", "--buffers=512", "--socket-rcvbuf=1048576"}},
+                    FlagSet{"send_zc_busy_poll", {"--workers=1", "--send-zc", "--busy-poll=50"}},
+                    FlagSet{"sqpoll", {"--workers=1", "--sqpoll"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // The remaining tests look at single packets; one worker keeps counters in one place.
@@ -285,6 +290,33 @@ INSTANTIATE_TEST_SUITE_P(Flags, ForwardingDetail,
                          testing::Values(FlagSet{"offload", {"--workers=1"}},
                                          FlagSet{"no_offload", {"--workers=1", "--no-tun-offload"}}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// With 2 workers each sends from its own source port, so the peer's
+// SO_REUSEPORT group can spread the flows; the destination stays 8285.
+TEST(SourcePorts, WorkersSendFromTheirOwnPorts) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=2"});
+  auto d2 = start_udpringd(topo, 2, {"--workers=2"});
+  std::set<int> src_ports;
+  const auto caps = capture_during(topo.n1.name(), {"u0"}, [&] {
+    // Several connections: the TUN's flow hash puts them on both queues.
+    for (uint16_t port = 5020; port < 5036; ++port) {  // 16: all on one queue has p = 2^-15
+      EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 256 << 10),
+                256u << 10);
+    }
+  });
+  for (const Captured& c : caps) {
+    const auto& o = c.bytes;
+    if (!c.outgoing || o.size() < 28 || o[9] != 17) continue;
+    EXPECT_EQ((o[22] << 8) | o[23], kPort) << "destination port must stay 8285";
+    src_ports.insert((o[20] << 8) | o[21]);
+  }
+  EXPECT_GE(src_ports.size(), 2u) << "all traffic left from one source port";
+  EXPECT_EQ(src_ports.count(kPort), 0u) << "with spreading, no worker sends from 8285";
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
 
 // udpringd on node 1, the test's own implementation of the original protocol
 // on node 2: traffic must flow both ways.

@@ -55,13 +55,36 @@ TEST(Options, ErrorsNameTheFlag) {
   expect_error({"--no-peer-check=maybe"}, "expected true or false");
   expect_error({"--subnet-mgr=etcd"}, "only \"static\"");
   expect_error({"positional"}, "unexpected argument");
+  expect_error({"--buffers=100"}, "power of two");
+  expect_error({"--batch=0"}, "--batch \"0\"");
+  expect_error({"--cpu-affinity=0,x"}, "--cpu-affinity \"x\"");
+}
+
+TEST(Options, TuningFlags) {
+  const auto o = parse({"--cpu-affinity=0,1", "--ring-entries=256", "--batch=32", "--buffers=512",
+                        "--buffer-size=4096", "--busy-poll=50", "--sqpoll", "--send-zc", "--print-config"});
+  EXPECT_EQ(o.cpu_affinity, (std::vector<int>{0, 1}));
+  EXPECT_EQ(o.ring_entries, 256u);
+  EXPECT_EQ(o.batch, 32u);
+  EXPECT_EQ(o.buffers, 512u);
+  EXPECT_EQ(o.buffer_size, 4096u);
+  EXPECT_EQ(o.busy_poll_us, 50u);
+  EXPECT_TRUE(o.sqpoll);
+  EXPECT_TRUE(o.send_zc);
+  EXPECT_TRUE(o.print_config);
+  const std::string cfg = io::describe_options(o);
+  EXPECT_NE(cfg.find("cpu-affinity: 0,1"), std::string::npos) << cfg;
+  EXPECT_NE(cfg.find("send-zc: on"), std::string::npos) << cfg;
 }
 
 TEST(Options, HelpMentionsEveryFlag) {
   const std::string help = io::usage_text();
   for (const char* flag : {"--subnet-mgr", "--net-config-path", "--static-subnet", "--static-peer",
                            "--iface", "--tun-name", "--workers", "--tun-txqueuelen",
-                           "--no-multishot", "--no-peer-check", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "-v", "--help", "--version"}) {
+                           "--no-multishot", "--no-peer-check", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "--no-source-port-spread",
+                           "--send-zc", "--no-send-zc", "--cpu-affinity", "--ring-entries", "--batch",
+                           "--buffers", "--buffer-size", "--socket-rcvbuf", "--socket-sndbuf",
+                           "--busy-poll", "--sqpoll", "--print-config", "-v", "--help", "--version"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
 }

@@ -3,6 +3,7 @@
 // read by the control thread, so a relaxed load + store replaces an atomic
 // read-modify-write (no lock prefix on the hot path); readers sum the workers.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -39,6 +40,8 @@ enum class Counter : uint8_t {
   kGroReceives,       // receives that carried more than one datagram (UDP_GRO)
   kTsoReads,          // TUN reads that carried a TSO super-packet (split in place)
   kCoalescedWrites,   // TUN writes that merged several TCP segments
+  kSendZcFallback,    // zero-copy sends refused (EMSGSIZE); zero copy then turned off
+  kLastSendErrno,     // errno of the most recent failed send (a gauge; 0 = none)
   kCount
 };
 
@@ -51,7 +54,8 @@ inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
     "icmp_unreach_sent", "drop_bad_header_tun", "drop_bad_header_udp", "drop_no_route",
     "drop_ttl_expired", "drop_truncated",    "drop_unknown_peer",    "drop_send_error",
     "drop_tun_write_error", "no_buffer",     "multishot_rearm",      "gso_sends",
-    "gso_fallback",     "gro_receives",      "tso_reads",            "coalesced_writes"};
+    "gso_fallback",     "gro_receives",      "tso_reads",            "coalesced_writes",
+    "send_zc_fallback", "last_send_errno"};
 
 struct alignas(64) WorkerStats {
   std::array<std::atomic<uint64_t>, kCounterCount> values{};
@@ -60,6 +64,10 @@ struct alignas(64) WorkerStats {
   void add(Counter c, uint64_t n = 1) noexcept {
     auto& v = values[static_cast<size_t>(c)];
     v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  /// Owner-only store of a gauge.
+  void set(Counter c, uint64_t v) noexcept {
+    values[static_cast<size_t>(c)].store(v, std::memory_order_relaxed);
   }
   uint64_t get(Counter c) const noexcept {
     return values[static_cast<size_t>(c)].load(std::memory_order_relaxed);
@@ -77,7 +85,10 @@ inline StatsTotals sum_stats(std::span<const WorkerStats* const> workers) noexce
   StatsTotals t;
   for (const WorkerStats* w : workers) {
     for (size_t i = 0; i < kCounterCount; ++i) {
-      t.values[i] += w->values[i].load(std::memory_order_relaxed);
+      const uint64_t v = w->values[i].load(std::memory_order_relaxed);
+      // Gauges are not additive; any worker's errno will do.
+      t.values[i] = i == static_cast<size_t>(Counter::kLastSendErrno) ? std::max(t.values[i], v)
+                                                                         : t.values[i] + v;
     }
   }
   return t;

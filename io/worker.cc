@@ -125,6 +125,7 @@ struct Worker::Impl {
   bool gso = false;       // UDP_SEGMENT sends; cleared for good on EIO
   bool gro = false;       // UDP_GRO enabled on the socket
   bool vnet = false;      // TUN reads and writes carry a virtio_net_hdr
+  bool zc = false;        // SENDMSG_ZC for trains; cleared for good on EMSGSIZE
 
   msghdr recv_template{};  // must outlive the armed multishot recvmsg
   bool multishot_read = false;
@@ -181,6 +182,7 @@ struct Worker::Impl {
       for (uint32_t i = 0; i < kRunSlots; ++i) run_free.push_back(i);
     }
     gso = o.gso;
+    zc = o.send_zc;
     if (o.gro) {
       const int one = 1;
       gro = setsockopt(w.udp_.get(), SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
@@ -394,7 +396,7 @@ struct Worker::Impl {
     tun_in_flight += sl.nbids;
     io_uring_sqe* sqe = ring->sqe();
     // Zero copy only pays for large sends (kernel msg_zerocopy.rst: ~10 KB).
-    sl.zc = w.opts_.send_zc && datagrams > 1;
+    sl.zc = zc && datagrams > 1;
     if (sl.zc) {
       io_uring_prep_sendmsg_zc(sqe, send_file, &sl.msg, 0);
     } else {
@@ -420,8 +422,17 @@ struct Worker::Impl {
       gso = false;
       stats().add(Counter::kGsoFallback);
       resend_singly(sl);
+    } else if (cqe->res == -EMSGSIZE && sl.zc) {
+      // A zero-copy send must fit MAX_SKB_FRAGS pages; a GSO train of many
+      // iovecs does not. Stop using zero copy on this worker; this train is
+      // lost (TCP resends it), the next ones go out copied.
+      zc = false;
+      stats().add(Counter::kSendZcFallback);
+      stats().set(Counter::kLastSendErrno, EMSGSIZE);
+      stats().add(Counter::kDropSendError, sl.datagrams);
     } else if (cqe->res < 0) {
       stats().add(Counter::kDropSendError, sl.datagrams);
+      stats().set(Counter::kLastSendErrno, static_cast<uint64_t>(-cqe->res));
     } else {
       stats().add(Counter::kUdpTxPackets, sl.datagrams);
       stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(cqe->res));

@@ -188,7 +188,7 @@ CoalesceBatch make_coalesce_batch(size_t n, size_t flows, size_t burst, size_t m
 size_t prepare_restore(CoalesceBatch& b, std::vector<encap::CoalescedRun>& runs) {
   std::vector<std::array<uint8_t, kHdrBytes>> pristine(b.refs.size());
   for (size_t i = 0; i < b.refs.size(); ++i) std::memcpy(pristine[i].data(), b.refs[i].data, kHdrBytes);
-  const size_t n = encap::plan_tcp_coalescing(b.refs, kMaxSegments, runs);
+  const size_t n = encap::plan_tcp_coalescing(b.refs, kMaxSegments, runs).runs;
   for (size_t r = 0; r < n; ++r) {
     if (runs[r].count > 1) {
       b.rewritten.push_back(runs[r].first);
@@ -210,7 +210,7 @@ void run_coalesce(benchmark::State& state, CoalesceBatch& b, size_t want_runs) {
     for (size_t k = 0; k < b.rewritten.size(); ++k) {
       std::memcpy(b.refs[b.rewritten[k]].data, b.saved[k].data(), kHdrBytes);
     }
-    n = encap::plan_tcp_coalescing(b.refs, kMaxSegments, runs);
+    n = encap::plan_tcp_coalescing(b.refs, kMaxSegments, runs).runs;
     benchmark::DoNotOptimize(n);
     benchmark::ClobberMemory();
   }

@@ -145,9 +145,10 @@ TsoSplit tso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_
   return r;
 }
 
-size_t plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_run,
-                           std::span<CoalescedRun> runs) noexcept {
-  size_t out = 0;
+CoalescePlan plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_run,
+                                 std::span<CoalescedRun> runs) noexcept {
+  CoalescePlan plan;
+  size_t& out = plan.runs;
   size_t i = 0;
   while (i < pkts.size()) {
     CoalescedRun& run = runs[out++];
@@ -168,10 +169,16 @@ size_t plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_run,
       }
       // Checked lazily: only packets that would be merged pay for it.
       if (!first_verified) {
-        if (!tcp_checksum_ok(pkts[i].data, pkts[i].len)) break;
+        if (!tcp_checksum_ok(pkts[i].data, pkts[i].len)) {
+          ++plan.checksum_failures;
+          break;
+        }
         first_verified = true;
       }
-      if (!tcp_checksum_ok(pkts[j].data, pkts[j].len)) break;
+      if (!tcp_checksum_ok(pkts[j].data, pkts[j].len)) {
+        ++plan.checksum_failures;
+        break;
+      }
       total += v.payload;
       pv = v;
       ++run.count;
@@ -193,7 +200,7 @@ size_t plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_run,
     }
     i = j;
   }
-  return out;
+  return plan;
 }
 
 }  // namespace udpring::encap

@@ -78,10 +78,13 @@ struct CoalescedRun {
 /// TTL, DF, TCP options), ACK or ACK|PSH only, PSH only at the end, adjacent
 /// sequence numbers, equal payload sizes but the last, whose TCP checksums
 /// verify (the kernel would not check them again), total <= 65535 bytes and
-/// at most `max_run` segments. Returns the number of runs written to `runs`
-/// (which must be as long as `pkts`).
-size_t plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_run,
-                           std::span<CoalescedRun> runs) noexcept;
+/// at most `max_run` segments. `runs` must be as long as `pkts`.
+struct CoalescePlan {
+  size_t runs = 0;               // entries written to `runs`
+  size_t checksum_failures = 0;  // segments that would have merged but failed verification
+};
+CoalescePlan plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_run,
+                                 std::span<CoalescedRun> runs) noexcept;
 
 /// True when the TCP checksum of a TCP/IPv4 packet verifies.
 bool tcp_checksum_ok(const uint8_t* pkt, size_t len) noexcept;

@@ -16,6 +16,7 @@
 #include "core/route_table.h"
 #include "core/worker_stats.h"
 #include "io/netlink.h"
+#include "io/self_test.h"
 #include "io/tun_device.h"
 #include "io/udp_socket.h"
 #include "io/worker.h"
@@ -174,6 +175,18 @@ int run_daemon(const Options& opts) {
                    net.port);
     }
 
+    bool gso = opts.gso;
+    if (gso) {
+      const SelfTest t = self_test_udp_gso();
+      if (t.result == SelfTestResult::kFailed) {
+        spdlog::warn("UDP GSO self-test failed ({}); sending one datagram per sendmsg", t.detail);
+        gso = false;
+      } else {
+        spdlog::info("UDP GSO self-test {}: {}",
+                     t.result == SelfTestResult::kPassed ? "passed" : "skipped", t.detail);
+      }
+    }
+
     WorkerOptions wopts;
     wopts.sq_entries = opts.ring_entries;
     wopts.batch = opts.batch;
@@ -198,7 +211,7 @@ int run_daemon(const Options& opts) {
     wopts.udp_buffers = opts.buffers ? opts.buffers : (opts.gro ? 256 : 1024);
     wopts.vnet_hdr = vnet;
     wopts.coalesce = opts.coalesce;
-    wopts.gso = opts.gso;
+    wopts.gso = gso;
     wopts.gro = opts.gro;
     wopts.multishot_read = opts.multishot;
     wopts.check_peer = opts.peer_check;

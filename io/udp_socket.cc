@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <string>
 #include <system_error>
 
@@ -35,7 +37,12 @@ core::UniqueFd open_udp_socket(const UdpSocketOptions& opts) {
   sa.sin_family = AF_INET;
   sa.sin_port = htons(opts.port);
   sa.sin_addr.s_addr = opts.bind_addr.raw;
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) < 0) {
+  int rc = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa);
+  for (int waited = 0; rc < 0 && errno == EADDRINUSE && waited < opts.in_use_retry_ms; waited += 100) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    rc = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa);
+  }
+  if (rc < 0) {
     const int err = errno;
     std::string hint;
     if (err == EADDRINUSE) hint = " (another flanneld or udpringd holds the port?)";

@@ -14,6 +14,10 @@ struct UdpSocketOptions {
   bool reuse_port = false;      // one socket per worker on the same address
   int rcvbuf_bytes = 4 << 20;   // tried with SO_RCVBUFFORCE, then SO_RCVBUF
   int sndbuf_bytes = 4 << 20;
+  // A daemon that just exited may still hold the port for a moment: the
+  // kernel tears its io_uring (and the registered socket) down
+  // asynchronously. Retry EADDRINUSE this long before giving up.
+  int in_use_retry_ms = 5000;
 };
 
 /// Creates and binds the socket. flannel binds to the interface address, not

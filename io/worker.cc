@@ -684,7 +684,10 @@ struct Worker::Impl {
     // (at most n / 2) is sure to get a slot; otherwise write them singly.
     const bool coalesce = w.opts_.coalesce && run_free.size() >= n / 2 + 1;
     const uint32_t max_run = coalesce ? kMaxGroSegments : 1;
-    const size_t nruns = encap::plan_tcp_coalescing(write_pkts, max_run, runs);
+    const encap::CoalescePlan plan = encap::plan_tcp_coalescing(write_pkts, max_run, runs);
+    const size_t nruns = plan.runs;
+    // Bad segments are still written singly: the kernel checks and drops them.
+    if (plan.checksum_failures) stats().add(Counter::kCoalesceChecksumFailures, plan.checksum_failures);
     for (size_t r = 0; r < nruns; ++r) {
       const encap::CoalescedRun& run = runs[r];
       const uint32_t i = run.first;
@@ -809,6 +812,27 @@ struct Worker::Impl {
       arm_udp_recv();
     }
     w.qsbr_.offline(id);
+    shutdown();
+  }
+
+  // Cancel everything in flight and drop the registered files now, not in
+  // the kernel's deferred ring teardown: otherwise the TUN queue and the
+  // socket stay open after we exit, and a daemon restarted at once finds the
+  // port taken and attaches to the dying device.
+  void shutdown() {
+    io_uring_sqe* sqe = ring->sqe();
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, 0);
+    __kernel_timespec ts{0, 20'000'000};
+    for (int i = 0; i < 10; ++i) {
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_submit_and_wait_timeout(ring->get(), &cqe, 1, &ts, nullptr) < 0) break;
+      unsigned head;
+      unsigned seen = 0;
+      io_uring_for_each_cqe(ring->get(), head, cqe) { ++seen; }
+      io_uring_cq_advance(ring->get(), seen);
+    }
+    io_uring_unregister_files(ring->get());
   }
 };
 

@@ -339,6 +339,21 @@ TEST(Interop, WithAnIndependentOriginalProtocolPeer) {
   EXPECT_EQ(d1->stop(), 0);
 }
 
+// A restart right after a stop must come up on the same port, although the
+// kernel releases the old io_uring's registered socket asynchronously (a
+// flags sweep of the benchmark hit EADDRINUSE here).
+TEST(DaemonSetup, RestartsAtOnceOnTheSamePort) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d2 = start_udpringd(topo, 2, {"--workers=1"});
+  for (const char* workers : {"--workers=1", "--workers=2", "--workers=1"}) {
+    auto d1 = start_udpringd(topo, 1, {workers});
+    EXPECT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << workers << "\n" << d1->log();
+    EXPECT_EQ(d1->stop(), 0);
+  }
+  EXPECT_EQ(d2->stop(), 0);
+}
+
 // Setup failures are reported with the object named and leave nothing behind.
 TEST(DaemonSetup, BadConfigFailsLoudAndCleanly) {
   UDPRING_REQUIRE_INTEGRATION();

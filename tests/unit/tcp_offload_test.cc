@@ -142,7 +142,7 @@ std::vector<CoalescedRun> plan(std::vector<std::vector<uint8_t>>& pkts, uint32_t
   std::vector<PacketRef> refs;
   for (auto& p : pkts) refs.push_back({p.data(), static_cast<uint32_t>(p.size())});
   std::vector<CoalescedRun> runs(refs.size());
-  runs.resize(encap::plan_tcp_coalescing(refs, max_run, runs));
+  runs.resize(encap::plan_tcp_coalescing(refs, max_run, runs).runs);
   return runs;
 }
 
@@ -221,6 +221,13 @@ TEST(Coalesce, KeepsApartWhatMustNotMerge) {
   };
   auto bad = seg(1000);
   bad[60] ^= 0xff;  // corrupt payload: checksum no longer verifies
+  {
+    std::vector<std::vector<uint8_t>> two = {seg(0), bad};
+    std::vector<PacketRef> refs;
+    for (auto& p : two) refs.push_back({p.data(), static_cast<uint32_t>(p.size())});
+    std::vector<CoalescedRun> r(2);
+    EXPECT_EQ(encap::plan_tcp_coalescing(refs, 64, r).checksum_failures, 1u);
+  }
   cases.push_back({"bad_checksum", {seg(0), bad}, {1, 1}});
   auto other_ttl = tcp_packet(1000, bytes(1000, 1000), kAck, 777, 12, 9);
   cases.push_back({"different_ttl", {seg(0), other_ttl}, {1, 1}});

@@ -145,8 +145,130 @@ TsoSplit tso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_
   return r;
 }
 
+TsoSplit uso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_scratch,
+                      size_t max_segments, iovec* iov) noexcept {
+  TsoSplit r;
+  if (len < 28 || (pkt[0] >> 4) != 4 || gso_size == 0) return r;
+  const size_t ihl = size_t{pkt[0] & 0x0fu} * 4;
+  const size_t hdrs = ihl + 8;
+  if (ihl < 20 || hdrs >= len || pkt[9] != core::kIpProtoUdp) return r;
+  const size_t payload = len - hdrs;
+  const uint8_t ttl = pkt[8];
+  if (ttl <= 1) {
+    r.status = TsoStatus::kTtlExpired;
+    return r;
+  }
+  const size_t n = (payload + gso_size - 1) / gso_size;
+  if (n > max_segments) {
+    r.status = TsoStatus::kTooManySegments;
+    return r;
+  }
+  const uint16_t id0 = load16(pkt + 4);
+  for (size_t k = 0; k < n; ++k) {
+    uint8_t* h = hdr_scratch + k * kSegHdrSlotBytes;
+    std::memcpy(h, pkt, hdrs);
+    const size_t seg = std::min<size_t>(gso_size, payload - k * gso_size);
+    const uint8_t* data = pkt + hdrs + k * gso_size;
+    store16(h + 2, static_cast<uint32_t>(hdrs + seg));
+    store16(h + 4, static_cast<uint16_t>(id0 + k));
+    h[8] = static_cast<uint8_t>(ttl - 1);
+    core::ipv4_set_header_checksum(h);
+    uint8_t* uh = h + ihl;
+    const uint32_t l4 = static_cast<uint32_t>(8 + seg);
+    store16(uh + 4, l4);
+    uh[6] = uh[7] = 0;
+    uint32_t sum = core::ones_sum(uh, 8, pseudo_sum(h, core::kIpProtoUdp, l4));
+    sum = core::ones_sum(data, seg, sum);
+    uint16_t c = static_cast<uint16_t>(~sum & 0xffff);
+    if (c == 0) c = 0xffff;  // 0 would mean "no checksum"
+    store16(uh + 6, c);
+    iov[2 * k] = {h, hdrs};
+    iov[2 * k + 1] = {const_cast<uint8_t*>(data), seg};
+  }
+  r.status = TsoStatus::kOk;
+  r.segments = static_cast<uint32_t>(n);
+  r.seg_bytes = static_cast<uint32_t>(hdrs + std::min<size_t>(gso_size, payload));
+  return r;
+}
+
+bool udp_checksum_ok(const uint8_t* pkt, size_t len) noexcept {
+  const size_t ihl = size_t{pkt[0] & 0x0fu} * 4;
+  if (len < ihl + 8) return false;
+  if (pkt[ihl + 6] == 0 && pkt[ihl + 7] == 0) return true;  // sender computed none
+  const uint32_t l4 = static_cast<uint32_t>(len - ihl);
+  return core::ones_sum(pkt + ihl, l4, pseudo_sum(pkt, core::kIpProtoUdp, l4)) == 0xffff;
+}
+
+namespace {
+
+// UDP/IPv4 without options, not a fragment, with payload and a UDP length
+// that matches the packet.
+bool udp_candidate(const PacketRef& p, size_t& payload) {
+  const uint8_t* ip = p.data;
+  if (p.len < 29 || ip[0] != 0x45 || ip[9] != core::kIpProtoUdp) return false;
+  if ((load16(ip + 6) & 0x3fff) != 0) return false;
+  if (load16(ip + 24) != p.len - 20) return false;
+  payload = p.len - 28;
+  return true;
+}
+
+// Plans a UDP run starting at i; returns its length (1 = nothing merged).
+uint32_t plan_udp_run(std::span<const PacketRef> pkts, size_t i, uint32_t max_run,
+                      CoalescedRun& run, size_t& checksum_failures) {
+  size_t first_payload = 0;
+  if (!udp_candidate(pkts[i], first_payload)) return 1;
+  const uint8_t* a = pkts[i].data;
+  size_t total = pkts[i].len;
+  size_t prev_payload = first_payload;
+  uint32_t count = 1;
+  bool first_verified = false;
+  for (size_t j = i + 1; j < pkts.size() && count < max_run; ++j) {
+    size_t payload = 0;
+    const uint8_t* b = pkts[j].data;
+    if (!udp_candidate(pkts[j], payload) || payload > first_payload ||
+        prev_payload != first_payload || total + payload > 65535) {
+      break;
+    }
+    if (a[1] != b[1] || a[8] != b[8] || (a[6] & 0x40) != (b[6] & 0x40) ||
+        std::memcmp(a + 12, b + 12, 8) != 0 || std::memcmp(a + 20, b + 20, 4) != 0) {
+      break;
+    }
+    if (!first_verified) {
+      if (!udp_checksum_ok(a, pkts[i].len)) {
+        ++checksum_failures;
+        break;
+      }
+      first_verified = true;
+    }
+    if (!udp_checksum_ok(b, pkts[j].len)) {
+      ++checksum_failures;
+      break;
+    }
+    total += payload;
+    prev_payload = payload;
+    ++count;
+  }
+  if (count > 1) {
+    uint8_t* ip = pkts[i].data;
+    store16(ip + 2, static_cast<uint32_t>(total));
+    core::ipv4_set_header_checksum(ip);
+    store16(ip + 24, static_cast<uint32_t>(total - 20));
+    store16(ip + 26, pseudo_sum(ip, core::kIpProtoUdp, static_cast<uint32_t>(total - 20)));
+    run.vnet.flags = kVnetFlagNeedsCsum;
+    run.vnet.gso_type = kVnetGsoUdpL4;
+    run.vnet.hdr_len = 28;
+    run.vnet.gso_size = static_cast<uint16_t>(first_payload);
+    run.vnet.csum_start = 20;
+    run.vnet.csum_offset = 6;
+    run.count = count;
+  }
+  return count;
+}
+
+}  // namespace
+
 CoalescePlan plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_run,
-                                 std::span<CoalescedRun> runs) noexcept {
+                                 std::span<CoalescedRun> runs, bool udp) noexcept {
   CoalescePlan plan;
   size_t& out = plan.runs;
   size_t i = 0;
@@ -155,7 +277,7 @@ CoalescePlan plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_r
     run = CoalescedRun{static_cast<uint32_t>(i), 1, VnetHdr{}};
     TcpView fv;
     if (!tcp_candidate(pkts[i], fv)) {
-      ++i;
+      i += udp ? plan_udp_run(pkts, i, max_run, run, plan.checksum_failures) : 1;
       continue;
     }
     size_t total = pkts[i].len;

@@ -31,6 +31,7 @@ inline constexpr size_t kVnetHdrBytes = sizeof(VnetHdr);
 inline constexpr uint8_t kVnetFlagNeedsCsum = 1;
 inline constexpr uint8_t kVnetGsoNone = 0;
 inline constexpr uint8_t kVnetGsoTcpV4 = 1;
+inline constexpr uint8_t kVnetGsoUdpL4 = 5;  // VIRTIO_NET_HDR_GSO_UDP_L4 (USO, Linux 6.2)
 inline constexpr uint8_t kVnetGsoEcn = 0x80;
 /// Header bytes reserved per segment in a split: IPv4 (<= 60) + TCP (<= 60).
 inline constexpr size_t kSegHdrSlotBytes = 128;
@@ -62,6 +63,12 @@ struct TsoSplit {
 TsoSplit tso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_scratch,
                       size_t max_segments, iovec* iov) noexcept;
 
+/// The same for a UDP/IPv4 super-packet (USO, gso_type UDP_L4): per segment
+/// a copy of the IP and UDP headers (total length, ID + k, TTL - 1, UDP
+/// length, full UDP checksum) and the payload slice.
+TsoSplit uso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_scratch,
+                      size_t max_segments, iovec* iov) noexcept;
+
 /// A run of consecutive packets to write to the TUN as one.
 struct CoalescedRun {
   uint32_t first = 0;   // index into the packets passed to plan_tcp_coalescing
@@ -79,12 +86,18 @@ struct CoalescedRun {
 /// sequence numbers, equal payload sizes but the last, whose TCP checksums
 /// verify (the kernel would not check them again), total <= 65535 bytes and
 /// at most `max_run` segments. `runs` must be as long as `pkts`.
+/// With `udp`, runs of one UDP flow (addresses, ports, TOS, TTL, DF; equal
+/// sizes but the last; checksums verified unless zero) are merged too, as
+/// UDP_L4 GSO packets; only pass it when the TUN accepted USO offload.
 struct CoalescePlan {
   size_t runs = 0;               // entries written to `runs`
   size_t checksum_failures = 0;  // segments that would have merged but failed verification
 };
 CoalescePlan plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_run,
-                                 std::span<CoalescedRun> runs) noexcept;
+                                 std::span<CoalescedRun> runs, bool udp = false) noexcept;
+
+/// True when the UDP checksum of a UDP/IPv4 packet verifies or is 0 (none).
+bool udp_checksum_ok(const uint8_t* pkt, size_t len) noexcept;
 
 /// True when the TCP checksum of a TCP/IPv4 packet verifies.
 bool tcp_checksum_ok(const uint8_t* pkt, size_t len) noexcept;

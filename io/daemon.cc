@@ -127,11 +127,14 @@ int run_daemon(const Options& opts) {
     std::vector<core::UniqueFd> tun_fds;
     bool vnet = opts.tun_offload;
     tun_fds.push_back(open_tun_queue(opts.tun_name, vnet));
+    bool uso = false;
     if (vnet) {
-      if (const std::string err = enable_tun_offload(tun_fds[0].get()); !err.empty()) {
+      const TunOffload off = enable_tun_offload(tun_fds[0].get(), opts.uso);
+      uso = off.uso;
+      if (!off.ok) {
         // Re-create the device without the vnet header rather than run with
         // a header but no offloads.
-        spdlog::warn("{}; TUN offload off, one packet per read and write", err);
+        spdlog::warn("{}; TUN offload off, one packet per read and write", off.error);
         tun_fds.clear();
         vnet = false;
         tun_fds.push_back(open_tun_queue(opts.tun_name, false));
@@ -211,6 +214,7 @@ int run_daemon(const Options& opts) {
     wopts.udp_buffers = opts.buffers ? opts.buffers : (opts.gro ? 256 : 1024);
     wopts.vnet_hdr = vnet;
     wopts.coalesce = opts.coalesce;
+    wopts.uso = uso;
     wopts.gso = gso;
     wopts.gro = opts.gro;
     wopts.multishot_read = opts.multishot;

@@ -66,6 +66,7 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
       {"no-multishot", {true, [](Options& o, auto& f, auto& v) { o.multishot = !parse_bool(f, v); }}},
       {"no-gso", {true, [](Options& o, auto& f, auto& v) { o.gso = !parse_bool(f, v); }}},
       {"no-tun-offload", {true, [](Options& o, auto& f, auto& v) { o.tun_offload = !parse_bool(f, v); }}},
+      {"no-uso", {true, [](Options& o, auto& f, auto& v) { o.uso = !parse_bool(f, v); }}},
       {"no-coalesce", {true, [](Options& o, auto& f, auto& v) { o.coalesce = !parse_bool(f, v); }}},
       {"no-source-port-spread", {true, [](Options& o, auto& f, auto& v) { o.source_port_spread = !parse_bool(f, v); }}},
       {"cpu-affinity", {false, [](Options& o, auto& f, auto& v) {
@@ -165,6 +166,9 @@ Data plane:
                              super-packets (TSO), which udpringd cuts into MTU-sized
                              datagrams without copying payload, and accepts merged TCP
                              segments on write. The wire format is the same either way.
+  --no-uso                   With TUN offload on, leave UDP out of it: no UDP super-packets
+                             from the TUN, no merged UDP writes. By default USO is used when
+                             the kernel has it (Linux 6.2+).
   --no-coalesce              With TUN offload on, still write received TCP segments to the
                              TUN one by one instead of merging runs of one flow.
   --no-gso                   Send one datagram per sendmsg. By default consecutive packets to
@@ -249,6 +253,7 @@ std::string describe_options(const Options& o) {
   line("busy-poll", std::to_string(o.busy_poll_us) + " us");
   line("sqpoll", b(o.sqpoll));
   line("tun-offload", b(o.tun_offload));
+  line("uso", b(o.uso));
   line("coalesce", b(o.coalesce));
   line("gso", b(o.gso));
   line("gro", b(o.gro));

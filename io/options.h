@@ -38,6 +38,7 @@ struct Options {
   bool gro = true;
   bool tun_offload = true;
   bool coalesce = true;
+  bool uso = true;
   bool source_port_spread = true;     // with 2+ workers, each sends from its own port
   std::vector<int> cpu_affinity;      // worker i runs on cpu_affinity[i % size]
   unsigned ring_entries = 1024;       // SQ entries per worker ring

@@ -44,11 +44,23 @@ core::UniqueFd open_tun_queue(const std::string& name, bool vnet_hdr) {
   return fd;
 }
 
-std::string enable_tun_offload(int fd) {
-  if (::ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) < 0) {
-    return std::string("TUNSETOFFLOAD TUN_F_CSUM|TUN_F_TSO4: ") + std::strerror(errno);
+// Not in Debian 12's kernel headers (6.1); values from include/uapi/linux/if_tun.h.
+constexpr unsigned kTunFUso4 = 0x20;
+constexpr unsigned kTunFUso6 = 0x40;
+
+TunOffload enable_tun_offload(int fd, bool want_uso) {
+  TunOffload r;
+  // The kernel takes USO only as the pair USO4|USO6.
+  if (want_uso && ::ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | kTunFUso4 | kTunFUso6) == 0) {
+    r.ok = r.uso = true;
+    return r;
   }
-  return "";
+  if (::ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) == 0) {
+    r.ok = true;
+    return r;
+  }
+  r.error = std::string("TUNSETOFFLOAD TUN_F_CSUM|TUN_F_TSO4: ") + std::strerror(errno);
+  return r;
 }
 
 std::vector<std::string> tune_tun_sysctls(const std::string& name) {

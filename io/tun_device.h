@@ -19,10 +19,16 @@ namespace udpring::io {
 core::UniqueFd open_tun_queue(const std::string& name, bool vnet_hdr = false);
 
 /// Turns on checksum and TCPv4 segmentation offload (TUNSETOFFLOAD
-/// TUN_F_CSUM|TUN_F_TSO4) on a TUN opened with IFF_VNET_HDR: reads may then
-/// carry 64 KiB TCP super-packets and partial checksums, and writes may carry
-/// GSO packets. Returns "" on success, else why it failed.
-std::string enable_tun_offload(int fd);
+/// TUN_F_CSUM|TUN_F_TSO4) on a TUN opened with IFF_VNET_HDR, plus UDP
+/// segmentation offload (TUN_F_USO4|USO6, Linux 6.2) when the kernel has
+/// it: reads may then carry 64 KiB TCP or UDP super-packets and partial
+/// checksums, and writes may carry GSO packets.
+struct TunOffload {
+  bool ok = false;    // CSUM + TSO4 accepted
+  bool uso = false;   // USO accepted as well
+  std::string error;  // why, when !ok
+};
+TunOffload enable_tun_offload(int fd, bool want_uso);
 
 /// Per-device sysctls for the TUN, best effort (a read-only /proc/sys in a
 /// container only loses the improvement; each failure is returned as text):

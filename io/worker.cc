@@ -212,7 +212,9 @@ struct Worker::Impl {
     w.features_ = describe(ring->features()) +
                   (multishot_read ? ", TUN READ_MULTISHOT" : ", TUN plain reads") +
                   (vnet ? ", TUN offload (TSO split" : "") +
-                  (vnet && o.coalesce ? ", TCP coalescing)" : vnet ? ")" : "") +
+                  (vnet && o.uso ? ", USO split" : "") +
+                  (vnet && o.coalesce ? (o.uso ? ", TCP+UDP coalescing)" : ", TCP coalescing)")
+                   : vnet ? ")" : "") +
                   ", UDP RECVMSG multishot" + (gso ? ", UDP GSO" : "") + (gro ? ", UDP GRO" : "") +
                   (o.send_zc ? ", SENDMSG_ZC" : "") + (w.send_ ? ", own source port" : "") +
                   (o.busy_poll_us ? ", busy poll " + std::to_string(o.busy_poll_us) + " us" : "");
@@ -290,9 +292,9 @@ struct Worker::Impl {
       buf += encap::kVnetHdrBytes;
       len -= encap::kVnetHdrBytes;
       const uint8_t type = h.gso_type & static_cast<uint8_t>(~encap::kVnetGsoEcn);
-      if (type == encap::kVnetGsoTcpV4) {
+      if (type == encap::kVnetGsoTcpV4 || (type == encap::kVnetGsoUdpL4 && w.opts_.uso)) {
         flush_tun();  // keep packet order: earlier packets leave first
-        send_tso(bid, buf, len, h.gso_size);
+        send_tso(bid, buf, len, h.gso_size, type == encap::kVnetGsoUdpL4);
         return;
       }
       if (type != encap::kVnetGsoNone ||
@@ -313,7 +315,7 @@ struct Worker::Impl {
 
   // A TSO super-packet: one route lookup, then the segments leave as one
   // GSO train of [rebuilt header][payload slice] iovec pairs.
-  void send_tso(uint32_t bid, uint8_t* pkt, uint32_t len, uint16_t gso_size) {
+  void send_tso(uint32_t bid, uint8_t* pkt, uint32_t len, uint16_t gso_size, bool udp) {
     const core::RouteSnapshot* routes = w.routes_.current();
     stats().add(Counter::kTunRxBytes, len);
     if (len < core::kIpv4MinHeaderBytes || (pkt[0] >> 4) != 4) {
@@ -325,8 +327,9 @@ struct Worker::Impl {
     const core::NextHop* hop = routes->lookup(core::Ipv4View(pkt).dst());
     uint8_t* hdrs = tso_hdrs.data() + size_t{bid} * kMaxTsoSegments * encap::kSegHdrSlotBytes;
     const encap::TsoSplit split =
-        hop ? encap::tso_split_v4(pkt, len, gso_size, hdrs, kMaxTsoSegments, tso_iov.data())
-            : encap::TsoSplit{};
+        !hop ? encap::TsoSplit{}
+        : udp ? encap::uso_split_v4(pkt, len, gso_size, hdrs, kMaxTsoSegments, tso_iov.data())
+              : encap::tso_split_v4(pkt, len, gso_size, hdrs, kMaxTsoSegments, tso_iov.data());
     if (!hop || split.status != encap::TsoStatus::kOk) {
       stats().add(Counter::kTunRxPackets);
       if (!hop) {
@@ -684,7 +687,8 @@ struct Worker::Impl {
     // (at most n / 2) is sure to get a slot; otherwise write them singly.
     const bool coalesce = w.opts_.coalesce && run_free.size() >= n / 2 + 1;
     const uint32_t max_run = coalesce ? kMaxGroSegments : 1;
-    const encap::CoalescePlan plan = encap::plan_tcp_coalescing(write_pkts, max_run, runs);
+    const encap::CoalescePlan plan =
+        encap::plan_tcp_coalescing(write_pkts, max_run, runs, w.opts_.uso);
     const size_t nruns = plan.runs;
     // Bad segments are still written singly: the kernel checks and drops them.
     if (plan.checksum_failures) stats().add(Counter::kCoalesceChecksumFailures, plan.checksum_failures);
@@ -708,7 +712,9 @@ struct Worker::Impl {
         rs.iov[1] = {write_pkts[i].data, write_pkts[i].len};
         for (uint32_t k = 1; k < run.count; ++k) {
           const encap::PacketRef& p = write_pkts[i + k];
-          const size_t hdrs = 20 + (size_t{p.data[32]} >> 4) * 4;
+          const size_t hdrs = run.vnet.gso_type == encap::kVnetGsoUdpL4
+                                  ? 28
+                                  : 20 + (size_t{p.data[32]} >> 4) * 4;
           rs.iov[k + 1] = {p.data + hdrs, p.len - hdrs};
         }
         for (uint32_t k = 0; k < run.count; ++k) rs.bids[k] = write_bids[i + k];

@@ -5,6 +5,7 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -161,6 +162,72 @@ std::optional<std::vector<uint8_t>> udp_exchange(const std::string& server_ns,
   });
   server.join();
   return got;
+}
+
+size_t udp_burst(const std::string& server_ns, const std::string& server_ip, uint16_t port,
+                 const std::string& client_ns, size_t count, size_t size, size_t gso_batch,
+                 int timeout_ms) {
+  std::atomic<bool> bound{false};
+  std::atomic<bool> sent{false};
+  size_t good = 0;
+  NsThread server(server_ns, [&] {
+    UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    const int rcvbuf = 4 << 20;
+    setsockopt(s.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
+    sockaddr_in sa = make_addr(server_ip, port);
+    const int ok = bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    bound = true;
+    if (ok != 0) throw std::runtime_error("bind " + server_ip + ": " + std::strerror(errno));
+    std::vector<uint8_t> buf(65536);
+    for (;;) {
+      pollfd pfd{s.get(), POLLIN, 0};
+      if (poll(&pfd, 1, sent ? timeout_ms : 5000) != 1) break;
+      const ssize_t n = recv(s.get(), buf.data(), buf.size(), 0);
+      if (n != static_cast<ssize_t>(size)) continue;
+      // Which datagram: the first byte tells among candidates; check all bytes.
+      bool matched = false;
+      for (size_t i = 0; i < count && !matched; ++i) {
+        if (buf[0] != pattern_byte(i * size)) continue;
+        matched = true;
+        for (size_t j = 0; j < size; ++j) {
+          if (buf[j] != pattern_byte(i * size + j)) {
+            matched = false;
+            break;
+          }
+        }
+      }
+      if (matched) ++good;
+      if (good == count) break;
+    }
+  });
+  while (!bound) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  run_in_netns(client_ns, [&] {
+    UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa = make_addr(server_ip, port);
+    if (connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      throw std::runtime_error("connect " + server_ip + ": " + std::strerror(errno));
+    }
+    const size_t batch = std::max<size_t>(1, gso_batch);
+    if (batch > 1) {
+      const int seg = static_cast<int>(size);
+      if (setsockopt(s.get(), SOL_UDP, UDP_SEGMENT, &seg, sizeof seg) != 0) {
+        throw std::runtime_error(std::string("UDP_SEGMENT: ") + std::strerror(errno));
+      }
+    }
+    std::vector<uint8_t> buf(batch * size);
+    for (size_t i = 0; i < count; i += batch) {
+      const size_t n = std::min(batch, count - i);
+      for (size_t k = 0; k < n * size; ++k) buf[k] = pattern_byte(i * size + k);
+      if (send(s.get(), buf.data(), n * size, 0) < 0) {
+        throw std::runtime_error(std::string("send burst: ") + std::strerror(errno));
+      }
+      // Pace a little so the receiving pod's socket is not the test's bottleneck.
+      if ((i / batch) % 8 == 7) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  sent = true;
+  server.join();
+  return good;
 }
 
 void udp_send_raw(const std::string& ns, const std::string& src_ip, const std::string& dst_ip,

@@ -36,6 +36,15 @@ std::optional<std::vector<uint8_t>> udp_exchange(const std::string& server_ns,
                                                  const UdpSendOptions& opts = {},
                                                  int timeout_ms = 2000);
 
+/// Sends `count` datagrams of `size` bytes (datagram i filled with
+/// pattern_byte(i * size + j)) from `client_ns` to server_ip:port, as UDP GSO
+/// sends of `gso_batch` datagrams each when gso_batch > 1. Returns how many
+/// arrived intact at a socket in `server_ns` (with a 4 MiB receive buffer)
+/// within `timeout_ms` after the last send.
+size_t udp_burst(const std::string& server_ns, const std::string& server_ip, uint16_t port,
+                 const std::string& client_ns, size_t count, size_t size, size_t gso_batch,
+                 int timeout_ms = 1000);
+
 /// Sends raw `datagrams` over UDP from `src_ip` (bound inside `ns`) to dst:port.
 void udp_send_raw(const std::string& ns, const std::string& src_ip, const std::string& dst_ip,
                   uint16_t dst_port, const std::vector<std::vector<uint8_t>>& datagrams);

@@ -265,5 +265,113 @@ TEST(Coalesce, RespectsTheRunLimitAndTotalLength) {
   EXPECT_GE(big_runs.size(), 2u);
 }
 
+// A UDP/IPv4 packet with a correct UDP checksum (or none, with `zero_csum`).
+std::vector<uint8_t> udp_packet(const std::vector<uint8_t>& data, uint16_t sport = 4000,
+                                bool zero_csum = false) {
+  std::vector<uint8_t> udp(8, 0);
+  udp[0] = static_cast<uint8_t>(sport >> 8);
+  udp[1] = static_cast<uint8_t>(sport);
+  udp[2] = 0x13; udp[3] = 0x88;  // 5000
+  const size_t l4 = 8 + data.size();
+  udp[4] = static_cast<uint8_t>(l4 >> 8);
+  udp[5] = static_cast<uint8_t>(l4);
+  udp.insert(udp.end(), data.begin(), data.end());
+  auto p = PacketBuilder().protocol(core::kIpProtoUdp).payload(udp).build();
+  if (!zero_csum) {
+    std::vector<uint8_t> pseudo(p.begin() + 12, p.begin() + 20);
+    pseudo.insert(pseudo.end(), {0, 17, static_cast<uint8_t>(l4 >> 8), static_cast<uint8_t>(l4)});
+    uint16_t c = static_cast<uint16_t>(~core::ones_sum(p.data() + 20, l4, core::ones_sum(pseudo.data(), 12)));
+    if (c == 0) c = 0xffff;
+    p[26] = static_cast<uint8_t>(c >> 8);
+    p[27] = static_cast<uint8_t>(c);
+  }
+  return p;
+}
+
+TEST(UsoSplit, SegmentsAreValidUdpDatagrams) {
+  const auto data = bytes(5000, 9);
+  auto super = udp_packet(data);
+  std::vector<uint8_t> scratch(64 * encap::kSegHdrSlotBytes);
+  std::vector<iovec> iov(128);
+  const auto r = encap::uso_split_v4(super.data(), super.size(), 1200, scratch.data(), 64, iov.data());
+  ASSERT_EQ(r.status, TsoStatus::kOk);
+  ASSERT_EQ(r.segments, 5u);
+  EXPECT_EQ(r.seg_bytes, 28u + 1200);
+  std::vector<uint8_t> joined;
+  for (uint32_t k = 0; k < r.segments; ++k) {
+    std::vector<uint8_t> seg;
+    for (int part = 0; part < 2; ++part) {
+      const auto* b = static_cast<const uint8_t*>(iov[2 * k + part].iov_base);
+      seg.insert(seg.end(), b, b + iov[2 * k + part].iov_len);
+    }
+    EXPECT_EQ(core::validate_ipv4(seg.data(), seg.size()), core::Ipv4Error::kOk);
+    EXPECT_TRUE(test::header_checksum_ok(seg));
+    EXPECT_EQ(((seg[24] << 8) | seg[25]), static_cast<int>(seg.size() - 20)) << "UDP length";
+    EXPECT_FALSE(seg[26] == 0 && seg[27] == 0);
+    EXPECT_TRUE(encap::udp_checksum_ok(seg.data(), seg.size())) << k;
+    EXPECT_EQ(seg[8], 63);
+    joined.insert(joined.end(), seg.begin() + 28, seg.end());
+  }
+  EXPECT_EQ(joined, data);
+  auto tcp = tcp_packet(1, bytes(3000, 3));
+  EXPECT_EQ(encap::uso_split_v4(tcp.data(), tcp.size(), 1200, scratch.data(), 64, iov.data()).status,
+            TsoStatus::kMalformed);
+}
+
+std::vector<CoalescedRun> plan_udp(std::vector<std::vector<uint8_t>>& pkts, size_t* failures = nullptr) {
+  std::vector<PacketRef> refs;
+  for (auto& p : pkts) refs.push_back({p.data(), static_cast<uint32_t>(p.size())});
+  std::vector<CoalescedRun> runs(refs.size());
+  const auto plan = encap::plan_tcp_coalescing(refs, 64, runs, true);
+  runs.resize(plan.runs);
+  if (failures) *failures = plan.checksum_failures;
+  return runs;
+}
+
+TEST(UdpCoalesce, MergesOneFlowIntoAUdpL4GsoPacket) {
+  std::vector<std::vector<uint8_t>> pkts;
+  std::vector<uint8_t> all;
+  for (int k = 0; k < 6; ++k) {
+    auto d = bytes(k == 5 ? 300 : 1000, 100 + k);
+    all.insert(all.end(), d.begin(), d.end());
+    pkts.push_back(udp_packet(d));
+  }
+  const auto runs = plan_udp(pkts);
+  ASSERT_EQ(runs.size(), 1u);
+  const CoalescedRun& r = runs[0];
+  EXPECT_EQ(r.count, 6u);
+  EXPECT_EQ(r.vnet.gso_type, encap::kVnetGsoUdpL4);
+  EXPECT_EQ(r.vnet.gso_size, 1000);
+  EXPECT_EQ(r.vnet.hdr_len, 28);
+  EXPECT_EQ(r.vnet.csum_offset, 6);
+  std::vector<uint8_t> merged = pkts[0];
+  for (int k = 1; k < 6; ++k) merged.insert(merged.end(), pkts[k].begin() + 28, pkts[k].end());
+  EXPECT_EQ(core::validate_ipv4(merged.data(), merged.size()), core::Ipv4Error::kOk);
+  EXPECT_TRUE(test::header_checksum_ok(merged));
+  EXPECT_EQ(((merged[24] << 8) | merged[25]), static_cast<int>(merged.size() - 20));
+  ASSERT_TRUE(encap::finish_checksum(merged.data(), merged.size(), 20, 6));
+  EXPECT_TRUE(encap::udp_checksum_ok(merged.data(), merged.size()));
+  EXPECT_TRUE(std::equal(all.begin(), all.end(), merged.begin() + 28));
+}
+
+TEST(UdpCoalesce, KeepsFlowsAndBadPacketsApart) {
+  std::vector<std::vector<uint8_t>> flows = {udp_packet(bytes(500, 1), 4000), udp_packet(bytes(500, 2), 4001)};
+  EXPECT_EQ(plan_udp(flows).size(), 2u) << "different source ports";
+  std::vector<std::vector<uint8_t>> zero = {udp_packet(bytes(500, 1), 4000, true),
+                                            udp_packet(bytes(500, 2), 4000, true)};
+  EXPECT_EQ(plan_udp(zero).size(), 1u) << "packets without a checksum still merge";
+  auto bad = udp_packet(bytes(500, 2));
+  bad[40] ^= 1;
+  std::vector<std::vector<uint8_t>> corrupt = {udp_packet(bytes(500, 1)), bad};
+  size_t failures = 0;
+  EXPECT_EQ(plan_udp(corrupt, &failures).size(), 2u);
+  EXPECT_EQ(failures, 1u);
+  std::vector<std::vector<uint8_t>> off = {udp_packet(bytes(500, 1)), udp_packet(bytes(500, 2))};
+  std::vector<PacketRef> refs;
+  for (auto& p : off) refs.push_back({p.data(), static_cast<uint32_t>(p.size())});
+  std::vector<CoalescedRun> runs(2);
+  EXPECT_EQ(encap::plan_tcp_coalescing(refs, 64, runs, false).runs, 2u) << "UDP only when asked";
+}
+
 }  // namespace
 }  // namespace udpring

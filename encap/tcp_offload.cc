@@ -91,16 +91,16 @@ bool tcp_checksum_ok(const uint8_t* pkt, size_t len) noexcept {
   return core::ones_sum(pkt + ihl, l4, pseudo_sum(pkt, core::kIpProtoTcp, l4)) == 0xffff;
 }
 
-TsoSplit tso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_scratch,
-                      size_t max_segments, iovec* iov) noexcept {
+namespace {
+
+// Shared by the TCP and UDP splits: checks the TTL and the segment count,
+// then per segment copies the `hdrs` header bytes into its scratch slot,
+// rewrites the IP header (total length, ID + k, TTL - 1, checksum) and lets
+// `l4(h, k, n, payload, payload_len)` finish the transport header.
+template <typename L4>
+TsoSplit split_segments(uint8_t* pkt, size_t len, size_t hdrs, uint16_t gso_size,
+                        uint8_t* hdr_scratch, size_t max_segments, iovec* iov, L4&& l4) {
   TsoSplit r;
-  if (len < 40 || (pkt[0] >> 4) != 4 || gso_size == 0) return r;
-  const size_t ihl = size_t{pkt[0] & 0x0fu} * 4;
-  if (ihl < 20 || ihl + 20 > len || pkt[9] != core::kIpProtoTcp) return r;
-  uint8_t* tcp = pkt + ihl;
-  const size_t doff = (size_t{tcp[12]} >> 4) * 4;
-  const size_t hdrs = ihl + doff;
-  if (doff < 20 || hdrs > len || hdrs > kSegHdrSlotBytes) return r;
   const size_t payload = len - hdrs;
   if (payload == 0) return r;
   const uint8_t ttl = pkt[8];
@@ -113,9 +113,7 @@ TsoSplit tso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_
     r.status = TsoStatus::kTooManySegments;
     return r;
   }
-  const uint32_t seq0 = load32(tcp + 4);
   const uint16_t id0 = load16(pkt + 4);
-  const uint8_t flags = tcp[13];
   for (size_t k = 0; k < n; ++k) {
     uint8_t* h = hdr_scratch + k * kSegHdrSlotBytes;
     std::memcpy(h, pkt, hdrs);
@@ -125,17 +123,7 @@ TsoSplit tso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_
     store16(h + 4, static_cast<uint16_t>(id0 + k));
     h[8] = static_cast<uint8_t>(ttl - 1);
     core::ipv4_set_header_checksum(h);
-    uint8_t* th = h + ihl;
-    store32(th + 4, seq0 + static_cast<uint32_t>(k * gso_size));
-    uint8_t f = flags;
-    if (k + 1 != n) f &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
-    if (k != 0) f &= static_cast<uint8_t>(~kTcpCwr);
-    th[13] = f;
-    th[16] = th[17] = 0;
-    const uint32_t l4 = static_cast<uint32_t>(doff + seg);
-    uint32_t sum = core::ones_sum(th, doff, pseudo_sum(h, core::kIpProtoTcp, l4));
-    sum = core::ones_sum(data, seg, sum);
-    store16(th + 16, ~sum & 0xffff);
+    l4(h, k, n, data, seg);
     iov[2 * k] = {h, hdrs};
     iov[2 * k + 1] = {const_cast<uint8_t*>(data), seg};
   }
@@ -145,50 +133,53 @@ TsoSplit tso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_
   return r;
 }
 
+}  // namespace
+
+TsoSplit tso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_scratch,
+                      size_t max_segments, iovec* iov) noexcept {
+  if (len < 40 || (pkt[0] >> 4) != 4 || gso_size == 0) return {};
+  const size_t ihl = size_t{pkt[0] & 0x0fu} * 4;
+  if (ihl < 20 || ihl + 20 > len || pkt[9] != core::kIpProtoTcp) return {};
+  const uint8_t* tcp = pkt + ihl;
+  const size_t doff = (size_t{tcp[12]} >> 4) * 4;
+  const size_t hdrs = ihl + doff;
+  if (doff < 20 || hdrs > len || hdrs > kSegHdrSlotBytes) return {};
+  const uint32_t seq0 = load32(tcp + 4);
+  const uint8_t flags = tcp[13];
+  return split_segments(pkt, len, hdrs, gso_size, hdr_scratch, max_segments, iov,
+                        [&](uint8_t* h, size_t k, size_t n, const uint8_t* data, size_t seg) {
+                          uint8_t* th = h + ihl;
+                          store32(th + 4, seq0 + static_cast<uint32_t>(k * gso_size));
+                          uint8_t f = flags;
+                          if (k + 1 != n) f &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
+                          if (k != 0) f &= static_cast<uint8_t>(~kTcpCwr);
+                          th[13] = f;
+                          th[16] = th[17] = 0;
+                          const uint32_t l4 = static_cast<uint32_t>(doff + seg);
+                          uint32_t sum = core::ones_sum(th, doff, pseudo_sum(h, core::kIpProtoTcp, l4));
+                          sum = core::ones_sum(data, seg, sum);
+                          store16(th + 16, ~sum & 0xffff);
+                        });
+}
+
 TsoSplit uso_split_v4(uint8_t* pkt, size_t len, uint16_t gso_size, uint8_t* hdr_scratch,
                       size_t max_segments, iovec* iov) noexcept {
-  TsoSplit r;
-  if (len < 28 || (pkt[0] >> 4) != 4 || gso_size == 0) return r;
+  if (len < 28 || (pkt[0] >> 4) != 4 || gso_size == 0) return {};
   const size_t ihl = size_t{pkt[0] & 0x0fu} * 4;
   const size_t hdrs = ihl + 8;
-  if (ihl < 20 || hdrs >= len || pkt[9] != core::kIpProtoUdp) return r;
-  const size_t payload = len - hdrs;
-  const uint8_t ttl = pkt[8];
-  if (ttl <= 1) {
-    r.status = TsoStatus::kTtlExpired;
-    return r;
-  }
-  const size_t n = (payload + gso_size - 1) / gso_size;
-  if (n > max_segments) {
-    r.status = TsoStatus::kTooManySegments;
-    return r;
-  }
-  const uint16_t id0 = load16(pkt + 4);
-  for (size_t k = 0; k < n; ++k) {
-    uint8_t* h = hdr_scratch + k * kSegHdrSlotBytes;
-    std::memcpy(h, pkt, hdrs);
-    const size_t seg = std::min<size_t>(gso_size, payload - k * gso_size);
-    const uint8_t* data = pkt + hdrs + k * gso_size;
-    store16(h + 2, static_cast<uint32_t>(hdrs + seg));
-    store16(h + 4, static_cast<uint16_t>(id0 + k));
-    h[8] = static_cast<uint8_t>(ttl - 1);
-    core::ipv4_set_header_checksum(h);
-    uint8_t* uh = h + ihl;
-    const uint32_t l4 = static_cast<uint32_t>(8 + seg);
-    store16(uh + 4, l4);
-    uh[6] = uh[7] = 0;
-    uint32_t sum = core::ones_sum(uh, 8, pseudo_sum(h, core::kIpProtoUdp, l4));
-    sum = core::ones_sum(data, seg, sum);
-    uint16_t c = static_cast<uint16_t>(~sum & 0xffff);
-    if (c == 0) c = 0xffff;  // 0 would mean "no checksum"
-    store16(uh + 6, c);
-    iov[2 * k] = {h, hdrs};
-    iov[2 * k + 1] = {const_cast<uint8_t*>(data), seg};
-  }
-  r.status = TsoStatus::kOk;
-  r.segments = static_cast<uint32_t>(n);
-  r.seg_bytes = static_cast<uint32_t>(hdrs + std::min<size_t>(gso_size, payload));
-  return r;
+  if (ihl < 20 || hdrs >= len || pkt[9] != core::kIpProtoUdp) return {};
+  return split_segments(pkt, len, hdrs, gso_size, hdr_scratch, max_segments, iov,
+                        [&](uint8_t* h, size_t, size_t, const uint8_t* data, size_t seg) {
+                          uint8_t* uh = h + ihl;
+                          const uint32_t l4 = static_cast<uint32_t>(8 + seg);
+                          store16(uh + 4, l4);
+                          uh[6] = uh[7] = 0;
+                          uint32_t sum = core::ones_sum(uh, 8, pseudo_sum(h, core::kIpProtoUdp, l4));
+                          sum = core::ones_sum(data, seg, sum);
+                          uint16_t c = static_cast<uint16_t>(~sum & 0xffff);
+                          if (c == 0) c = 0xffff;  // 0 would mean "no checksum"
+                          store16(uh + 6, c);
+                        });
 }
 
 bool udp_checksum_ok(const uint8_t* pkt, size_t len) noexcept {

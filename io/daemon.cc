@@ -146,6 +146,22 @@ int run_daemon(const Options& opts) {
                    opts.tun_name);
     }
     configure_tun({opts.tun_name, own.network, tun_mtu, opts.tun_txqueuelen, net.network});
+    bool coalesce = opts.coalesce;
+    bool coalesce_udp = uso;
+    if (vnet && coalesce) {
+      // Coalesced writes are GSO packets; make sure this kernel takes them.
+      for (const bool udp : {false, true}) {
+        if (udp && !uso) continue;
+        const SelfTest t = self_test_tun_gso_write(tun_fds[0].get(), own.network.raw, udp);
+        const char* what = udp ? "UDP" : "TCP";
+        if (t.result == SelfTestResult::kPassed) {
+          spdlog::info("TUN {} GSO write self-test passed", what);
+        } else {
+          spdlog::warn("TUN {} GSO write self-test failed ({}); {} coalescing off", what, t.detail, what);
+          (udp ? coalesce_udp : coalesce) = false;
+        }
+      }
+    }
     spdlog::info("TUN {}: {} queue(s), address {}/32, MTU {}, route {} dev {}", opts.tun_name,
                  n_workers, core::format_ipv4(own.network), tun_mtu,
                  core::format_prefix(net.network), opts.tun_name);
@@ -213,8 +229,9 @@ int run_daemon(const Options& opts) {
     wopts.tun_buffers = opts.buffers ? opts.buffers : (vnet ? 256 : 1024);
     wopts.udp_buffers = opts.buffers ? opts.buffers : (opts.gro ? 256 : 1024);
     wopts.vnet_hdr = vnet;
-    wopts.coalesce = opts.coalesce;
+    wopts.coalesce = coalesce;
     wopts.uso = uso;
+    wopts.coalesce_udp = coalesce_udp;
     wopts.gso = gso;
     wopts.gro = opts.gro;
     wopts.multishot_read = opts.multishot;

@@ -688,7 +688,7 @@ struct Worker::Impl {
     const bool coalesce = w.opts_.coalesce && run_free.size() >= n / 2 + 1;
     const uint32_t max_run = coalesce ? kMaxGroSegments : 1;
     const encap::CoalescePlan plan =
-        encap::plan_tcp_coalescing(write_pkts, max_run, runs, w.opts_.uso);
+        encap::plan_tcp_coalescing(write_pkts, max_run, runs, w.opts_.coalesce_udp);
     const size_t nruns = plan.runs;
     // Bad segments are still written singly: the kernel checks and drops them.
     if (plan.checksum_failures) stats().add(Counter::kCoalesceChecksumFailures, plan.checksum_failures);

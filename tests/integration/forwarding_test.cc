@@ -243,6 +243,9 @@ TEST_P(ForwardingDetail, UdpBurstsArriveIntact) {
   EXPECT_EQ(after1.at("drop_bad_header_tun"), before1.at("drop_bad_header_tun"));
   const bool offload = d1_->log().find("USO split") != std::string::npos;
   if (offload) {
+    EXPECT_NE(d1_->log().find("TUN TCP GSO write self-test passed"), std::string::npos);
+    EXPECT_NE(d1_->log().find("TUN UDP GSO write self-test passed"), std::string::npos);
+    EXPECT_NE(d1_->log().find("UDP GSO self-test passed"), std::string::npos);
     EXPECT_GT(after1.at("tso_reads"), before1.at("tso_reads")) << "no UDP super-packet was split";
     EXPECT_GT(after2.at("coalesced_writes"), before2.at("coalesced_writes")) << "no UDP run merged";
   } else {

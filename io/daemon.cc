@@ -225,6 +225,14 @@ int run_daemon(const Options& opts) {
                                            : (vnet ? tun_need : round_up_pow2_bytes(tun_need));
     wopts.udp_buf_bytes = opts.buffer_size ? opts.buffer_size
                                            : (opts.gro ? udp_need : round_up_pow2_bytes(udp_need));
+    // 64 KiB buffers (plus 16 KiB of split headers per TUN buffer with
+    // offload): cap the count so a typo cannot ask for gigabytes.
+    if (opts.buffers > 4096 && (vnet || opts.gro)) {
+      throw std::runtime_error("--buffers " + std::to_string(opts.buffers) +
+                               " is too many 64 KiB buffers (at most 4096 per ring with TUN "
+                               "offload or UDP GRO; each ring would take " +
+                               std::to_string(uint64_t{opts.buffers} * 80 / 1024) + " MiB)");
+    }
     // 64 KiB buffers: 256 of them is 16 MiB per ring.
     wopts.tun_buffers = opts.buffers ? opts.buffers : (vnet ? 256 : 1024);
     wopts.udp_buffers = opts.buffers ? opts.buffers : (opts.gro ? 256 : 1024);

@@ -401,6 +401,19 @@ TEST(DaemonSetup, BadConfigFailsLoudAndCleanly) {
             topo.dir + "/bad2.log");
   EXPECT_EQ(q.wait_exit(3000), 1);
   EXPECT_NE(q.log().find("nosuchif0"), std::string::npos) << q.log();
+
+  Process r(topo.n1.name(),
+            {UDPRINGD_PATH, "--net-config-path=" + topo.net_conf, "--static-subnet=10.50.1.0/24",
+             "--iface=u0", "--buffers=32768"},
+            topo.dir + "/bad3.log");
+  EXPECT_EQ(r.wait_exit(3000), 1);
+  EXPECT_NE(r.log().find("--buffers 32768 is too many"), std::string::npos) << r.log();
+  Process t(topo.n1.name(),
+            {UDPRINGD_PATH, "--net-config-path=" + topo.net_conf, "--static-subnet=10.50.1.0/24",
+             "--iface=u0", "--buffer-size=2048"},
+            topo.dir + "/bad4.log");
+  EXPECT_EQ(t.wait_exit(3000), 1);
+  EXPECT_NE(t.log().find("--buffer-size 2048 is too small"), std::string::npos) << t.log();
   // The failed start left no TUN device behind.
   EXPECT_NE(sh("ip -n " + topo.n1.name() + " link show flannel0 >/dev/null 2>&1"), 0);
 }

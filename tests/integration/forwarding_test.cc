@@ -386,36 +386,31 @@ TEST(DaemonSetup, RestartsAtOnceOnTheSamePort) {
 TEST(DaemonSetup, BadConfigFailsLoudAndCleanly) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
-  const std::string bad_conf = topo.dir + "/vxlan.json";
-  sh_ok("echo '{\"Network\":\"10.50.0.0/16\",\"Backend\":{\"Type\":\"vxlan\"}}' > " + bad_conf);
-  Process p(topo.n1.name(),
-            {UDPRINGD_PATH, "--net-config-path=" + bad_conf, "--static-subnet=10.50.1.0/24",
-             "--iface=u0"},
-            topo.dir + "/bad.log");
-  EXPECT_EQ(p.wait_exit(3000), 1);
-  EXPECT_NE(p.log().find("Backend.Type \"vxlan\" is not supported"), std::string::npos) << p.log();
-
-  Process q(topo.n1.name(),
-            {UDPRINGD_PATH, "--net-config-path=" + topo.net_conf, "--static-subnet=10.50.1.0/24",
-             "--iface=nosuchif0"},
-            topo.dir + "/bad2.log");
-  EXPECT_EQ(q.wait_exit(3000), 1);
-  EXPECT_NE(q.log().find("nosuchif0"), std::string::npos) << q.log();
-
-  Process r(topo.n1.name(),
-            {UDPRINGD_PATH, "--net-config-path=" + topo.net_conf, "--static-subnet=10.50.1.0/24",
-             "--iface=u0", "--buffers=32768"},
-            topo.dir + "/bad3.log");
-  EXPECT_EQ(r.wait_exit(3000), 1);
-  EXPECT_NE(r.log().find("--buffers 32768 is too many"), std::string::npos) << r.log();
-  Process t(topo.n1.name(),
-            {UDPRINGD_PATH, "--net-config-path=" + topo.net_conf, "--static-subnet=10.50.1.0/24",
-             "--iface=u0", "--buffer-size=2048"},
-            topo.dir + "/bad4.log");
-  EXPECT_EQ(t.wait_exit(3000), 1);
-  EXPECT_NE(t.log().find("--buffer-size 2048 is too small"), std::string::npos) << t.log();
-  // The failed start left no TUN device behind.
-  EXPECT_NE(sh("ip -n " + topo.n1.name() + " link show flannel0 >/dev/null 2>&1"), 0);
+  const std::string vxlan_conf = topo.dir + "/vxlan.json";
+  sh_ok("echo '{\"Network\":\"10.50.0.0/16\",\"Backend\":{\"Type\":\"vxlan\"}}' > " + vxlan_conf);
+  // Each start must exit 1 with a message naming the bad input.
+  struct Refusal {
+    std::string conf;
+    std::vector<std::string> flags;
+    std::string message;
+  };
+  const Refusal refusals[] = {
+      {vxlan_conf, {"--iface=u0"}, "Backend.Type \"vxlan\" is not supported"},
+      {topo.net_conf, {"--iface=nosuchif0"}, "nosuchif0"},
+      {topo.net_conf, {"--iface=u0", "--buffers=32768"}, "--buffers 32768 is too many"},
+      {topo.net_conf, {"--iface=u0", "--buffer-size=2048"}, "--buffer-size 2048 is too small"},
+  };
+  int n = 0;
+  for (const Refusal& r : refusals) {
+    std::vector<std::string> argv = {UDPRINGD_PATH, "--net-config-path=" + r.conf,
+                                     "--static-subnet=10.50.1.0/24"};
+    argv.insert(argv.end(), r.flags.begin(), r.flags.end());
+    Process p(topo.n1.name(), argv, topo.dir + "/bad" + std::to_string(n++) + ".log");
+    EXPECT_EQ(p.wait_exit(3000), 1) << r.message;
+    EXPECT_NE(p.log().find(r.message), std::string::npos) << p.log();
+    // The failed start left no TUN device behind.
+    EXPECT_NE(sh("ip -n " + topo.n1.name() + " link show flannel0 >/dev/null 2>&1"), 0) << r.message;
+  }
 }
 
 }  // namespace

@@ -14,7 +14,9 @@
 #include "core/net_config.h"
 #include "core/qsbr.h"
 #include "core/route_table.h"
+#include "core/subnet_env.h"
 #include "core/worker_stats.h"
+#include "io/file_util.h"
 #include "io/netlink.h"
 #include "io/self_test.h"
 #include "io/tun_device.h"
@@ -268,6 +270,12 @@ int run_daemon(const Options& opts) {
       }
     }
     spdlog::info("{} worker(s) forwarding: {}", n_workers, workers.front()->features());
+    if (!opts.subnet_file.empty()) {
+      // After setup, before "ready": the CNI plugin sizes the bridge from it.
+      write_file_atomic(opts.subnet_file, core::format_subnet_env({net.network, own, tun_mtu, false}),
+                        0644);
+      spdlog::info("wrote {}", opts.subnet_file);
+    }
     spdlog::info("udpringd ready: lease {}, {} peer route(s)", core::format_prefix(own),
                  routes.size());
   } catch (const std::exception& e) {

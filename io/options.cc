@@ -54,6 +54,7 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
          if (!ip) throw UsageError("--" + f + " \"" + v + "\": \"" + v.substr(eq + 1) + "\" is not an IPv4 address");
          o.static_peers.push_back({parse_cidr(f, v.substr(0, eq)), *ip});
        }}},
+      {"subnet-file", {false, [](Options& o, auto&, auto& v) { o.subnet_file = v; }}},
       {"iface", {false, [](Options& o, auto&, auto& v) { o.ifaces.push_back(v); }}},
       {"tun-name", {false, [](Options& o, auto& f, auto& v) {
          if (v.empty() || v.size() > 15) throw UsageError("--" + f + " \"" + v + "\": must be 1-15 characters");
@@ -153,6 +154,11 @@ Lease and network:
                              flannel0's (MTU - 28) and the UDP socket binds to its address.
                              Default: the interface of the IPv4 default route.
 
+  --subnet-file=PATH         Where to write flannel's subnet.env (FLANNEL_NETWORK,
+                             FLANNEL_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ) for the CNI plugin,
+                             atomically, mode 0644, after setup and before "ready".
+                             Default /run/flannel/subnet.env; an empty value writes none.
+
 Data plane:
   --tun-name=NAME            TUN device name. Default flannel0.
   --workers=N                Forwarding threads, each with its own io_uring, TUN queue and
@@ -240,6 +246,7 @@ std::string describe_options(const Options& o) {
   line("static-subnet", o.static_subnet ? core::format_prefix(*o.static_subnet) : "(none)");
   line("static-peer", peers.empty() ? "(none)" : peers);
   line("iface", ifaces.empty() ? "(default-route interface)" : ifaces);
+  line("subnet-file", o.subnet_file.empty() ? "(none)" : o.subnet_file);
   line("tun-name", o.tun_name);
   line("workers", o.workers ? std::to_string(o.workers) : "0 (one per online CPU)");
   line("cpu-affinity", cpus.empty() ? "(none)" : cpus);

@@ -30,6 +30,7 @@ struct Options {
   std::vector<StaticPeer> static_peers;
   std::vector<std::string> ifaces;
   std::string tun_name = "flannel0";
+  std::string subnet_file = "/run/flannel/subnet.env";  // "" = do not write one
   unsigned workers = 0;               // 0 = one per online CPU
   uint32_t tun_txqueuelen = 4000;
   bool multishot = true;

@@ -313,6 +313,7 @@ mode_udpring_up() {
       --static-subnet "$self" \
       --static-peer "$peer=$peer_ip" \
       --iface u0 \
+      --subnet-file "$logdir/subnet-n$i.env" \
       "$@" </dev/null >"$logdir/n$i.log" 2>&1 &
     pid=$!
     pids+=("$pid")

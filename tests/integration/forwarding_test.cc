@@ -4,7 +4,9 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <set>
 
 #include "tests/integration/original_peer.h"
@@ -57,6 +59,13 @@ class Forwarding : public testing::TestWithParam<FlagSet> {
 };
 
 TEST_P(Forwarding, PingBothWays) {
+  // subnet.env was written before "ready", in flannel's exact format.
+  std::ifstream env(topo_->dir + "/subnet-n1.env");
+  std::stringstream text;
+  text << env.rdbuf();
+  EXPECT_EQ(text.str(),
+            "FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=10.50.1.1/24\nFLANNEL_MTU=1472\n"
+            "FLANNEL_IPMASQ=false\n");
   EXPECT_TRUE(ping(topo_->p1, "10.50.2.2"));
   EXPECT_TRUE(ping(topo_->p2, "10.50.1.2"));
   const auto s1 = daemon_stats(*d1_);

@@ -250,7 +250,8 @@ std::unique_ptr<Process> start_udpringd(Topology& topo, int node,
       "--net-config-path=" + topo.net_conf,
       "--static-subnet=10.50." + std::to_string(node) + ".0/24",
       "--static-peer=10.50." + std::to_string(peer) + ".0/24=192.168.77." + std::to_string(peer),
-      "--iface=u0"};
+      "--iface=u0",
+      "--subnet-file=" + topo.dir + "/subnet-n" + std::to_string(node) + ".env"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto p = std::make_unique<Process>(ns, argv, topo.dir + "/udpringd-n" + std::to_string(node) + ".log");
   if (!p->wait_for_log("udpringd ready", 10000)) {

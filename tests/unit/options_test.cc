@@ -81,7 +81,7 @@ TEST(Options, HelpMentionsEveryFlag) {
   const std::string help = io::usage_text();
   for (const char* flag : {"--subnet-mgr", "--net-config-path", "--static-subnet", "--static-peer",
                            "--iface", "--tun-name", "--workers", "--tun-txqueuelen",
-                           "--no-multishot", "--no-peer-check", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "--no-uso", "--no-source-port-spread",
+                           "--no-multishot", "--no-peer-check", "--subnet-file", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "--no-uso", "--no-source-port-spread",
                            "--send-zc", "--no-send-zc", "--cpu-affinity", "--ring-entries", "--batch",
                            "--buffers", "--buffer-size", "--socket-rcvbuf", "--socket-sndbuf",
                            "--busy-poll", "--sqpoll", "--print-config", "-v", "--help", "--version"}) {

@@ -17,6 +17,7 @@
 #include "core/subnet_env.h"
 #include "core/worker_stats.h"
 #include "io/file_util.h"
+#include "io/http_server.h"
 #include "io/netlink.h"
 #include "io/self_test.h"
 #include "io/tun_device.h"
@@ -72,6 +73,39 @@ uint32_t round_up_pow2_bytes(uint32_t n) {
   return v;
 }
 
+// Prometheus text for /metrics. Drop counters become one family labelled by
+// reason; the errno gauge stays a gauge.
+std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>& stats,
+                           size_t routes) {
+  std::vector<const core::WorkerStats*> ptrs;
+  for (const auto& s : stats) ptrs.push_back(s.get());
+  const core::StatsTotals t = core::sum_stats(ptrs);
+  std::string out;
+  out += "# HELP udpring_build_info udpringd version.\n# TYPE udpring_build_info gauge\n";
+  out += std::string("udpring_build_info{version=\"") + UDPRING_VERSION + "\"} 1\n";
+  out += "# HELP udpring_workers Forwarding workers.\n# TYPE udpring_workers gauge\n";
+  out += "udpring_workers " + std::to_string(stats.size()) + "\n";
+  out += "# HELP udpring_routes Peer routes installed.\n# TYPE udpring_routes gauge\n";
+  out += "udpring_routes " + std::to_string(routes) + "\n";
+  out += "# HELP udpring_drops_total Packets dropped, by reason.\n# TYPE udpring_drops_total counter\n";
+  for (size_t i = 0; i < core::kCounterCount; ++i) {
+    const std::string_view name = core::kCounterNames[i];
+    if (name.substr(0, 5) == "drop_") {
+      out.append("udpring_drops_total{reason=\"").append(name.substr(5)).append("\"} ");
+      out += std::to_string(t.values[i]) + "\n";
+    }
+  }
+  for (size_t i = 0; i < core::kCounterCount; ++i) {
+    const std::string_view name = core::kCounterNames[i];
+    if (name.substr(0, 5) == "drop_") continue;
+    const bool gauge = i == static_cast<size_t>(core::Counter::kLastSendErrno);
+    std::string metric = "udpring_" + std::string(name) + (gauge ? "" : "_total");
+    out += "# TYPE " + metric + (gauge ? " gauge\n" : " counter\n");
+    out += metric + " " + std::to_string(t.values[i]) + "\n";
+  }
+  return out;
+}
+
 void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, const char* when) {
   std::vector<const core::WorkerStats*> ptrs;
   for (const auto& s : stats) ptrs.push_back(s.get());
@@ -96,6 +130,10 @@ int run_daemon(const Options& opts) {
   std::vector<std::unique_ptr<core::WorkerStats>> stats;
   std::unique_ptr<core::Qsbr> qsbr;
   std::unique_ptr<core::RouteTable> table;
+  // What the HTTP thread may read: set (release) once `stats` is complete.
+  std::atomic<bool> running{false};
+  std::atomic<size_t> route_count{0};
+  std::unique_ptr<HttpServer> http;
   auto stop_workers = [&] {
     stop.store(true, std::memory_order_relaxed);
     for (auto& t : threads) t.join();
@@ -103,6 +141,14 @@ int run_daemon(const Options& opts) {
   };
 
   try {
+    if (opts.healthz_port) {
+      http = std::make_unique<HttpServer>(opts.healthz_ip, opts.healthz_port, [&]() -> std::string {
+        if (!running.load(std::memory_order_acquire)) return "# udpringd is starting\n";
+        return render_metrics(stats, route_count.load(std::memory_order_relaxed));
+      });
+      spdlog::info("health and metrics on {}:{} (/healthz, /readyz, /metrics)",
+                   core::format_ipv4(opts.healthz_ip), http->port());
+    }
     const core::NetConfig net = load_net_config(opts.net_config_path);
     if (!opts.static_subnet) {
       throw std::runtime_error("--subnet-mgr=static needs --static-subnet (this node's lease)");
@@ -276,6 +322,9 @@ int run_daemon(const Options& opts) {
                         0644);
       spdlog::info("wrote {}", opts.subnet_file);
     }
+    route_count.store(routes.size(), std::memory_order_relaxed);
+    running.store(true, std::memory_order_release);
+    if (http) http->set_ready();
     spdlog::info("udpringd ready: lease {}, {} peer route(s)", core::format_prefix(own),
                  routes.size());
   } catch (const std::exception& e) {

@@ -55,6 +55,14 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
          o.static_peers.push_back({parse_cidr(f, v.substr(0, eq)), *ip});
        }}},
       {"subnet-file", {false, [](Options& o, auto&, auto& v) { o.subnet_file = v; }}},
+      {"healthz-ip", {false, [](Options& o, auto& f, auto& v) {
+         auto ip = core::parse_ipv4(v);
+         if (!ip) throw UsageError("--" + f + " \"" + v + "\": expected an IPv4 address");
+         o.healthz_ip = *ip;
+       }}},
+      {"healthz-port", {false, [](Options& o, auto& f, auto& v) {
+         o.healthz_port = static_cast<uint16_t>(parse_unsigned(f, v, 0, 65535));
+       }}},
       {"iface", {false, [](Options& o, auto&, auto& v) { o.ifaces.push_back(v); }}},
       {"tun-name", {false, [](Options& o, auto& f, auto& v) {
          if (v.empty() || v.size() > 15) throw UsageError("--" + f + " \"" + v + "\": must be 1-15 characters");
@@ -213,6 +221,11 @@ Tuning (defaults are the fastest safe settings; see docs/tuning.md for measured 
                              counted (drop_unknown_peer); stock flanneld accepts anything.
 
 Other:
+  --healthz-ip=IP            Address of the health and metrics endpoint. Default 0.0.0.0.
+  --healthz-port=PORT        Serve GET /healthz (200 while running), /readyz (503 until the
+                             TUN, sockets, workers and subnet.env are in place, then 200) and
+                             /metrics (Prometheus text: packets and bytes each way, drops by
+                             reason, offload counters, routes). Default 0 = off, as flanneld.
   -v=N                       Log verbosity: 0 info, 1 debug, 2 trace.
   --help, -h                 This text.
   --version                  Print the version and exit.
@@ -268,6 +281,8 @@ std::string describe_options(const Options& o) {
   line("send-zc", b(o.send_zc));
   line("source-port-spread", b(o.source_port_spread));
   line("peer-check", b(o.peer_check));
+  line("healthz", o.healthz_port ? core::format_ipv4(o.healthz_ip) + ":" + std::to_string(o.healthz_port)
+                                 : std::string("off"));
   return out;
 }
 

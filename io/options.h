@@ -52,6 +52,8 @@ struct Options {
   bool sqpoll = false;
   bool send_zc = false;
   bool print_config = false;
+  core::Be32 healthz_ip;          // 0.0.0.0 as flanneld
+  uint16_t healthz_port = 0;      // 0 = no health/metrics endpoint
   int verbosity = 0;
   bool help = false;
   bool version = false;

@@ -391,6 +391,30 @@ TEST(DaemonSetup, RestartsAtOnceOnTheSamePort) {
   EXPECT_EQ(d2->stop(), 0);
 }
 
+// /readyz and /metrics of a running daemon, scraped inside its namespace.
+TEST(Endpoints, ReadyzAndMetricsDuringTraffic) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=1", "--healthz-ip=127.0.0.1", "--healthz-port=9101"});
+  auto d2 = start_udpringd(topo, 2, {"--workers=1"});
+  EXPECT_EQ(http_get(topo.n1.name(), 9101, "/readyz").rfind("HTTP/1.0 200", 0), 0u);
+  EXPECT_EQ(http_get(topo.n1.name(), 9101, "/healthz").rfind("HTTP/1.0 200", 0), 0u);
+  auto counter = [&](const std::string& text, const std::string& name) -> long long {
+    const size_t at = text.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::stoll(text.substr(at + name.size() + 2));
+  };
+  const std::string before = http_get(topo.n1.name(), 9101, "/metrics");
+  ASSERT_GE(counter(before, "udpring_tun_rx_packets_total"), 0) << before;
+  EXPECT_EQ(counter(before, "udpring_routes"), 1);
+  EXPECT_NE(before.find("udpring_drops_total{reason=\"no_route\"}"), std::string::npos) << before;
+  EXPECT_TRUE(ping(topo.p1, "10.50.2.2"));
+  const std::string after = http_get(topo.n1.name(), 9101, "/metrics");
+  EXPECT_GE(counter(after, "udpring_tun_rx_packets_total") - counter(before, "udpring_tun_rx_packets_total"), 3);
+  EXPECT_GE(counter(after, "udpring_udp_rx_packets_total") - counter(before, "udpring_udp_rx_packets_total"), 3);
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
 // Setup failures are reported with the object named and leave nothing behind.
 TEST(DaemonSetup, BadConfigFailsLoudAndCleanly) {
   UDPRING_REQUIRE_INTEGRATION();

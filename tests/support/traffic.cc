@@ -230,6 +230,27 @@ size_t udp_burst(const std::string& server_ns, const std::string& server_ip, uin
   return good;
 }
 
+std::string http_get(const std::string& ns, uint16_t port, const std::string& path) {
+  std::string out;
+  auto get = [&] {
+    UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    set_timeout(s.get(), 2000);
+    sockaddr_in sa = make_addr("127.0.0.1", port);
+    if (connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return;
+    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    if (send(s.get(), req.data(), req.size(), MSG_NOSIGNAL) < 0) return;
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(s.get(), buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
+  };
+  if (ns.empty()) {
+    get();
+  } else {
+    run_in_netns(ns, get);
+  }
+  return out;
+}
+
 void udp_send_raw(const std::string& ns, const std::string& src_ip, const std::string& dst_ip,
                   uint16_t dst_port, const std::vector<std::vector<uint8_t>>& datagrams) {
   run_in_netns(ns, [&] {

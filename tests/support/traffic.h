@@ -49,6 +49,10 @@ size_t udp_burst(const std::string& server_ns, const std::string& server_ip, uin
 void udp_send_raw(const std::string& ns, const std::string& src_ip, const std::string& dst_ip,
                   uint16_t dst_port, const std::vector<std::vector<uint8_t>>& datagrams);
 
+/// GET http://127.0.0.1:port/path from inside `ns` ("" = this namespace);
+/// returns the whole response (status line, headers, body), "" on failure.
+std::string http_get(const std::string& ns, uint16_t port, const std::string& path);
+
 /// A captured IPv4 packet (network layer, link header removed).
 struct Captured {
   std::string ifname;

@@ -56,6 +56,8 @@ TEST(Options, ErrorsNameTheFlag) {
   expect_error({"--subnet-mgr=etcd"}, "only \"static\"");
   expect_error({"positional"}, "unexpected argument");
   expect_error({"--buffers=100"}, "power of two");
+  expect_error({"--healthz-ip=localhost"}, "expected an IPv4 address");
+  expect_error({"--healthz-port=70000"}, "--healthz-port \"70000\"");
   expect_error({"--batch=0"}, "--batch \"0\"");
   expect_error({"--cpu-affinity=0,x"}, "--cpu-affinity \"x\"");
 }
@@ -81,7 +83,7 @@ TEST(Options, HelpMentionsEveryFlag) {
   const std::string help = io::usage_text();
   for (const char* flag : {"--subnet-mgr", "--net-config-path", "--static-subnet", "--static-peer",
                            "--iface", "--tun-name", "--workers", "--tun-txqueuelen",
-                           "--no-multishot", "--no-peer-check", "--subnet-file", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "--no-uso", "--no-source-port-spread",
+                           "--no-multishot", "--no-peer-check", "--subnet-file", "--healthz-ip", "--healthz-port", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "--no-uso", "--no-source-port-spread",
                            "--send-zc", "--no-send-zc", "--cpu-affinity", "--ring-entries", "--batch",
                            "--buffers", "--buffer-size", "--socket-rcvbuf", "--socket-sndbuf",
                            "--busy-poll", "--sqpoll", "--print-config", "-v", "--help", "--version"}) {

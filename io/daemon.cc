@@ -1,9 +1,14 @@
 #include "io/daemon.h"
 
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -104,6 +109,28 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
     out += metric + " " + std::to_string(t.values[i]) + "\n";
   }
   return out;
+}
+
+// systemd's readiness protocol (sd_notify without libsystemd): one datagram
+// "READY=1" to the AF_UNIX socket named by $NOTIFY_SOCKET ('@' = abstract).
+void notify_systemd_ready() {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || path[0] == '\0') return;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  const size_t len = std::strlen(path);
+  if (len >= sizeof sa.sun_path) {
+    spdlog::warn("NOTIFY_SOCKET {} is too long; systemd not notified", path);
+    return;
+  }
+  std::memcpy(sa.sun_path, path, len);
+  if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';
+  core::UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  const char msg[] = "READY=1";
+  if (!fd || sendto(fd.get(), msg, sizeof msg - 1, 0, reinterpret_cast<sockaddr*>(&sa),
+                    static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len)) < 0) {
+    spdlog::warn("cannot notify systemd at {}: {}", path, std::strerror(errno));
+  }
 }
 
 void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, const char* when) {
@@ -325,6 +352,7 @@ int run_daemon(const Options& opts) {
     route_count.store(routes.size(), std::memory_order_relaxed);
     running.store(true, std::memory_order_release);
     if (http) http->set_ready();
+    notify_systemd_ready();
     spdlog::info("udpringd ready: lease {}, {} peer route(s)", core::format_prefix(own),
                  routes.size());
   } catch (const std::exception& e) {

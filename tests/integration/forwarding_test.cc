@@ -2,6 +2,9 @@
 // namespaces (see tests/support/netns.h), real TUN devices, real sockets.
 
 #include <arpa/inet.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -9,6 +12,7 @@
 #include <sstream>
 #include <set>
 
+#include "core/unique_fd.h"
 #include "tests/integration/original_peer.h"
 #include "tests/support/netns.h"
 #include "tests/support/packet_builder.h"
@@ -413,6 +417,27 @@ TEST(Endpoints, ReadyzAndMetricsDuringTraffic) {
   EXPECT_GE(counter(after, "udpring_udp_rx_packets_total") - counter(before, "udpring_udp_rx_packets_total"), 3);
   EXPECT_EQ(d1->stop(), 0);
   EXPECT_EQ(d2->stop(), 0);
+}
+
+// READY=1 reaches $NOTIFY_SOCKET once the daemon is ready (systemd Type=notify).
+TEST(Endpoints, NotifiesSystemdWhenReady) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  const std::string sock_path = topo.dir + "/notify.sock";
+  core::UniqueFd rx(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, sock_path.c_str(), sock_path.size() + 1);
+  ASSERT_EQ(bind(rx.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);  // inherited by the child only
+  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
+  unsetenv("NOTIFY_SOCKET");
+  pollfd pfd{rx.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 3000), 1) << "no notification";
+  char buf[64] = {};
+  ASSERT_GT(recv(rx.get(), buf, sizeof buf - 1, 0), 0);
+  EXPECT_STREQ(buf, "READY=1");
+  EXPECT_EQ(d1->stop(), 0);
 }
 
 // Setup failures are reported with the object named and leave nothing behind.

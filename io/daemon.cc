@@ -151,6 +151,9 @@ int run_daemon(const Options& opts) {
   sigaddset(&sigs, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  for (const std::string& flag : opts.unimplemented) {
+    spdlog::warn("{}: a flanneld flag udpringd does not implement yet; ignored", flag);
+  }
   std::atomic<bool> stop{false};
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::thread> threads;

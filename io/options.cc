@@ -2,7 +2,9 @@
 
 #include <charconv>
 #include <functional>
+#include <cctype>
 #include <map>
+#include <set>
 #include <string_view>
 
 namespace udpring::io {
@@ -113,9 +115,68 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
 
 }  // namespace
 
-Options parse_options(int argc, const char* const* argv) {
+namespace {
+
+// flanneld flags (its main.go) that udpringd accepts so that a flanneld
+// command line or DaemonSet works unchanged, but does not implement yet.
+// Each given one is logged as a warning; none is silently ignored.
+struct CompatFlag {
+  const char* name;
+  bool is_bool;
+};
+constexpr CompatFlag kCompatFlags[] = {
+    {"etcd-endpoints", false}, {"etcd-prefix", false},     {"etcd-keyfile", false},
+    {"etcd-certfile", false},  {"etcd-cafile", false},     {"etcd-username", false},
+    {"etcd-password", false},  {"iface-regex", false},     {"iface-can-reach", false},
+    {"public-ip", false},      {"public-ipv6", false},     {"ip-masq", true},
+    {"ip-masq-fully-random-disable", true},                {"kube-subnet-mgr", true},
+    {"kube-api-url", false},   {"kubeconfig-file", false}, {"kube-annotation-prefix", false},
+    {"iptables-resync", false}, {"iptables-forward-rules", true},
+    {"ip-blackhole-route", true}, {"set-node-network-unavailable", true},
+    {"vmodule", false},        {"log_backtrace_at", false},
+};
+
+const CompatFlag* find_compat(std::string_view name) {
+  for (const CompatFlag& f : kCompatFlags) {
+    if (name == f.name) return &f;
+  }
+  return nullptr;
+}
+
+std::string env_name(std::string_view flag) {
+  std::string out = "FLANNELD_";
+  for (char c : flag) {
+    out += (c == '-' || c == '.') ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+}  // namespace
+
+Options parse_options(int argc, const char* const* argv, const EnvLookup& env) {
   Options o;
   const auto& table = flag_table();
+  std::set<std::string, std::less<>> given;
+  auto apply = [&](const std::string& name, const std::string& value) {
+    if (const auto it = table.find(name); it != table.end()) {
+      it->second.apply(o, name, value);
+      return;
+    }
+    if (name == "subnet-lease-renew-margin") {  // flanneld exits on a value out of range
+      parse_unsigned(name, value, 1, 1439);
+    } else if (const CompatFlag* f = find_compat(name); f && f->is_bool) {
+      parse_bool(name, value);
+    }
+    o.unimplemented.push_back("--" + name + "=" + value);
+  };
+  auto is_bool = [&](const std::string& name) {
+    if (const auto it = table.find(name); it != table.end()) return it->second.is_bool;
+    const CompatFlag* f = find_compat(name);
+    return f && f->is_bool;
+  };
+  auto known = [&](const std::string& name) {
+    return table.count(name) || find_compat(name) || name == "subnet-lease-renew-margin";
+  };
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg.size() < 2 || arg[0] != '-') {
@@ -128,10 +189,9 @@ Options parse_options(int argc, const char* const* argv) {
       name = std::string(arg.substr(0, eq));
       value = std::string(arg.substr(eq + 1));
     }
-    const auto it = table.find(name);
-    if (it == table.end()) throw UsageError("unknown flag --" + name + " (see --help)");
+    if (!known(name)) throw UsageError("unknown flag --" + name + " (see --help)");
     if (!value) {
-      if (it->second.is_bool) {
+      if (is_bool(name)) {
         value = "true";
       } else if (i + 1 < argc) {
         value = argv[++i];
@@ -139,7 +199,28 @@ Options parse_options(int argc, const char* const* argv) {
         throw UsageError("flag --" + name + " needs a value");
       }
     }
-    it->second.apply(o, name, *value);
+    given.insert(name);
+    apply(name, *value);
+  }
+  // flanneld's rule: FLANNELD_* only for flags absent from the command line,
+  // and only when non-empty.
+  std::vector<std::string> names;
+  for (const auto& [name, def] : table) names.push_back(name);
+  for (const CompatFlag& f : kCompatFlags) names.emplace_back(f.name);
+  names.emplace_back("subnet-lease-renew-margin");
+  for (const std::string& name : names) {
+    if (given.count(name) || name == "help" || name == "h" || name == "version" ||
+        name == "print-config") {
+      continue;
+    }
+    const std::string var = env_name(name);
+    const char* v = env(var.c_str());
+    if (v == nullptr || *v == '\0') continue;
+    try {
+      apply(name, v);
+    } catch (const UsageError& e) {
+      throw UsageError(std::string("from $") + var + ": " + e.what());
+    }
   }
   return o;
 }
@@ -226,6 +307,12 @@ Other:
                              TUN, sockets, workers and subnet.env are in place, then 200) and
                              /metrics (Prometheus text: packets and bytes each way, drops by
                              reason, offload counters, routes). Default 0 = off, as flanneld.
+  flanneld compatibility: every other flanneld flag (--etcd-*, --iface-regex,
+  --iface-can-reach, --public-ip, --ip-masq, --kube-*, --iptables-*, --ip-blackhole-route,
+  --set-node-network-unavailable, --subnet-lease-renew-margin, --vmodule, ...) is accepted
+  so a flanneld command line works unchanged, and logged as a warning naming it: udpringd
+  does not implement it yet. Every flag can also come from FLANNELD_<NAME> (upper case,
+  '-' as '_'), used only when the flag is not on the command line.
   -v=N                       Log verbosity: 0 info, 1 debug, 2 trace.
   --help, -h                 This text.
   --version                  Print the version and exit.

@@ -4,6 +4,8 @@
 // "--name=false".
 
 #include <cstdint>
+#include <cstdlib>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -52,6 +54,7 @@ struct Options {
   bool sqpoll = false;
   bool send_zc = false;
   bool print_config = false;
+  std::vector<std::string> unimplemented;  // flanneld flags given but not implemented
   core::Be32 healthz_ip;          // 0.0.0.0 as flanneld
   uint16_t healthz_port = 0;      // 0 = no health/metrics endpoint
   int verbosity = 0;
@@ -59,8 +62,15 @@ struct Options {
   bool version = false;
 };
 
-/// Parses argv. Throws UsageError naming the flag and the bad value.
-Options parse_options(int argc, const char* const* argv);
+/// Looks up an environment variable; nullptr when unset.
+using EnvLookup = std::function<const char*(const char*)>;
+
+/// Parses argv like flanneld: a flag given on the command line wins, else a
+/// non-empty FLANNELD_<NAME> variable (upper case, '-' and '.' as '_') is
+/// used. flanneld flags that udpringd does not implement yet are accepted
+/// and listed in Options::unimplemented, so the daemon can warn about each.
+/// Throws UsageError naming the flag (or variable) and the bad value.
+Options parse_options(int argc, const char* const* argv, const EnvLookup& env = std::getenv);
 
 /// The --help text: every flag with its default and meaning.
 std::string usage_text();

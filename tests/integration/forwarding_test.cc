@@ -430,8 +430,12 @@ TEST(Endpoints, NotifiesSystemdWhenReady) {
   std::memcpy(sa.sun_path, sock_path.c_str(), sock_path.size() + 1);
   ASSERT_EQ(bind(rx.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
   setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);  // inherited by the child only
-  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
+  // A flanneld flag udpringd does not implement is accepted and named in a warning.
+  auto d1 = start_udpringd(topo, 1, {"--workers=1", "--ip-masq"});
   unsetenv("NOTIFY_SOCKET");
+  EXPECT_NE(d1->log().find("--ip-masq=true: a flanneld flag udpringd does not implement yet"),
+            std::string::npos)
+      << d1->log();
   pollfd pfd{rx.get(), POLLIN, 0};
   ASSERT_EQ(poll(&pfd, 1, 3000), 1) << "no notification";
   char buf[64] = {};

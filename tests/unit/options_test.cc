@@ -2,15 +2,20 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 namespace udpring {
 namespace {
 
 using io::parse_options;
 using io::UsageError;
 
-io::Options parse(std::vector<const char*> args) {
+io::Options parse(std::vector<const char*> args, std::map<std::string, std::string> env = {}) {
   args.insert(args.begin(), "udpringd");
-  return parse_options(static_cast<int>(args.size()), args.data());
+  return parse_options(static_cast<int>(args.size()), args.data(), [env](const char* name) -> const char* {
+    const auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
 }
 
 TEST(Options, Defaults) {
@@ -60,6 +65,37 @@ TEST(Options, ErrorsNameTheFlag) {
   expect_error({"--healthz-port=70000"}, "--healthz-port \"70000\"");
   expect_error({"--batch=0"}, "--batch \"0\"");
   expect_error({"--cpu-affinity=0,x"}, "--cpu-affinity \"x\"");
+}
+
+TEST(Options, FlanneldFlagsAreAcceptedAndListed) {
+  const auto o = parse({"--etcd-endpoints=http://127.0.0.1:2379", "-ip-masq", "--kube-subnet-mgr=false",
+                        "--iface-regex", "eth.*", "--subnet-lease-renew-margin=30", "-v=2"});
+  EXPECT_EQ(o.unimplemented,
+            (std::vector<std::string>{"--etcd-endpoints=http://127.0.0.1:2379", "--ip-masq=true",
+                                      "--kube-subnet-mgr=false", "--iface-regex=eth.*",
+                                      "--subnet-lease-renew-margin=30"}));
+  EXPECT_EQ(o.verbosity, 2);
+  EXPECT_THROW(parse({"--subnet-lease-renew-margin=1440"}), UsageError);
+  EXPECT_THROW(parse({"--ip-masq=perhaps"}), UsageError);
+}
+
+TEST(Options, EnvironmentOnlyWhenTheFlagIsAbsent) {
+  const auto from_env = parse({}, {{"FLANNELD_TUN_NAME", "flannel9"},
+                                   {"FLANNELD_WORKERS", "3"},
+                                   {"FLANNELD_IP_MASQ", "true"},
+                                   {"FLANNELD_IFACE", ""}});  // empty: unused
+  EXPECT_EQ(from_env.tun_name, "flannel9");
+  EXPECT_EQ(from_env.workers, 3u);
+  EXPECT_TRUE(from_env.ifaces.empty());
+  EXPECT_EQ(from_env.unimplemented, (std::vector<std::string>{"--ip-masq=true"}));
+  const auto flag_wins = parse({"--tun-name=flannel1"}, {{"FLANNELD_TUN_NAME", "flannel9"}});
+  EXPECT_EQ(flag_wins.tun_name, "flannel1");
+  try {
+    parse({}, {{"FLANNELD_WORKERS", "many"}});
+    FAIL() << "accepted FLANNELD_WORKERS=many";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("$FLANNELD_WORKERS"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Options, TuningFlags) {

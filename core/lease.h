@@ -1,0 +1,107 @@
+#pragma once
+// flannel's subnet leases: the key and value formats every flannel node
+// reads and writes (etcd and the file store use the same ones), and the pure
+// decisions of the lease lifecycle — which subnet to take, and which events a
+// re-listed lease set implies. No I/O here, so all of it is unit-tested.
+//
+// Keys:   <prefix>/subnets/10.5.34.0-24
+// Values: {"PublicIP":"192.168.1.10","PublicIPv6":null}   (a udp node's)
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/ipv4_addr.h"
+#include "core/net_config.h"
+
+namespace udpring::core {
+
+/// flannel's etcd key prefix default (--etcd-prefix).
+inline constexpr std::string_view kDefaultEtcdPrefix = "/coreos.com/network";
+/// flannel's lease TTL (subnetTTL): 24 h.
+inline constexpr int64_t kDefaultLeaseTtlSeconds = 86400;
+/// flannel's raceRetries: attempts at creating a lease before giving up.
+inline constexpr int kAcquireAttempts = 10;
+/// flannel collects at most this many free subnets and picks one at random.
+inline constexpr size_t kMaxCandidates = 100;
+
+/// One lease as a store holds it.
+struct Lease {
+  Ipv4Prefix subnet;
+  Be32 public_ip;            // where the owner receives encapsulated traffic
+  std::string backend_type;  // "" for udp nodes (they write none); ignored for routing
+  int64_t store_lease = 0;   // etcd lease ID (file store: 0); 0 = a reservation (etcd)
+  int64_t expiry_unix = 0;   // seconds since the epoch; 0 = never expires
+  bool reservation = false;  // a key with no TTL: never renewed, converted or deleted
+
+  friend bool operator==(const Lease&, const Lease&) = default;
+};
+
+/// "<prefix>/subnets/" — every lease key starts with it.
+std::string subnets_prefix(std::string_view etcd_prefix);
+/// "<prefix>/subnets/a.b.c.d-len".
+std::string lease_key(std::string_view etcd_prefix, const Ipv4Prefix& subnet);
+/// The last component's "a.b.c.d-len" (an "&ipv6-len" suffix is allowed and
+/// ignored, as a dual-stack key); nullopt when it does not parse. Host bits
+/// set or a length above 32 do not parse either: no flannel writes them.
+std::optional<Ipv4Prefix> parse_lease_key(std::string_view key);
+
+/// The exact compact JSON a stock udp node (flannel >= 0.15) writes.
+std::string format_lease_value(Be32 public_ip);
+
+/// PublicIP and BackendType of a lease value (keys case-insensitive, nulls
+/// and unknown fields tolerated). nullopt if it is not JSON or has no
+/// IPv4 PublicIP.
+struct LeaseValue {
+  Be32 public_ip;
+  std::string backend_type;
+};
+std::optional<LeaseValue> parse_lease_value(std::string_view json);
+
+/// A subnet a config allows this node to hold: base in [SubnetMin,
+/// SubnetMax] and length == SubnetLen.
+bool subnet_compatible(const NetConfig& cfg, const Ipv4Prefix& subnet);
+
+/// What acquire should do, decided from the current lease list (flannel's
+/// order, with its bugs fixed):
+///  1. a lease whose PublicIP is ours: reuse it if compatible (a
+///     reservation as it is, never converted), else delete it (never a
+///     reservation) and go on;
+///  2. the subnet from the previous subnet.env if nobody holds it and it is
+///     compatible;
+///  3. a random pick among the first <= 100 free compatible subnets.
+struct AcquirePlan {
+  enum class Kind { kReuse, kCreate, kExhausted };
+  Kind kind = Kind::kExhausted;
+  Ipv4Prefix subnet;
+  std::optional<Lease> existing;        // kReuse: the lease found
+  std::vector<Ipv4Prefix> remove;       // our incompatible leases to delete first
+  std::string reason;                   // for the log: why this subnet
+};
+AcquirePlan plan_acquisition(const NetConfig& cfg, Be32 public_ip,
+                             const std::optional<Ipv4Prefix>& previous,
+                             std::span<const Lease> leases, uint64_t random);
+
+/// A change in the lease set as watchers see it.
+struct LeaseEvent {
+  enum class Kind { kAdded, kRemoved };
+  Kind kind;
+  Lease lease;
+};
+
+/// Leases by subnet: the set a watcher knows.
+using LeaseMap = std::map<uint64_t, Lease>;
+uint64_t lease_map_key(const Ipv4Prefix& p);
+
+/// The events that turn `known` into `current` (after a re-list): Removed
+/// for vanished subnets, Added for new or changed ones. Updates `known`.
+std::vector<LeaseEvent> diff_leases(LeaseMap& known, std::span<const Lease> current);
+
+/// Applies one event to `known`.
+void apply_event(LeaseMap& known, const LeaseEvent& ev);
+
+}  // namespace udpring::core

@@ -168,3 +168,11 @@ void apply_event(LeaseMap& known, const LeaseEvent& ev) {
 }
 
 }  // namespace udpring::core
+
+namespace udpring::core {
+
+int64_t renew_time(int64_t expiry_unix, int64_t ttl_s, int64_t margin_s) {
+  return expiry_unix - (margin_s < ttl_s ? margin_s : ttl_s / 2);
+}
+
+}  // namespace udpring::core

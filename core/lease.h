@@ -105,3 +105,20 @@ std::vector<LeaseEvent> diff_leases(LeaseMap& known, std::span<const Lease> curr
 void apply_event(LeaseMap& known, const LeaseEvent& ev);
 
 }  // namespace udpring::core
+
+namespace udpring::core {
+
+/// What a store's watch delivers: either the complete set (the first batch,
+/// and after a re-list) or incremental events.
+struct LeaseUpdate {
+  bool reset = false;
+  std::vector<Lease> leases;       // reset: every lease the store holds
+  std::vector<LeaseEvent> events;  // !reset: changes in order
+};
+
+/// When to renew a lease that expires at `expiry_unix`: `margin_s` before
+/// (flannel's --subnet-lease-renew-margin), or half-way through when the TTL
+/// is not longer than the margin (short test TTLs).
+int64_t renew_time(int64_t expiry_unix, int64_t ttl_s, int64_t margin_s);
+
+}  // namespace udpring::core

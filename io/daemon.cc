@@ -16,11 +16,14 @@
 #include <thread>
 #include <vector>
 
+#include "core/lease.h"
 #include "core/net_config.h"
+#include "core/peer_routes.h"
 #include "core/qsbr.h"
 #include "core/route_table.h"
 #include "core/subnet_env.h"
 #include "core/worker_stats.h"
+#include "io/file_lease_store.h"
 #include "io/file_util.h"
 #include "io/http_server.h"
 #include "io/netlink.h"
@@ -51,6 +54,49 @@ core::NetConfig load_net_config(const std::string& path) {
   } catch (const core::ConfigError& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
+}
+
+std::unique_ptr<LeaseStore> make_lease_store(const Options& opts) {
+  const int64_t margin_s = int64_t{opts.renew_margin_min} * 60;
+  if (opts.subnet_mgr == "file") {
+    return std::make_unique<FileLeaseStore>(opts.lease_dir, opts.net_config_path, opts.lease_ttl_s,
+                                            margin_s);
+  }
+  if (opts.subnet_mgr == "kube") {
+    throw std::runtime_error(
+        "--subnet-mgr=kube (--kube-subnet-mgr) is not implemented yet; use etcd, file or static");
+  }
+  throw std::runtime_error("--subnet-mgr=" + opts.subnet_mgr + " is not available");
+}
+
+// flanneld fetches the config every second until it works; so do we, and
+// give up only when told to stop. Each distinct error is logged once.
+std::optional<core::NetConfig> fetch_config(LeaseStore& store, const sigset_t& sigs) {
+  std::string last_error;
+  for (;;) {
+    std::string error;
+    try {
+      return core::parse_net_config(store.read_config());
+    } catch (const core::ConfigError& e) {
+      error = "network config from " + store.describe() + ": " + e.what();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (error != last_error) spdlog::error("{}; retrying every second", error);
+    last_error = error;
+    const timespec second{1, 0};
+    const int sig = sigtimedwait(&sigs, nullptr, &second);
+    if (sig == SIGINT || sig == SIGTERM) return std::nullopt;
+  }
+}
+
+std::optional<core::Ipv4Prefix> previous_subnet(const std::string& subnet_file) {
+  if (subnet_file.empty()) return std::nullopt;
+  std::ifstream in(subnet_file);
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  return core::parse_subnet_env(text.str()).subnet;
 }
 
 std::vector<core::Route> static_routes(const Options& opts, const core::NetConfig& net,
@@ -160,6 +206,8 @@ int run_daemon(const Options& opts) {
   std::vector<std::unique_ptr<core::WorkerStats>> stats;
   std::unique_ptr<core::Qsbr> qsbr;
   std::unique_ptr<core::RouteTable> table;
+  std::unique_ptr<LeaseStore> store_owner;
+  std::unique_ptr<core::PeerRoutes> peer_routes;
   // What the HTTP thread may read: set (release) once `stats` is complete.
   std::atomic<bool> running{false};
   std::atomic<size_t> route_count{0};
@@ -179,25 +227,54 @@ int run_daemon(const Options& opts) {
       spdlog::info("health and metrics on {}:{} (/healthz, /readyz, /metrics)",
                    core::format_ipv4(opts.healthz_ip), http->port());
     }
-    const core::NetConfig net = load_net_config(opts.net_config_path);
-    if (!opts.static_subnet) {
-      throw std::runtime_error("--subnet-mgr=static needs --static-subnet (this node's lease)");
+    const bool static_mode = opts.subnet_mgr == "static";
+    if (!static_mode && (opts.static_subnet || !opts.static_peers.empty())) {
+      throw std::runtime_error("--static-subnet and --static-peer need --subnet-mgr=static");
     }
-    const core::Ipv4Prefix own = *opts.static_subnet;
-    if (!net.network.contains(own)) {
-      throw std::runtime_error("--static-subnet " + core::format_prefix(own) +
-                               " is outside Network " + core::format_prefix(net.network));
+    std::unique_ptr<LeaseStore>& store = store_owner;
+    core::NetConfig net;
+    if (static_mode) {
+      net = load_net_config(opts.net_config_path);
+    } else {
+      store = make_lease_store(opts);
+      spdlog::info("lease store: {}", store->describe());
+      std::optional<core::NetConfig> fetched = fetch_config(*store, sigs);
+      if (!fetched) return 0;  // stopped while waiting for a config
+      net = *fetched;
     }
-    const std::vector<core::Route> routes = static_routes(opts, net, own);
+    spdlog::info("network {}, /{} leases from {} to {}, UDP port {}",
+                 core::format_prefix(net.network), net.subnet_len,
+                 core::format_ipv4(net.subnet_min), core::format_ipv4(net.subnet_max), net.port);
 
     const ExternalInterface ext = find_external_interface(opts.ifaces);
     if (ext.mtu < kMinTunMtu + kEncapOverhead) {
       throw std::runtime_error("interface " + ext.name + " MTU " + std::to_string(ext.mtu) +
                                " is too small for a " + std::to_string(kMinTunMtu) + "-byte TUN MTU");
     }
+    const core::Be32 public_ip = opts.public_ip.value_or(ext.addr);
+    spdlog::info("external interface {} (index {}), address {}, MTU {}, public IP {}", ext.name,
+                 ext.ifindex, core::format_ipv4(ext.addr), ext.mtu, core::format_ipv4(public_ip));
+
+    core::Ipv4Prefix own;
+    if (static_mode) {
+      if (!opts.static_subnet) {
+        throw std::runtime_error("--subnet-mgr=static needs --static-subnet (this node's lease)");
+      }
+      own = *opts.static_subnet;
+      if (!net.network.contains(own)) {
+        throw std::runtime_error("--static-subnet " + core::format_prefix(own) +
+                                 " is outside Network " + core::format_prefix(net.network));
+      }
+    } else {
+      const auto previous = previous_subnet(opts.subnet_file);
+      if (previous) {
+        spdlog::info("{} names a previous lease {}", opts.subnet_file,
+                     core::format_prefix(*previous));
+      }
+      const core::Lease lease = store->acquire(net, public_ip, previous);
+      own = lease.subnet;
+    }
     const uint32_t tun_mtu = ext.mtu - kEncapOverhead;
-    spdlog::info("external interface {} (index {}), address {}, MTU {}", ext.name, ext.ifindex,
-                 core::format_ipv4(ext.addr), ext.mtu);
 
     const unsigned n_workers =
         opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency());
@@ -265,11 +342,22 @@ int run_daemon(const Options& opts) {
 
     qsbr = std::make_unique<core::Qsbr>(n_workers);
     table = std::make_unique<core::RouteTable>(*qsbr);
-    table->replace_all(routes);
-    table->publish();
-    for (const core::Route& r : routes) {
-      spdlog::info("route {} -> {}:{}", core::format_prefix(r.prefix), core::format_ipv4(r.hop.addr),
-                   net.port);
+    peer_routes = std::make_unique<core::PeerRoutes>(*table, own, public_ip, net.port);
+    if (static_mode) {
+      core::LeaseUpdate update;
+      update.reset = true;
+      for (const core::Route& r : static_routes(opts, net, own)) {
+        update.leases.push_back({r.prefix, r.hop.addr, "", 0, 0, false});
+      }
+      update.leases.push_back({own, public_ip, "", 0, 0, false});
+      peer_routes->apply(update);
+    } else {
+      // The first batch is the snapshot: every peer is routed before the
+      // first packet is forwarded.
+      core::LeaseUpdate update;
+      store->wait_update(std::chrono::milliseconds(0), update);
+      const core::PeerRoutes::Result r = peer_routes->apply(update);
+      if (!r.own_lost.empty()) throw std::runtime_error(r.own_lost + " right after acquiring it");
     }
 
     bool gso = opts.gso;
@@ -352,12 +440,12 @@ int run_daemon(const Options& opts) {
                         0644);
       spdlog::info("wrote {}", opts.subnet_file);
     }
-    route_count.store(routes.size(), std::memory_order_relaxed);
+    route_count.store(peer_routes->route_count(), std::memory_order_relaxed);
     running.store(true, std::memory_order_release);
     if (http) http->set_ready();
     notify_systemd_ready();
     spdlog::info("udpringd ready: lease {}, {} peer route(s)", core::format_prefix(own),
-                 routes.size());
+                 peer_routes->route_count());
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     stop_workers();
@@ -365,9 +453,26 @@ int run_daemon(const Options& opts) {
   }
 
   int exit_code = 0;
+  LeaseStore* store = store_owner.get();
+  const timespec no_wait{0, 0};
   const timespec tick{1, 0};
   for (;;) {
-    const int sig = sigtimedwait(&sigs, nullptr, &tick);
+    // The control thread's one loop: lease events (or a 1 s tick in static
+    // mode), signals, renewal, snapshot reclamation.
+    if (store) {
+      core::LeaseUpdate update;
+      if (store->wait_update(std::chrono::milliseconds(250), update)) {
+        const core::PeerRoutes::Result r = peer_routes->apply(update);
+        route_count.store(peer_routes->route_count(), std::memory_order_relaxed);
+        if (!r.own_lost.empty()) {
+          spdlog::critical("{}: lease has been revoked, shutting down (as flanneld)", r.own_lost);
+          exit_code = 1;
+          break;
+        }
+      }
+      store->maintain();
+    }
+    const int sig = sigtimedwait(&sigs, nullptr, store ? &no_wait : &tick);
     if (sig == SIGUSR1) {
       log_stats(stats, "SIGUSR1");
     } else if (sig == SIGINT || sig == SIGTERM) {

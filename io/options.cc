@@ -40,10 +40,68 @@ struct FlagDef {
 const std::map<std::string, FlagDef, std::less<>>& flag_table() {
   static const std::map<std::string, FlagDef, std::less<>> table = {
       {"subnet-mgr", {false, [](Options& o, auto& f, auto& v) {
-         if (v != "static") {
-           throw UsageError("--" + f + " \"" + v + "\": only \"static\" is implemented so far");
+         if (v != "etcd" && v != "file" && v != "static" && v != "kube") {
+           throw UsageError("--" + f + " \"" + v + "\": expected etcd, file, static or kube");
          }
          o.subnet_mgr = v;
+       }}},
+      {"kube-subnet-mgr", {true, [](Options& o, auto& f, auto& v) {
+         if (parse_bool(f, v)) o.subnet_mgr = "kube";
+       }}},
+      {"lease-dir", {false, [](Options& o, auto& f, auto& v) {
+         if (v.empty()) throw UsageError("--" + f + ": needs a directory");
+         o.lease_dir = v;
+       }}},
+      {"subnet-lease-ttl", {false, [](Options& o, auto& f, auto& v) {
+         o.lease_ttl_s = parse_unsigned(f, v, 2, 86400 * 365);
+       }}},
+      {"subnet-lease-renew-margin", {false, [](Options& o, auto& f, auto& v) {
+         o.renew_margin_min = parse_unsigned(f, v, 1, 1439);  // flanneld exits outside this
+       }}},
+      {"etcd-endpoints", {false, [](Options& o, auto& f, auto& v) {
+         o.etcd_endpoints.clear();
+         size_t start = 0;
+         while (start <= v.size()) {
+           const size_t comma = std::min(v.find(',', start), v.size());
+           std::string ep = v.substr(start, comma - start);
+           if (ep.rfind("http://", 0) != 0 && ep.rfind("https://", 0) != 0) {
+             throw UsageError("--" + f + " \"" + v + "\": \"" + ep +
+                              "\" is not an http:// or https:// URL");
+           }
+           while (!ep.empty() && ep.back() == '/') ep.pop_back();
+           o.etcd_endpoints.push_back(ep);
+           start = comma + 1;
+         }
+       }}},
+      {"etcd-prefix", {false, [](Options& o, auto& f, auto& v) {
+         if (v.empty() || v[0] != '/') throw UsageError("--" + f + " \"" + v + "\": must start with /");
+         o.etcd_prefix = v;
+       }}},
+      {"etcd-keyfile", {false, [](Options& o, auto&, auto& v) { o.etcd_keyfile = v; }}},
+      {"etcd-certfile", {false, [](Options& o, auto&, auto& v) { o.etcd_certfile = v; }}},
+      {"etcd-cafile", {false, [](Options& o, auto&, auto& v) { o.etcd_cafile = v; }}},
+      {"etcd-username", {false, [](Options& o, auto&, auto& v) { o.etcd_username = v; }}},
+      {"etcd-password", {false, [](Options& o, auto&, auto& v) { o.etcd_password = v; }}},
+      {"iface-regex", {false, [](Options& o, auto&, auto& v) { o.iface_regex.push_back(v); }}},
+      {"iface-can-reach", {false, [](Options& o, auto& f, auto& v) {
+         auto ip = core::parse_ipv4(v);
+         if (!ip) throw UsageError("--" + f + " \"" + v + "\": expected an IPv4 address");
+         o.iface_can_reach = *ip;
+       }}},
+      {"public-ip", {false, [](Options& o, auto& f, auto& v) {
+         auto ip = core::parse_ipv4(v);
+         if (!ip) throw UsageError("--" + f + " \"" + v + "\": expected an IPv4 address");
+         o.public_ip = *ip;
+       }}},
+      {"ip-masq", {true, [](Options& o, auto& f, auto& v) { o.ip_masq = parse_bool(f, v); }}},
+      {"ip-masq-fully-random-disable", {true, [](Options& o, auto& f, auto& v) {
+         o.ip_masq_random_fully_disable = parse_bool(f, v);
+       }}},
+      {"iptables-resync", {false, [](Options& o, auto& f, auto& v) {
+         o.iptables_resync_s = parse_unsigned(f, v, 1, 86400);
+       }}},
+      {"iptables-forward-rules", {true, [](Options& o, auto& f, auto& v) {
+         o.iptables_forward_rules = parse_bool(f, v);
        }}},
       {"net-config-path", {false, [](Options& o, auto&, auto& v) { o.net_config_path = v; }}},
       {"static-subnet", {false, [](Options& o, auto& f, auto& v) { o.static_subnet = parse_cidr(f, v); }}},
@@ -125,15 +183,10 @@ struct CompatFlag {
   bool is_bool;
 };
 constexpr CompatFlag kCompatFlags[] = {
-    {"etcd-endpoints", false}, {"etcd-prefix", false},     {"etcd-keyfile", false},
-    {"etcd-certfile", false},  {"etcd-cafile", false},     {"etcd-username", false},
-    {"etcd-password", false},  {"iface-regex", false},     {"iface-can-reach", false},
-    {"public-ip", false},      {"public-ipv6", false},     {"ip-masq", true},
-    {"ip-masq-fully-random-disable", true},                {"kube-subnet-mgr", true},
-    {"kube-api-url", false},   {"kubeconfig-file", false}, {"kube-annotation-prefix", false},
-    {"iptables-resync", false}, {"iptables-forward-rules", true},
-    {"ip-blackhole-route", true}, {"set-node-network-unavailable", true},
-    {"vmodule", false},        {"log_backtrace_at", false},
+    {"public-ipv6", false},     {"kube-api-url", false},       {"kubeconfig-file", false},
+    {"kube-annotation-prefix", false},                         {"ip-blackhole-route", true},
+    {"set-node-network-unavailable", true},                    {"vmodule", false},
+    {"log_backtrace_at", false},
 };
 
 const CompatFlag* find_compat(std::string_view name) {
@@ -162,9 +215,7 @@ Options parse_options(int argc, const char* const* argv, const EnvLookup& env) {
       it->second.apply(o, name, value);
       return;
     }
-    if (name == "subnet-lease-renew-margin") {  // flanneld exits on a value out of range
-      parse_unsigned(name, value, 1, 1439);
-    } else if (const CompatFlag* f = find_compat(name); f && f->is_bool) {
+    if (const CompatFlag* f = find_compat(name); f && f->is_bool) {
       parse_bool(name, value);
     }
     o.unimplemented.push_back("--" + name + "=" + value);
@@ -175,7 +226,7 @@ Options parse_options(int argc, const char* const* argv, const EnvLookup& env) {
     return f && f->is_bool;
   };
   auto known = [&](const std::string& name) {
-    return table.count(name) || find_compat(name) || name == "subnet-lease-renew-margin";
+    return table.count(name) || find_compat(name);
   };
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -207,7 +258,6 @@ Options parse_options(int argc, const char* const* argv, const EnvLookup& env) {
   std::vector<std::string> names;
   for (const auto& [name, def] : table) names.push_back(name);
   for (const CompatFlag& f : kCompatFlags) names.emplace_back(f.name);
-  names.emplace_back("subnet-lease-renew-margin");
   for (const std::string& name : names) {
     if (given.count(name) || name == "help" || name == "h" || name == "version" ||
         name == "print-config") {
@@ -230,18 +280,58 @@ std::string usage_text() {
 
 Usage: udpringd [flags]     (flags take one or two dashes; --name=value or --name value)
 
-Lease and network:
-  --subnet-mgr=static        Where leases come from. Only "static" is implemented so far:
-                             this node's lease and its peers are given by the flags below.
-  --net-config-path=PATH     flannel's net-conf.json (Network, SubnetLen, Backend.Type "udp",
-                             Backend.Port). Default /etc/kube-flannel/net-conf.json.
-  --static-subnet=CIDR       This node's lease, e.g. 10.5.1.0/24; must lie inside Network.
-                             flannel0 gets its base address as /32.
-  --static-peer=CIDR=IP      A peer's lease and public IP, e.g. 10.5.2.0/24=192.168.1.20.
+Leases (where this node's subnet and its peers' come from):
+  --subnet-mgr=etcd|file|static|kube
+                             etcd (default, as flanneld): flannel's keys in etcd v3, shared
+                             with stock flanneld nodes. file: the embedded store, a directory
+                             of lease files (--lease-dir) for nodes on one machine, e.g. in
+                             network namespaces; no server needed. static: --static-subnet
+                             and --static-peer. kube: not implemented yet.
+  --kube-subnet-mgr          flanneld's spelling of --subnet-mgr=kube.
+  --etcd-endpoints=URLS      Comma-separated etcd client URLs, tried in order.
+                             Default http://127.0.0.1:4001,http://127.0.0.1:2379.
+  --etcd-prefix=PATH         Key prefix: config at PATH/config, leases at
+                             PATH/subnets/a.b.c.d-len. Default /coreos.com/network.
+  --etcd-certfile=FILE, --etcd-keyfile=FILE
+                             Client certificate and key; TLS (1.2+) is used when both are set.
+  --etcd-cafile=FILE         CA bundle that signed etcd's server certificate.
+  --etcd-username=NAME, --etcd-password=SECRET
+                             etcd user (etcd's authentication; a token is fetched and renewed).
+  --lease-dir=DIR            --subnet-mgr=file: the lease directory, with an optional
+                             DIR/config (else --net-config-path is read) and one file per
+                             lease in DIR/subnets. Default /var/lib/udpring/leases.
+  --subnet-lease-renew-margin=MIN
+                             Renew the lease MIN minutes before it expires (1-1439). Default 60.
+  --subnet-lease-ttl=SEC     Lease lifetime. Default 86400 (flannel's); shorter values are for
+                             tests. With a TTL at or below the margin, renewal is half-way.
+  --net-config-path=PATH     flannel's net-conf.json (Network, SubnetLen, SubnetMin/Max,
+                             Backend.Type "udp", Backend.Port) for the static mode, and for
+                             the file mode when DIR/config is absent. etcd mode reads
+                             PATH/config from etcd instead. Default /etc/kube-flannel/net-conf.json.
+  --static-subnet=CIDR       static: this node's lease, e.g. 10.5.1.0/24, inside Network.
+  --static-peer=CIDR=IP      static: a peer's lease and public IP, e.g. 10.5.2.0/24=192.168.1.20.
                              Repeatable. Traffic for CIDR goes to IP:Backend.Port.
-  --iface=NAME|IP            External interface (repeatable, first match wins). Its MTU sets
-                             flannel0's (MTU - 28) and the UDP socket binds to its address.
-                             Default: the interface of the IPv4 default route.
+
+External interface (its MTU sets flannel0's, MTU - 28; the UDP socket binds to its address):
+  --iface=NAME|IP            Repeatable, first match wins. Default: the interface of the IPv4
+                             default route.
+  --iface-regex=REGEX        Repeatable, tried after --iface: matched against every IPv4
+                             address first, then against interface names.
+  --iface-can-reach=IP       The interface (and source address) the kernel would use to reach IP.
+  --public-ip=IP             The address peers send to (the lease's PublicIP). Without
+                             --iface*, the interface that owns IP is used; behind NAT give
+                             --iface too.
+
+Masquerade and forwarding (iptables, in this node's network namespace):
+  --ip-masq                  Install flannel's NAT rules (chain FLANNEL-POSTRTG in nat,
+                             jumped to from POSTROUTING): pod traffic leaving the overlay is
+                             masqueraded. Default off.
+  --ip-masq-fully-random-disable
+                             Do not add --random-fully to the MASQUERADE rules.
+  --iptables-forward-rules   Accept overlay traffic in FORWARD (chain FLANNEL-FWD). Default
+                             true; --iptables-forward-rules=false to leave FORWARD alone.
+  --iptables-resync=SEC      Check the rules every SEC seconds and rebuild them, in order,
+                             when one is missing. Default 5.
 
   --subnet-file=PATH         Where to write flannel's subnet.env (FLANNEL_NETWORK,
                              FLANNEL_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ) for the CNI plugin,
@@ -307,12 +397,12 @@ Other:
                              TUN, sockets, workers and subnet.env are in place, then 200) and
                              /metrics (Prometheus text: packets and bytes each way, drops by
                              reason, offload counters, routes). Default 0 = off, as flanneld.
-  flanneld compatibility: every other flanneld flag (--etcd-*, --iface-regex,
-  --iface-can-reach, --public-ip, --ip-masq, --kube-*, --iptables-*, --ip-blackhole-route,
-  --set-node-network-unavailable, --subnet-lease-renew-margin, --vmodule, ...) is accepted
-  so a flanneld command line works unchanged, and logged as a warning naming it: udpringd
-  does not implement it yet. Every flag can also come from FLANNELD_<NAME> (upper case,
-  '-' as '_'), used only when the flag is not on the command line.
+  flanneld compatibility: the flanneld flags udpringd does not implement (--public-ipv6,
+  --kube-api-url, --kubeconfig-file, --kube-annotation-prefix, --ip-blackhole-route,
+  --set-node-network-unavailable, --vmodule, --log_backtrace_at) are accepted so a flanneld
+  command line works unchanged, and each given one is logged as a warning naming it.
+  Every flag can also come from FLANNELD_<NAME> (upper case, '-' as '_'), used only when
+  the flag is not on the command line.
   -v=N                       Log verbosity: 0 info, 1 debug, 2 trace.
   --help, -h                 This text.
   --version                  Print the version and exit.
@@ -342,6 +432,26 @@ std::string describe_options(const Options& o) {
   std::string out;
   auto line = [&](const char* k, const std::string& v) { out.append(k).append(": ").append(v).append("\n"); };
   line("subnet-mgr", o.subnet_mgr);
+  if (o.subnet_mgr == "etcd") {
+    std::string eps;
+    for (const std::string& e : o.etcd_endpoints) eps += (eps.empty() ? "" : ",") + e;
+    line("etcd-endpoints", eps);
+    line("etcd-prefix", o.etcd_prefix);
+    line("etcd-tls", !o.etcd_certfile.empty() && !o.etcd_keyfile.empty() ? "on" : "off");
+    line("etcd-auth", o.etcd_username.empty() ? "off" : "user " + o.etcd_username);
+  }
+  if (o.subnet_mgr == "file") line("lease-dir", o.lease_dir);
+  line("subnet-lease-ttl", std::to_string(o.lease_ttl_s) + " s");
+  line("subnet-lease-renew-margin", std::to_string(o.renew_margin_min) + " min");
+  std::string regexes;
+  for (const std::string& r : o.iface_regex) regexes += (regexes.empty() ? "" : " ") + r;
+  line("iface-regex", regexes.empty() ? "(none)" : regexes);
+  line("iface-can-reach", o.iface_can_reach ? core::format_ipv4(*o.iface_can_reach) : "(none)");
+  line("public-ip", o.public_ip ? core::format_ipv4(*o.public_ip) : "(interface address)");
+  line("ip-masq", b(o.ip_masq));
+  line("ip-masq-random-fully", b(o.ip_masq && !o.ip_masq_random_fully_disable));
+  line("iptables-forward-rules", b(o.iptables_forward_rules));
+  line("iptables-resync", std::to_string(o.iptables_resync_s) + " s");
   line("net-config-path", o.net_config_path);
   line("static-subnet", o.static_subnet ? core::format_prefix(*o.static_subnet) : "(none)");
   line("static-peer", peers.empty() ? "(none)" : peers);

@@ -26,8 +26,22 @@ struct StaticPeer {
 };
 
 struct Options {
-  std::string subnet_mgr = "static";
+  std::string subnet_mgr = "etcd";     // etcd | file | static | kube
   std::string net_config_path = "/etc/kube-flannel/net-conf.json";
+  std::string lease_dir = "/var/lib/udpring/leases";  // --subnet-mgr=file
+  unsigned lease_ttl_s = 86400;       // flannel's subnetTTL; shorter only for tests
+  unsigned renew_margin_min = 60;     // --subnet-lease-renew-margin
+  std::vector<std::string> etcd_endpoints = {"http://127.0.0.1:4001", "http://127.0.0.1:2379"};
+  std::string etcd_prefix = "/coreos.com/network";
+  std::string etcd_keyfile, etcd_certfile, etcd_cafile;
+  std::string etcd_username, etcd_password;
+  std::vector<std::string> iface_regex;
+  std::optional<core::Be32> iface_can_reach;
+  std::optional<core::Be32> public_ip;
+  bool ip_masq = false;
+  bool ip_masq_random_fully_disable = false;
+  unsigned iptables_resync_s = 5;
+  bool iptables_forward_rules = true;
   std::optional<core::Ipv4Prefix> static_subnet;
   std::vector<StaticPeer> static_peers;
   std::vector<std::string> ifaces;

@@ -464,7 +464,7 @@ TEST(DaemonSetup, BadConfigFailsLoudAndCleanly) {
   };
   int n = 0;
   for (const Refusal& r : refusals) {
-    std::vector<std::string> argv = {UDPRINGD_PATH, "--net-config-path=" + r.conf,
+    std::vector<std::string> argv = {UDPRINGD_PATH, "--subnet-mgr=static", "--net-config-path=" + r.conf,
                                      "--static-subnet=10.50.1.0/24"};
     argv.insert(argv.end(), r.flags.begin(), r.flags.end());
     Process p(topo.n1.name(), argv, topo.dir + "/bad" + std::to_string(n++) + ".log");

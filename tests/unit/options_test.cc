@@ -58,7 +58,13 @@ TEST(Options, ErrorsNameTheFlag) {
   expect_error({"--static-subnet=10.5.1.0"}, "--static-subnet \"10.5.1.0\"");
   expect_error({"--tun-name"}, "needs a value");
   expect_error({"--no-peer-check=maybe"}, "expected true or false");
-  expect_error({"--subnet-mgr=etcd"}, "only \"static\"");
+  expect_error({"--subnet-mgr=consul"}, "expected etcd, file, static or kube");
+  expect_error({"--etcd-endpoints=127.0.0.1:2379"}, "\"127.0.0.1:2379\" is not an http");
+  expect_error({"--etcd-prefix=coreos"}, "must start with /");
+  expect_error({"--iface-can-reach=gateway"}, "--iface-can-reach \"gateway\"");
+  expect_error({"--public-ip=1.2.3"}, "--public-ip \"1.2.3\"");
+  expect_error({"--iptables-resync=0"}, "--iptables-resync \"0\"");
+  expect_error({"--subnet-lease-renew-margin=0"}, "from 1 to 1439");
   expect_error({"positional"}, "unexpected argument");
   expect_error({"--buffers=100"}, "power of two");
   expect_error({"--healthz-ip=localhost"}, "expected an IPv4 address");
@@ -67,27 +73,67 @@ TEST(Options, ErrorsNameTheFlag) {
   expect_error({"--cpu-affinity=0,x"}, "--cpu-affinity \"x\"");
 }
 
-TEST(Options, FlanneldFlagsAreAcceptedAndListed) {
-  const auto o = parse({"--etcd-endpoints=http://127.0.0.1:2379", "-ip-masq", "--kube-subnet-mgr=false",
-                        "--iface-regex", "eth.*", "--subnet-lease-renew-margin=30", "-v=2"});
-  EXPECT_EQ(o.unimplemented,
-            (std::vector<std::string>{"--etcd-endpoints=http://127.0.0.1:2379", "--ip-masq=true",
-                                      "--kube-subnet-mgr=false", "--iface-regex=eth.*",
-                                      "--subnet-lease-renew-margin=30"}));
+TEST(Options, FlanneldDefaults) {
+  const auto o = parse({});
+  EXPECT_EQ(o.subnet_mgr, "etcd");
+  EXPECT_EQ(o.etcd_endpoints,
+            (std::vector<std::string>{"http://127.0.0.1:4001", "http://127.0.0.1:2379"}));
+  EXPECT_EQ(o.etcd_prefix, "/coreos.com/network");
+  EXPECT_EQ(o.renew_margin_min, 60u);
+  EXPECT_EQ(o.lease_ttl_s, 86400u);
+  EXPECT_EQ(o.iptables_resync_s, 5u);
+  EXPECT_TRUE(o.iptables_forward_rules);
+  EXPECT_FALSE(o.ip_masq);
+  EXPECT_EQ(o.subnet_file, "/run/flannel/subnet.env");
+}
+
+TEST(Options, FlanneldFlagsTakeEffect) {
+  const auto o = parse({"--etcd-endpoints=http://10.0.0.1:2379/,https://10.0.0.2:2379", "-ip-masq",
+                        "--iface-regex", "eth.*", "--iface-regex=^ens", "--subnet-lease-renew-margin=30",
+                        "--public-ip=192.168.1.10", "--iface-can-reach=8.8.8.8",
+                        "-etcd-prefix=/x/network", "--iptables-forward-rules=false",
+                        "--ip-masq-fully-random-disable", "--iptables-resync=9", "-v=2"});
+  EXPECT_EQ(o.etcd_endpoints,
+            (std::vector<std::string>{"http://10.0.0.1:2379", "https://10.0.0.2:2379"}));
+  EXPECT_TRUE(o.ip_masq);
+  EXPECT_TRUE(o.ip_masq_random_fully_disable);
+  EXPECT_FALSE(o.iptables_forward_rules);
+  EXPECT_EQ(o.iptables_resync_s, 9u);
+  EXPECT_EQ(o.iface_regex, (std::vector<std::string>{"eth.*", "^ens"}));
+  EXPECT_EQ(o.renew_margin_min, 30u);
+  EXPECT_EQ(o.public_ip, core::parse_ipv4("192.168.1.10"));
+  EXPECT_EQ(o.iface_can_reach, core::parse_ipv4("8.8.8.8"));
+  EXPECT_EQ(o.etcd_prefix, "/x/network");
+  EXPECT_TRUE(o.unimplemented.empty());
   EXPECT_EQ(o.verbosity, 2);
+  EXPECT_EQ(parse({"--kube-subnet-mgr"}).subnet_mgr, "kube");
+  EXPECT_EQ(parse({"--kube-subnet-mgr=false"}).subnet_mgr, "etcd");
   EXPECT_THROW(parse({"--subnet-lease-renew-margin=1440"}), UsageError);
   EXPECT_THROW(parse({"--ip-masq=perhaps"}), UsageError);
+}
+
+TEST(Options, UnimplementedFlanneldFlagsAreAcceptedAndListed) {
+  const auto o = parse({"--ip-blackhole-route", "--kube-api-url=https://k:6443",
+                        "--set-node-network-unavailable=false"});
+  EXPECT_EQ(o.unimplemented,
+            (std::vector<std::string>{"--ip-blackhole-route=true", "--kube-api-url=https://k:6443",
+                                      "--set-node-network-unavailable=false"}));
+  EXPECT_THROW(parse({"--ip-blackhole-route=perhaps"}), UsageError);
 }
 
 TEST(Options, EnvironmentOnlyWhenTheFlagIsAbsent) {
   const auto from_env = parse({}, {{"FLANNELD_TUN_NAME", "flannel9"},
                                    {"FLANNELD_WORKERS", "3"},
                                    {"FLANNELD_IP_MASQ", "true"},
+                                   {"FLANNELD_ETCD_ENDPOINTS", "http://e:2379"},
+                                   {"FLANNELD_IP_BLACKHOLE_ROUTE", "true"},
                                    {"FLANNELD_IFACE", ""}});  // empty: unused
   EXPECT_EQ(from_env.tun_name, "flannel9");
   EXPECT_EQ(from_env.workers, 3u);
   EXPECT_TRUE(from_env.ifaces.empty());
-  EXPECT_EQ(from_env.unimplemented, (std::vector<std::string>{"--ip-masq=true"}));
+  EXPECT_TRUE(from_env.ip_masq);
+  EXPECT_EQ(from_env.etcd_endpoints, (std::vector<std::string>{"http://e:2379"}));
+  EXPECT_EQ(from_env.unimplemented, (std::vector<std::string>{"--ip-blackhole-route=true"}));
   const auto flag_wins = parse({"--tun-name=flannel1"}, {{"FLANNELD_TUN_NAME", "flannel9"}});
   EXPECT_EQ(flag_wins.tun_name, "flannel1");
   try {

@@ -1,0 +1,54 @@
+#pragma once
+// The SubnetManager of DESIGN.md: where this node's lease and everyone
+// else's come from. One implementation per --subnet-mgr (etcd, file); the
+// static mode needs none. Control thread only.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "core/lease.h"
+#include "core/net_config.h"
+
+namespace udpring::io {
+
+/// Health of a store, for /metrics and logs.
+struct LeaseStoreStatus {
+  int64_t own_expiry_unix = 0;     // 0 = never (a reservation) or not acquired
+  uint64_t renewals = 0;           // successful renewals of our lease
+  uint64_t renew_failures = 0;
+  uint64_t watch_reconnects = 0;   // watch streams re-established after an error
+  uint64_t relists = 0;            // full re-lists (etcd compaction, file rescans)
+  bool watch_connected = false;
+};
+
+class LeaseStore {
+ public:
+  virtual ~LeaseStore() = default;
+
+  /// Where the store lives, for logs ("etcd http://...", "file /var/lib/...").
+  virtual std::string describe() const = 0;
+
+  /// The network config JSON text. Throws std::runtime_error when it cannot
+  /// be read; the caller retries every second, as flanneld does.
+  virtual std::string read_config() = 0;
+
+  /// Takes this node's lease (flannel's order, core::plan_acquisition),
+  /// retrying lost creation races. Throws std::runtime_error naming the
+  /// cause when no lease can be had.
+  virtual core::Lease acquire(const core::NetConfig& cfg, core::Be32 public_ip,
+                              const std::optional<core::Ipv4Prefix>& previous) = 0;
+
+  /// Waits up to `timeout` for lease changes. The first call returns the
+  /// complete set (reset). Returns false when nothing changed.
+  virtual bool wait_update(std::chrono::milliseconds timeout, core::LeaseUpdate& out) = 0;
+
+  /// Renews our lease when it is due; errors are logged, counted and retried
+  /// later (every minute, as flanneld), never thrown.
+  virtual void maintain() = 0;
+
+  virtual LeaseStoreStatus status() const = 0;
+};
+
+}  // namespace udpring::io

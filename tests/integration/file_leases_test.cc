@@ -1,0 +1,163 @@
+// The embedded file lease store end to end: daemons in separate network
+// namespaces share a lease directory, allocate distinct subnets, route to
+// each other with no static peers, notice joins, deletions and expiry.
+
+#include <sys/stat.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "tests/support/cluster.h"
+#include "tests/support/netns.h"
+#include "tests/support/traffic.h"
+
+namespace udpring::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class FileLeases : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    UDPRING_REQUIRE_INTEGRATION();
+    cluster_ = std::make_unique<Cluster>(2);
+    lease_dir_ = cluster_->dir + "/leases";
+    std::filesystem::create_directories(lease_dir_);
+    std::filesystem::copy_file(cluster_->net_conf, lease_dir_ + "/config");
+  }
+
+  std::string env_path(int i) const { return cluster_->dir + "/subnet-" + std::to_string(i) + ".env"; }
+
+  std::unique_ptr<Process> start(int i, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {UDPRINGD_PATH, "--subnet-mgr=file",
+                                     "--lease-dir=" + lease_dir_, "--iface=u0", "--workers=1",
+                                     "--subnet-file=" + env_path(i)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto p = std::make_unique<Process>(cluster_->node(i).name(), argv,
+                                       cluster_->dir + "/udpringd-" + std::to_string(i) + "-" +
+                                           std::to_string(starts_++) + ".log");
+    if (!p->wait_for_log("udpringd ready", 10000)) {
+      ADD_FAILURE() << "node " << i << " not ready:\n" << p->log();
+    }
+    return p;
+  }
+
+  // "10.60.7.0/24" from FLANNEL_SUBNET=10.60.7.1/24.
+  std::string lease_of(int i) const {
+    std::string s = Cluster::env_value(env_path(i), "FLANNEL_SUBNET");
+    const auto slash = s.find('/');
+    const auto dot = s.rfind('.', slash);
+    return s.substr(0, dot + 1) + "0" + s.substr(slash);
+  }
+  std::string lease_file(int i) const {
+    std::string l = lease_of(i);
+    l[l.find('/')] = '-';
+    return lease_dir_ + "/subnets/" + l;
+  }
+
+  bool ping(const Netns& from, const std::string& ip) {
+    return sh(from.exec() + "ping -c1 -W1 " + ip + " >/dev/null 2>&1") == 0;
+  }
+
+  std::unique_ptr<Cluster> cluster_;
+  std::string lease_dir_;
+  int starts_ = 0;
+};
+
+TEST_F(FileLeases, TwoNodesAllocateDistinctSubnetsAndCarryTraffic) {
+  auto d0 = start(0);
+  auto d1 = start(1);
+  ASSERT_FALSE(HasFailure());
+  const std::string s0 = lease_of(0), s1 = lease_of(1);
+  EXPECT_NE(s0, s1);
+  // flannel's defaults for 10.60.0.0/16: /24 leases, the first one skipped.
+  EXPECT_EQ(s0.substr(s0.size() - 3), "/24");
+  EXPECT_NE(s0, "10.60.0.0/24");
+  // The lease files hold exactly what a stock udp node writes to etcd.
+  std::ifstream f(lease_file(1));
+  std::string value((std::istreambuf_iterator<char>(f)), {});
+  EXPECT_EQ(value, R"({"PublicIP":")" + Cluster::node_ip(1) + R"(","PublicIPv6":null})");
+
+  const std::string pod0 = cluster_->add_pod(0, env_path(0));
+  const std::string pod1 = cluster_->add_pod(1, env_path(1));
+  EXPECT_TRUE(d0->wait_for_log("route " + s1 + " -> " + Cluster::node_ip(1) + ":8285", 2000))
+      << d0->log();
+  EXPECT_TRUE(ping(cluster_->pod(0), pod1));
+  EXPECT_TRUE(ping(cluster_->pod(1), pod0));
+  EXPECT_EQ(tcp_transfer_verified(cluster_->pod(1).name(), pod1, 5201, cluster_->pod(0).name(),
+                                  8u << 20),
+            8u << 20);
+}
+
+TEST_F(FileLeases, RestartReusesTheLeaseOfItsPublicIp) {
+  auto d0 = start(0);
+  const std::string first = lease_of(0);
+  EXPECT_EQ(d0->stop(), 0);
+  std::filesystem::remove(env_path(0));  // not from subnet.env: from the store
+  d0 = start(0);
+  EXPECT_EQ(lease_of(0), first);
+  EXPECT_NE(d0->log().find("existing lease of our public IP"), std::string::npos) << d0->log();
+}
+
+TEST_F(FileLeases, JoinIsRoutedAndDeletionUnroutedWithinTwoSeconds) {
+  auto d0 = start(0);
+  auto d1 = start(1);
+  ASSERT_FALSE(HasFailure());
+  cluster_->add_pod(0, env_path(0));
+  const int n2 = cluster_->add_node();
+  auto d2 = start(n2);
+  const auto ready = Clock::now();
+  // Node 2's flannel0 holds its lease base: reachable from pod 0 through the
+  // overlay once node 0 has routed the new lease.
+  const std::string s2 = lease_of(n2);
+  const std::string tun2 = s2.substr(0, s2.find('/'));
+  bool reached = false;
+  while (!reached && Clock::now() - ready < std::chrono::seconds(2)) reached = ping(cluster_->pod(0), tun2);
+  EXPECT_TRUE(reached) << d0->log();
+  EXPECT_LT(Clock::now() - ready, std::chrono::seconds(2));
+
+  // Deleting node 1's lease: node 0 drops the route, node 1 exits non-zero.
+  const std::string s1 = lease_of(1);
+  const auto t0 = Clock::now();
+  std::filesystem::remove(lease_file(1));
+  EXPECT_TRUE(d0->wait_for_log("route " + s1 + " removed", 2000)) << d0->log();
+  EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(2100));
+  EXPECT_EQ(d1->wait_exit(3000), 1);
+  EXPECT_NE(d1->log().find("lease has been revoked"), std::string::npos) << d1->log();
+}
+
+TEST_F(FileLeases, ShortTtlIsRenewedAndExpiresWhenTheOwnerDies) {
+  auto d0 = start(0, {"--subnet-lease-ttl=3"});
+  auto d1 = start(1, {"--subnet-lease-ttl=3"});
+  ASSERT_FALSE(HasFailure());
+  const std::string s1 = lease_of(1);
+  struct stat before{};
+  ASSERT_EQ(stat(lease_file(1).c_str(), &before), 0);
+  // Several renewals (every 1.5 s): the lease outlives its TTL and stays routed.
+  std::this_thread::sleep_for(std::chrono::seconds(7));
+  struct stat after{};
+  ASSERT_EQ(stat(lease_file(1).c_str(), &after), 0);
+  EXPECT_GT(after.st_mtime, before.st_mtime + 3);
+  EXPECT_EQ(d0->log().find("route " + s1 + " removed"), std::string::npos) << d0->log();
+  EXPECT_TRUE(d0->running() && d1->running());
+  // A killed owner stops renewing: the lease expires and its route goes.
+  kill(d1->pid(), SIGKILL);
+  EXPECT_TRUE(d0->wait_for_log("route " + s1 + " removed", 6000)) << d0->log();
+}
+
+TEST_F(FileLeases, BadLeaseFilesAreSkippedNotFatal) {
+  std::filesystem::create_directories(lease_dir_ + "/subnets");
+  std::ofstream(lease_dir_ + "/subnets/garbage") << "x";
+  std::ofstream(lease_dir_ + "/subnets/10.60.9.0-24") << "{not json";
+  auto d0 = start(0);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_NE(d0->log().find("skipping lease file"), std::string::npos) << d0->log();
+  EXPECT_NE(lease_of(0), "10.60.9.0/24");  // the unparseable file still holds its name
+  EXPECT_TRUE(d0->running());
+}
+
+}  // namespace
+}  // namespace udpring::test

@@ -1,0 +1,153 @@
+#include "tests/support/cluster.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace udpring::test {
+namespace {
+
+std::string unique_prefix() {
+  static std::atomic<int> counter{0};
+  return "urc" + std::to_string(getpid() % 100000) + "x" + std::to_string(counter++);
+}
+
+std::string make_dir() {
+  char tmpl[] = "/tmp/udpring-cluster-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
+  return tmpl;
+}
+
+}  // namespace
+
+Cluster::Cluster(int nodes, const std::string& network)
+    : prefix(unique_prefix()), dir(make_dir()), lan(prefix + "lan") {
+  sh_ok("ip -n " + lan.name() + " link add br0 type bridge");
+  sh_ok("ip -n " + lan.name() + " addr add 192.168.78.1/24 dev br0");
+  sh_ok("ip -n " + lan.name() + " link set br0 up");
+  net_conf = dir + "/net-conf.json";
+  std::ofstream(net_conf) << R"({"Network":")" << network
+                          << R"(","Backend":{"Type":"udp","Port":8285}})";
+  for (int i = 0; i < nodes; ++i) add_node();
+}
+
+Cluster::~Cluster() {
+  pods_.clear();
+  nodes_.clear();
+  sh("rm -rf " + dir);
+}
+
+int Cluster::add_node() {
+  const int i = size();
+  nodes_.push_back(std::make_unique<Netns>(prefix + "n" + std::to_string(i)));
+  pods_.push_back(nullptr);
+  const std::string n = nodes_.back()->name();
+  std::string v = "v";
+  v += std::to_string(i);
+  sh_ok("ip link add u0 netns " + n + " type veth peer name " + v + " netns " + lan.name());
+  sh_ok("ip -n " + lan.name() + " link set " + v + " master br0 up");
+  sh_ok("ip -n " + n + " addr add " + node_ip(i) + "/24 dev u0");
+  sh_ok("ip -n " + n + " link set u0 up");
+  sh(nodes_.back()->exec() +
+     "ethtool -K u0 tx-udp-segmentation off gro on rx-udp-gro-forwarding on >/dev/null 2>&1");
+  sh_ok("ip netns exec " + n +
+        " sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0"
+        " net.ipv4.conf.default.rp_filter=0");
+  return i;
+}
+
+std::string Cluster::env_value(const std::string& subnet_env, const std::string& key) {
+  std::ifstream in(subnet_env);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  }
+  return "";
+}
+
+std::string Cluster::add_pod(int i, const std::string& subnet_env) {
+  const std::string subnet = env_value(subnet_env, "FLANNEL_SUBNET");  // base+1/len
+  const std::string mtu = env_value(subnet_env, "FLANNEL_MTU");
+  const auto slash = subnet.find('/');
+  const auto dot = subnet.rfind('.', slash);
+  if (subnet.empty() || mtu.empty() || slash == std::string::npos || dot == std::string::npos) {
+    throw std::runtime_error(subnet_env + " has no FLANNEL_SUBNET/FLANNEL_MTU");
+  }
+  const std::string base3 = subnet.substr(0, dot + 1);
+  const int last = std::stoi(subnet.substr(dot + 1, slash - dot - 1));
+  const std::string len = subnet.substr(slash + 1);
+  const std::string gw = base3 + std::to_string(last);
+  const std::string pod_ip = base3 + std::to_string(last + 1);
+  pods_.at(i) = std::make_unique<Netns>(prefix + "p" + std::to_string(i));
+  const std::string n = nodes_.at(i)->name();
+  const std::string p = pods_.at(i)->name();
+  sh_ok("ip link add vp netns " + n + " type veth peer name eth0 netns " + p);
+  sh_ok("ip -n " + n + " addr add " + gw + "/" + len + " dev vp");
+  sh_ok("ip -n " + p + " addr add " + pod_ip + "/" + len + " dev eth0");
+  sh_ok("ip -n " + n + " link set vp mtu " + mtu + " up");
+  sh_ok("ip -n " + p + " link set eth0 mtu " + mtu + " up");
+  sh_ok("ip -n " + p + " route add default via " + gw);
+  return pod_ip;
+}
+
+Etcd::Etcd(const Netns& ns, std::string ip, std::string data_dir)
+    : ns_(ns), ip_(std::move(ip)), data_dir_(std::move(data_dir)) {
+  start();
+}
+
+Etcd::~Etcd() { stop(); }
+
+void Etcd::start() {
+  if (proc_) return;
+  proc_ = std::make_unique<Process>(
+      ns_.name(),
+      std::vector<std::string>{"etcd", "--name=udpring-test", "--data-dir=" + data_dir_,
+                               "--listen-client-urls=" + endpoint(),
+                               "--advertise-client-urls=" + endpoint(),
+                               "--listen-peer-urls=http://127.0.0.1:2380",
+                               "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+                               "--initial-cluster=udpring-test=http://127.0.0.1:2380",
+                               "--log-level=warn"},
+      data_dir_ + ".log" + std::to_string(starts_++));
+  for (int i = 0; i < 200; ++i) {
+    if (sh("ip netns exec " + ns_.name() + " etcdctl --endpoints=" + endpoint() +
+           " --dial-timeout=1s endpoint health >/dev/null 2>&1") == 0) {
+      return;
+    }
+    if (!proc_->running()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("etcd did not start:\n" + proc_->log());
+}
+
+void Etcd::stop() {
+  if (proc_) proc_->stop(5000);
+  proc_.reset();
+}
+
+std::string Etcd::ctl(const std::string& args) const {
+  const std::string cmd = "ip netns exec " + ns_.name() + " etcdctl --endpoints=" + endpoint() +
+                          " " + args + " 2>&1";
+  std::string out;
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) throw std::runtime_error("popen " + cmd);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  if (pclose(f) != 0) throw std::runtime_error(cmd + " failed:\n" + out);
+  return out;
+}
+
+int64_t Etcd::revision() const {
+  const std::string out = ctl("endpoint status -w json");
+  const auto at = out.find("\"revision\":");
+  if (at == std::string::npos) throw std::runtime_error("no revision in " + out);
+  return std::stoll(out.substr(at + 11));
+}
+
+}  // namespace udpring::test

@@ -35,7 +35,8 @@ struct RuleSet {
   std::string table;   // "nat" or "filter"
   std::string chain;   // the chain this set owns outright, e.g. "FLANNEL-POSTRTG"
   std::string parent;  // the built-in chain holding the jump, e.g. "POSTROUTING"
-  std::string jump;    // the parent's rule spec, e.g. `-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG`
+  std::string jump;    // the parent's rule spec (after "-A <parent> "), e.g.
+                       // `-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG`
   std::vector<std::string> rules;  // specs exactly as iptables-save prints them after "-A <chain> "
 };
 

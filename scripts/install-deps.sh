@@ -17,7 +17,7 @@ PACKAGES=(
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev
   # test / benchmark tools
-  iproute2 iputils-ping iperf3 sockperf tcpdump ethtool
+  iproute2 iptables iputils-ping iperf3 sockperf tcpdump ethtool
   etcd-server etcd-client gnuplot-nox procps
   # bench-e2e.sh does its JSON and statistics with Debian's python3
   python3

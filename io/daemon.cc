@@ -12,6 +12,8 @@
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "core/route_table.h"
 #include "core/subnet_env.h"
 #include "core/worker_stats.h"
+#include "io/etcd_lease_store.h"
 #include "io/file_lease_store.h"
 #include "io/file_util.h"
 #include "io/http_server.h"
@@ -60,6 +63,12 @@ std::unique_ptr<LeaseStore> make_lease_store(const Options& opts) {
   const int64_t margin_s = int64_t{opts.renew_margin_min} * 60;
   if (opts.subnet_mgr == "file") {
     return std::make_unique<FileLeaseStore>(opts.lease_dir, opts.net_config_path, opts.lease_ttl_s,
+                                            margin_s);
+  }
+  if (opts.subnet_mgr == "etcd") {
+    EtcdConfig cfg{opts.etcd_endpoints, opts.etcd_cafile,   opts.etcd_certfile,
+                   opts.etcd_keyfile,   opts.etcd_username, opts.etcd_password};
+    return std::make_unique<EtcdLeaseStore>(std::move(cfg), opts.etcd_prefix, opts.lease_ttl_s,
                                             margin_s);
   }
   if (opts.subnet_mgr == "kube") {
@@ -127,7 +136,7 @@ uint32_t round_up_pow2_bytes(uint32_t n) {
 // Prometheus text for /metrics. Drop counters become one family labelled by
 // reason; the errno gauge stays a gauge.
 std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>& stats,
-                           size_t routes) {
+                           size_t routes, const std::optional<LeaseStoreStatus>& lease) {
   std::vector<const core::WorkerStats*> ptrs;
   for (const auto& s : stats) ptrs.push_back(s.get());
   const core::StatsTotals t = core::sum_stats(ptrs);
@@ -138,6 +147,22 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
   out += "udpring_workers " + std::to_string(stats.size()) + "\n";
   out += "# HELP udpring_routes Peer routes installed.\n# TYPE udpring_routes gauge\n";
   out += "udpring_routes " + std::to_string(routes) + "\n";
+  if (lease) {
+    out += "# HELP udpring_lease_expiry_timestamp_seconds When our lease expires (0: never).\n"
+           "# TYPE udpring_lease_expiry_timestamp_seconds gauge\n";
+    out += "udpring_lease_expiry_timestamp_seconds " + std::to_string(lease->own_expiry_unix) + "\n";
+    out += "# TYPE udpring_lease_renewals_total counter\n";
+    out += "udpring_lease_renewals_total " + std::to_string(lease->renewals) + "\n";
+    out += "# TYPE udpring_lease_renew_failures_total counter\n";
+    out += "udpring_lease_renew_failures_total " + std::to_string(lease->renew_failures) + "\n";
+    out += "# HELP udpring_lease_watch_reconnects_total Lease watch streams re-established.\n"
+           "# TYPE udpring_lease_watch_reconnects_total counter\n";
+    out += "udpring_lease_watch_reconnects_total " + std::to_string(lease->watch_reconnects) + "\n";
+    out += "# TYPE udpring_lease_relists_total counter\n";
+    out += "udpring_lease_relists_total " + std::to_string(lease->relists) + "\n";
+    out += "# TYPE udpring_lease_watch_connected gauge\n";
+    out += std::string("udpring_lease_watch_connected ") + (lease->watch_connected ? "1" : "0") + "\n";
+  }
   out += "# HELP udpring_drops_total Packets dropped, by reason.\n# TYPE udpring_drops_total counter\n";
   for (size_t i = 0; i < core::kCounterCount; ++i) {
     const std::string_view name = core::kCounterNames[i];
@@ -211,6 +236,13 @@ int run_daemon(const Options& opts) {
   // What the HTTP thread may read: set (release) once `stats` is complete.
   std::atomic<bool> running{false};
   std::atomic<size_t> route_count{0};
+  // The lease store's health as last seen by the control thread.
+  std::mutex lease_status_mu;
+  std::optional<LeaseStoreStatus> lease_status;
+  auto publish_store_status = [&](const LeaseStoreStatus& st) {
+    std::lock_guard lock(lease_status_mu);
+    lease_status = st;
+  };
   std::unique_ptr<HttpServer> http;
   auto stop_workers = [&] {
     stop.store(true, std::memory_order_relaxed);
@@ -222,7 +254,12 @@ int run_daemon(const Options& opts) {
     if (opts.healthz_port) {
       http = std::make_unique<HttpServer>(opts.healthz_ip, opts.healthz_port, [&]() -> std::string {
         if (!running.load(std::memory_order_acquire)) return "# udpringd is starting\n";
-        return render_metrics(stats, route_count.load(std::memory_order_relaxed));
+        std::optional<LeaseStoreStatus> lease;
+        {
+          std::lock_guard lock(lease_status_mu);
+          lease = lease_status;
+        }
+        return render_metrics(stats, route_count.load(std::memory_order_relaxed), lease);
       });
       spdlog::info("health and metrics on {}:{} (/healthz, /readyz, /metrics)",
                    core::format_ipv4(opts.healthz_ip), http->port());
@@ -271,8 +308,21 @@ int run_daemon(const Options& opts) {
         spdlog::info("{} names a previous lease {}", opts.subnet_file,
                      core::format_prefix(*previous));
       }
-      const core::Lease lease = store->acquire(net, public_ip, previous);
-      own = lease.subnet;
+      // etcd may be down for a moment (a restart, a leader election): keep
+      // trying, as for the config, until it answers or we are told to stop.
+      std::string last_error;
+      for (;;) {
+        try {
+          own = store->acquire(net, public_ip, previous).subnet;
+          break;
+        } catch (const EtcdUnavailable& e) {
+          if (e.what() != last_error) spdlog::error("acquiring a lease: {}; retrying every second", e.what());
+          last_error = e.what();
+        }
+        const timespec second{1, 0};
+        const int sig = sigtimedwait(&sigs, nullptr, &second);
+        if (sig == SIGINT || sig == SIGTERM) return 0;
+      }
     }
     const uint32_t tun_mtu = ext.mtu - kEncapOverhead;
 
@@ -441,6 +491,7 @@ int run_daemon(const Options& opts) {
       spdlog::info("wrote {}", opts.subnet_file);
     }
     route_count.store(peer_routes->route_count(), std::memory_order_relaxed);
+    if (store) publish_store_status(store->status());
     running.store(true, std::memory_order_release);
     if (http) http->set_ready();
     notify_systemd_ready();
@@ -461,16 +512,20 @@ int run_daemon(const Options& opts) {
     // mode), signals, renewal, snapshot reclamation.
     if (store) {
       core::LeaseUpdate update;
-      if (store->wait_update(std::chrono::milliseconds(250), update)) {
-        const core::PeerRoutes::Result r = peer_routes->apply(update);
-        route_count.store(peer_routes->route_count(), std::memory_order_relaxed);
-        if (!r.own_lost.empty()) {
-          spdlog::critical("{}: lease has been revoked, shutting down (as flanneld)", r.own_lost);
-          exit_code = 1;
-          break;
-        }
+      std::string lost;
+      auto wait = std::chrono::milliseconds(250);
+      while (lost.empty() && store->wait_update(wait, update)) {
+        wait = std::chrono::milliseconds(0);  // drain what is queued, then tick
+        lost = peer_routes->apply(update).own_lost;
+      }
+      route_count.store(peer_routes->route_count(), std::memory_order_relaxed);
+      if (!lost.empty()) {
+        spdlog::critical("{}: lease has been revoked, shutting down (as flanneld)", lost);
+        exit_code = 1;
+        break;
       }
       store->maintain();
+      publish_store_status(store->status());
     }
     const int sig = sigtimedwait(&sigs, nullptr, store ? &no_wait : &tick);
     if (sig == SIGUSR1) {

@@ -95,8 +95,27 @@ std::string Cluster::add_pod(int i, const std::string& subnet_env) {
   return pod_ip;
 }
 
-Etcd::Etcd(const Netns& ns, std::string ip, std::string data_dir)
-    : ns_(ns), ip_(std::move(ip)), data_dir_(std::move(data_dir)) {
+Etcd::Etcd(const Netns& ns, std::string ip, std::string data_dir, std::string pki_dir)
+    : ns_(ns), ip_(std::move(ip)), data_dir_(std::move(data_dir)), pki_(std::move(pki_dir)) {
+  if (!pki_.empty()) {
+    const std::string d = pki_;
+    const std::string q = " >/dev/null 2>&1";
+    sh_ok("mkdir -p " + d);
+    sh_ok("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=udpring-test-ca -keyout " + d +
+          "/ca.key -out " + d + "/ca.crt" + q);
+    for (const std::string who : {"server", "client"}) {
+      sh_ok("openssl req -newkey rsa:2048 -nodes -subj /CN=" + who + " -keyout " + d + "/" + who +
+            ".key -out " + d + "/" + who + ".csr" + q);
+      std::ofstream(d + "/" + who + ".ext")
+          << "subjectAltName=IP:" << ip_ << ",IP:127.0.0.1\nextendedKeyUsage="
+          // etcd's JSON gateway dials etcd's gRPC side with the server
+          // certificate, so that one needs clientAuth too.
+          << (who == "server" ? "serverAuth,clientAuth" : "clientAuth") << "\n";
+      sh_ok("openssl x509 -req -days 2 -in " + d + "/" + who + ".csr -CA " + d + "/ca.crt -CAkey " +
+            d + "/ca.key -CAcreateserial -extfile " + d + "/" + who + ".ext -out " + d + "/" + who +
+            ".crt" + q);
+    }
+  }
   start();
 }
 
@@ -104,20 +123,23 @@ Etcd::~Etcd() { stop(); }
 
 void Etcd::start() {
   if (proc_) return;
-  proc_ = std::make_unique<Process>(
-      ns_.name(),
-      std::vector<std::string>{"etcd", "--name=udpring-test", "--data-dir=" + data_dir_,
-                               "--listen-client-urls=" + endpoint(),
-                               "--advertise-client-urls=" + endpoint(),
-                               "--listen-peer-urls=http://127.0.0.1:2380",
-                               "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-                               "--initial-cluster=udpring-test=http://127.0.0.1:2380",
-                               "--log-level=warn"},
-      data_dir_ + ".log" + std::to_string(starts_++));
+  std::vector<std::string> argv{"etcd", "--name=udpring-test", "--data-dir=" + data_dir_,
+                                "--listen-client-urls=" + endpoint(),
+                                "--advertise-client-urls=" + endpoint(),
+                                "--listen-peer-urls=http://127.0.0.1:2380",
+                                "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+                                "--initial-cluster=udpring-test=http://127.0.0.1:2380",
+                                "--log-level=warn"};
+  if (!pki_.empty()) {
+    argv.insert(argv.end(), {"--cert-file=" + pki_ + "/server.crt", "--key-file=" + pki_ + "/server.key",
+                             "--trusted-ca-file=" + pki_ + "/ca.crt", "--client-cert-auth"});
+  }
+  proc_ = std::make_unique<Process>(ns_.name(), argv, data_dir_ + ".log" + std::to_string(starts_++));
   for (int i = 0; i < 200; ++i) {
-    if (sh("ip netns exec " + ns_.name() + " etcdctl --endpoints=" + endpoint() +
-           " --dial-timeout=1s endpoint health >/dev/null 2>&1") == 0) {
+    try {
+      ctl("--dial-timeout=1s endpoint health");
       return;
+    } catch (const std::exception&) {
     }
     if (!proc_->running()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -131,8 +153,12 @@ void Etcd::stop() {
 }
 
 std::string Etcd::ctl(const std::string& args) const {
-  const std::string cmd = "ip netns exec " + ns_.name() + " etcdctl --endpoints=" + endpoint() +
-                          " " + args + " 2>&1";
+  std::string cmd = "ip netns exec " + ns_.name() + " etcdctl --endpoints=" + endpoint();
+  if (!pki_.empty()) {
+    cmd += " --cacert=" + pki_ + "/ca.crt --cert=" + pki_ + "/client.crt --key=" + pki_ + "/client.key";
+  }
+  if (!auth_.empty()) cmd += " --user=" + auth_;
+  cmd += " " + args + " 2>&1";
   std::string out;
   FILE* f = popen(cmd.c_str(), "r");
   if (!f) throw std::runtime_error("popen " + cmd);

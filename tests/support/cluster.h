@@ -52,16 +52,20 @@ class Cluster {
 };
 
 /// Debian's etcd-server inside namespace `ns` on ip:2379 (peer URL on the
-/// namespace's loopback), with a temporary data directory.
+/// namespace's loopback), with a temporary data directory. With `pki_dir`,
+/// a CA, a server and a client certificate are made there with openssl and
+/// etcd serves https and requires client certificates.
 class Etcd {
  public:
-  Etcd(const Netns& ns, std::string ip, std::string data_dir);
+  Etcd(const Netns& ns, std::string ip, std::string data_dir, std::string pki_dir = "");
   ~Etcd();
   /// Starts (again, with the same data) and waits until it answers.
   void start();
   /// Stops it (SIGTERM); the data stays.
   void stop();
-  std::string endpoint() const { return "http://" + ip_ + ":2379"; }
+  std::string endpoint() const { return (pki_.empty() ? "http://" : "https://") + ip_ + ":2379"; }
+  /// etcdctl logs in as "user:password" from now on.
+  void set_auth(const std::string& user_password) { auth_ = user_password; }
   /// Runs `etcdctl ARGS` against it; returns stdout, throws on failure.
   std::string ctl(const std::string& args) const;
   /// The current revision.
@@ -71,6 +75,8 @@ class Etcd {
   const Netns& ns_;
   std::string ip_;
   std::string data_dir_;
+  std::string pki_;
+  std::string auth_;
   std::unique_ptr<Process> proc_;
   int starts_ = 0;
 };

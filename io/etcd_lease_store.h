@@ -1,0 +1,78 @@
+#pragma once
+// flannel's etcd v3 datastore, through etcd's JSON gateway:
+//   <prefix>/config                   the network config
+//   <prefix>/subnets/10.5.34.0-24      {"PublicIP":"...","PublicIPv6":null}, on an etcd lease
+// Compatible with stock flanneld nodes on the same etcd, with flannel's
+// known bugs fixed: a lost creation race is retried, renewal moves the key
+// to a new etcd lease only if it is still on ours and then revokes the old
+// one (no orphans, no overwriting), and reservations (keys with no lease)
+// are never converted or deleted.
+//
+// The watch runs on its own thread (a long-lived HTTP stream) and hands
+// updates to the control thread through a queue; it reconnects with
+// backoff from 100 ms to 5 s and re-lists when etcd compacted past it.
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "io/etcd_client.h"
+#include "io/lease_store.h"
+
+namespace udpring::io {
+
+class EtcdLeaseStore : public LeaseStore {
+ public:
+  EtcdLeaseStore(EtcdConfig cfg, std::string prefix, int64_t ttl_s, int64_t margin_s);
+  ~EtcdLeaseStore() override;
+
+  std::string describe() const override;
+  std::string read_config() override;
+  core::Lease acquire(const core::NetConfig& cfg, core::Be32 public_ip,
+                      const std::optional<core::Ipv4Prefix>& previous) override;
+  bool wait_update(std::chrono::milliseconds timeout, core::LeaseUpdate& out) override;
+  void maintain() override;
+  LeaseStoreStatus status() const override;
+
+ private:
+  struct Listing {
+    std::vector<core::Lease> leases;
+    int64_t revision = 0;
+  };
+  Listing list(EtcdClient& client);
+  int64_t grant(int64_t ttl_s);
+  void revoke(int64_t id);
+  /// Puts our value on `lease_id` if the key's current state matches
+  /// (`compare`: a gateway compare object). True if it did.
+  bool txn_put(const std::string& key, const nlohmann::json& compare, int64_t lease_id);
+  void watch_loop(int64_t next_rev, core::LeaseMap known);
+  void push(core::LeaseUpdate u);
+
+  EtcdConfig cfg_;
+  std::string prefix_;
+  std::string subnets_;
+  int64_t ttl_s_;
+  int64_t margin_s_;
+  EtcdClient client_;  // control thread
+
+  // Our lease.
+  std::optional<core::Lease> own_;
+  core::Be32 own_ip_;
+  int64_t next_renew_ = 0;
+  std::atomic<int64_t> own_expiry_{0};
+  std::atomic<uint64_t> renewals_{0}, renew_failures_{0};
+
+  // The watch thread and its queue.
+  bool watching_ = false;
+  std::atomic<bool> stop_{false};
+  std::thread watcher_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<core::LeaseUpdate> queue_;
+  std::atomic<uint64_t> reconnects_{0}, relists_{0};
+  std::atomic<bool> connected_{false};
+};
+
+}  // namespace udpring::io

@@ -1,0 +1,329 @@
+// The etcd v3 lease store against Debian's etcd-server, started by the test
+// in its own namespace: interop with what stock flanneld writes, discovery,
+// the 8-node race, outages, compaction, renewal without orphan leases,
+// authentication and TLS.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "core/base64.h"
+#include "tests/support/cluster.h"
+#include "tests/support/netns.h"
+#include "tests/support/traffic.h"
+
+namespace udpring::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+constexpr const char* kPrefix = "/coreos.com/network";
+
+class EtcdLeases : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    UDPRING_REQUIRE_INTEGRATION();
+    if (sh("command -v etcd >/dev/null && command -v etcdctl >/dev/null") != 0) {
+      FAIL() << "etcd-server and etcd-client are needed (scripts/install-deps.sh)";
+    }
+  }
+
+  void make_cluster(int nodes, const std::string& config = R"({"Network":"10.60.0.0/16","Backend":{"Type":"udp"}})",
+                    const std::string& etcd_scheme = "http") {
+    cluster_ = std::make_unique<Cluster>(nodes);
+    etcd_ = std::make_unique<Etcd>(cluster_->lan, "192.168.78.1", cluster_->dir + "/etcd",
+                                   etcd_scheme == "https" ? cluster_->dir + "/pki" : "");
+    put(std::string(kPrefix) + "/config", config);
+  }
+
+  void put(const std::string& key, const std::string& value, const std::string& lease = "") {
+    std::ofstream(cluster_->dir + "/value") << value;
+    etcd_->ctl("put " + key + (lease.empty() ? "" : " --lease=" + lease) + " < " + cluster_->dir +
+               "/value");
+  }
+  std::string grant(int ttl) {
+    // "lease 694d7b9a7e1f4a0b granted with TTL(86400s)"
+    const std::string out = etcd_->ctl("lease grant " + std::to_string(ttl));
+    return out.substr(6, out.find(' ', 6) - 6);
+  }
+  // The key's value and etcd lease ID (0 = none); nullopt if absent.
+  std::optional<std::pair<std::string, int64_t>> get(const std::string& key) {
+    const Json doc = Json::parse(etcd_->ctl("get " + key + " -w json"));
+    if (!doc.contains("kvs")) return std::nullopt;
+    const Json& kv = doc["kvs"][0];
+    return std::make_pair(*core::base64_decode(kv["value"].get<std::string>()),
+                          kv.value("lease", int64_t{0}));
+  }
+  size_t etcd_lease_count() {
+    const std::string out = etcd_->ctl("lease list");  // "found N leases\n..."
+    return std::stoul(out.substr(6));
+  }
+
+  std::string env_path(int i) const { return cluster_->dir + "/subnet-" + std::to_string(i) + ".env"; }
+  std::vector<std::string> argv(int i, const std::vector<std::string>& extra) const {
+    std::vector<std::string> a = {UDPRINGD_PATH, "--etcd-endpoints=" + etcd_->endpoint(),
+                                  "--iface=u0", "--workers=1", "--subnet-file=" + env_path(i)};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  std::unique_ptr<Process> launch(int i, const std::vector<std::string>& extra = {}) {
+    return std::make_unique<Process>(cluster_->node(i).name(), argv(i, extra),
+                                     cluster_->dir + "/udpringd-" + std::to_string(i) + "-" +
+                                         std::to_string(starts_++) + ".log");
+  }
+  std::unique_ptr<Process> start(int i, const std::vector<std::string>& extra = {}) {
+    auto p = launch(i, extra);
+    if (!p->wait_for_log("udpringd ready", 15000)) ADD_FAILURE() << "node " << i << ":\n" << p->log();
+    return p;
+  }
+  std::string lease_of(int i) const {
+    std::string s = Cluster::env_value(env_path(i), "FLANNEL_SUBNET");
+    const auto slash = s.find('/');
+    if (slash == std::string::npos) return "";
+    const auto dot = s.rfind('.', slash);
+    return s.substr(0, dot + 1) + "0" + s.substr(slash);
+  }
+  static std::string key_of(const std::string& subnet) {
+    std::string k = std::string(kPrefix) + "/subnets/" + subnet;
+    k[k.rfind('/')] = '-';
+    return k;
+  }
+  bool ping(const Netns& from, const std::string& ip) {
+    return sh(from.exec() + "ping -c1 -W1 " + ip + " >/dev/null 2>&1") == 0;
+  }
+
+  std::unique_ptr<Cluster> cluster_;
+  std::unique_ptr<Etcd> etcd_;
+  int starts_ = 0;
+};
+
+TEST_F(EtcdLeases, InteropWithStockFlanneldData) {
+  make_cluster(1);
+  const std::string lease = grant(86400);
+  // Exactly what stock flanneld nodes write (FLANNEL_COMPAT.md §4.1).
+  put(key_of("10.60.5.0/24"), R"({"PublicIP":"192.168.78.200","PublicIPv6":null})", lease);
+  put(key_of("10.60.6.0/24"),
+      R"({"PublicIP":"192.168.78.201","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"62:6f:2c:aa:bb:cc"}})",
+      lease);
+  const std::string reservation = R"({"PublicIP":"192.168.78.202","PublicIPv6":null})";
+  put(key_of("10.60.7.0/24"), reservation);  // no lease: a reservation
+  put(std::string(kPrefix) + "/subnets/not-a-subnet", "junk", lease);
+  put(key_of("10.60.8.0/24"), "{not json", lease);
+
+  auto d = start(0);
+  ASSERT_FALSE(HasFailure());
+  const std::string log = d->log();
+  EXPECT_NE(log.find("route 10.60.5.0/24 -> 192.168.78.200:8285"), std::string::npos) << log;
+  EXPECT_NE(log.find("route 10.60.6.0/24 -> 192.168.78.201:8285"), std::string::npos) << log;
+  EXPECT_NE(log.find("BackendType vxlan"), std::string::npos) << log;
+  EXPECT_NE(log.find("route 10.60.7.0/24 -> 192.168.78.202:8285"), std::string::npos) << log;
+  EXPECT_NE(log.find("skipping etcd key /coreos.com/network/subnets/not-a-subnet"), std::string::npos);
+  EXPECT_NE(log.find("skipping etcd key /coreos.com/network/subnets/10.60.8.0-24"), std::string::npos);
+  // Our lease: flannel's exact value, on an etcd lease, not a taken subnet.
+  const std::string own = lease_of(0);
+  for (const char* taken : {"10.60.5.0/24", "10.60.6.0/24", "10.60.7.0/24", "10.60.8.0/24"}) {
+    EXPECT_NE(own, taken);
+  }
+  const auto mine = get(key_of(own));
+  ASSERT_TRUE(mine);
+  EXPECT_EQ(mine->first, R"({"PublicIP":")" + Cluster::node_ip(0) + R"(","PublicIPv6":null})");
+  EXPECT_NE(mine->second, 0);
+  // The reservation is untouched: same value, still no lease.
+  const auto res = get(key_of("10.60.7.0/24"));
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->first, reservation);
+  EXPECT_EQ(res->second, 0);
+}
+
+TEST_F(EtcdLeases, ReservationForOurAddressIsUsedAndNeverConverted) {
+  make_cluster(1);
+  const std::string value = R"({"PublicIP":")" + Cluster::node_ip(0) + R"(","PublicIPv6":null})";
+  put(key_of("10.60.42.0/24"), value);
+  auto d = start(0);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(lease_of(0), "10.60.42.0/24");
+  EXPECT_NE(d->log().find("reservation"), std::string::npos);
+  EXPECT_EQ(d->stop(), 0);
+  const auto res = get(key_of("10.60.42.0/24"));
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->first, value);
+  EXPECT_EQ(res->second, 0);
+}
+
+TEST_F(EtcdLeases, NodesDiscoverJoinAndLoseEachOther) {
+  make_cluster(2);
+  auto d0 = start(0, {"--healthz-port=9099"});
+  auto d1 = start(1);
+  ASSERT_FALSE(HasFailure());
+  const std::string s0 = lease_of(0), s1 = lease_of(1);
+  EXPECT_NE(s0, s1);
+  const std::string pod0 = cluster_->add_pod(0, env_path(0));
+  const std::string pod1 = cluster_->add_pod(1, env_path(1));
+  EXPECT_TRUE(d0->wait_for_log("route " + s1 + " -> " + Cluster::node_ip(1) + ":8285", 2000));
+  EXPECT_TRUE(d1->wait_for_log("route " + s0 + " -> " + Cluster::node_ip(0) + ":8285", 2000));
+  EXPECT_TRUE(ping(cluster_->pod(0), pod1));
+
+  // /readyz is 200 and /metrics counts the traffic as it flows.
+  const std::string ns0 = cluster_->node(0).name();
+  EXPECT_NE(http_get(ns0, 9099, "/readyz").find("200"), std::string::npos);
+  auto counter = [&](const std::string& name) {
+    const std::string m = http_get(ns0, 9099, "/metrics");
+    const auto at = m.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(m.substr(at + name.size() + 2));
+  };
+  const double before = counter("udpring_tun_rx_packets_total");
+  EXPECT_EQ(tcp_transfer_verified(cluster_->pod(1).name(), pod1, 5201, cluster_->pod(0).name(), 4u << 20),
+            4u << 20);
+  EXPECT_GT(counter("udpring_tun_rx_packets_total"), before);
+  EXPECT_GT(counter("udpring_lease_expiry_timestamp_seconds"),
+            static_cast<double>(std::time(nullptr)) + 80000);
+  EXPECT_EQ(counter("udpring_routes"), 1.0);
+
+  // A third node is reachable from pod 0 within 2 s of becoming ready.
+  const int n2 = cluster_->add_node();
+  auto d2 = start(n2);
+  const auto ready = Clock::now();
+  const std::string s2 = lease_of(n2);
+  const std::string tun2 = s2.substr(0, s2.find('/'));
+  bool reached = false;
+  while (!reached && Clock::now() - ready < std::chrono::seconds(2)) reached = ping(cluster_->pod(0), tun2);
+  EXPECT_TRUE(reached) << d0->log();
+
+  // Deleting node 1's lease: node 0 unroutes it within 2 s; node 1 exits 1.
+  const auto t0 = Clock::now();
+  etcd_->ctl("del " + key_of(s1));
+  EXPECT_TRUE(d0->wait_for_log("route " + s1 + " removed", 2000)) << d0->log();
+  EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(2100));
+  EXPECT_EQ(d1->wait_exit(3000), 1);
+  EXPECT_NE(d1->log().find("lease has been revoked"), std::string::npos) << d1->log();
+  EXPECT_FALSE(ping(cluster_->pod(0), pod1));
+}
+
+TEST_F(EtcdLeases, EightDaemonsRacingGetEightSubnets) {
+  // A /20 leaves 15 subnets: random picks among them collide often.
+  make_cluster(8, R"({"Network":"10.60.0.0/20","Backend":{"Type":"udp"}})");
+  std::vector<std::unique_ptr<Process>> daemons;
+  for (int i = 0; i < 8; ++i) daemons.push_back(launch(i));
+  std::set<std::string> subnets;
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(daemons[i]->wait_for_log("udpringd ready", 20000)) << daemons[i]->log();
+    subnets.insert(lease_of(i));
+  }
+  EXPECT_EQ(subnets.size(), 8u);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  size_t races = 0;
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_TRUE(daemons[i]->running()) << daemons[i]->log();
+    EXPECT_TRUE(daemons[i]->wait_for_log("7 peer route", 3000) ||
+                daemons[i]->log().find(" removed") == std::string::npos);
+    if (daemons[i]->log().find("taken by another node first") != std::string::npos) ++races;
+  }
+  // Every node routes the seven others.
+  for (int i = 0; i < 8; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      if (i == j) continue;
+      EXPECT_TRUE(daemons[i]->wait_for_log("route " + lease_of(j) + " -> " + Cluster::node_ip(j), 3000))
+          << i << " -> " << j;
+    }
+  }
+  std::printf("lost creation races retried: %zu\n", races);
+}
+
+TEST_F(EtcdLeases, OutageAndCompactionKeepForwardingAndResync) {
+  make_cluster(2);
+  const std::string lease = grant(86400);
+  put(key_of("10.60.90.0/24"), R"({"PublicIP":"192.168.78.90","PublicIPv6":null})", lease);
+  auto d0 = start(0);
+  auto d1 = start(1);
+  ASSERT_FALSE(HasFailure());
+  const std::string pod1 = cluster_->add_pod(1, env_path(1));
+  cluster_->add_pod(0, env_path(0));
+  ASSERT_TRUE(d0->wait_for_log("route 10.60.90.0/24 -> 192.168.78.90", 2000));
+
+  // etcd down for 10 s: traffic keeps flowing on the routes we know.
+  const auto down = Clock::now();
+  etcd_->stop();
+  EXPECT_TRUE(d0->wait_for_log("etcd watch:", 3000)) << d0->log();
+  EXPECT_EQ(tcp_transfer_verified(cluster_->pod(1).name(), pod1, 5202, cluster_->pod(0).name(), 8u << 20),
+            8u << 20);
+  EXPECT_TRUE(ping(cluster_->pod(0), pod1));
+  // Hold node 0 off etcd a little longer (its namespace only), so that the
+  // changes below and a compaction happen before its watch comes back.
+  const std::string ns0 = cluster_->node(0).exec();
+  sh_ok(ns0 + "iptables -I OUTPUT -p tcp -d 192.168.78.1 --dport 2379 -j REJECT --reject-with tcp-reset");
+  std::this_thread::sleep_until(down + std::chrono::seconds(10));
+  etcd_->start();
+  put(key_of("10.60.91.0/24"), R"({"PublicIP":"192.168.78.91","PublicIPv6":null})", grant(86400));
+  etcd_->ctl("del " + key_of("10.60.90.0/24"));
+  etcd_->ctl("compact " + std::to_string(etcd_->revision()));
+  sh_ok(ns0 + "iptables -D OUTPUT -p tcp -d 192.168.78.1 --dport 2379 -j REJECT --reject-with tcp-reset");
+
+  EXPECT_TRUE(d0->wait_for_log("route 10.60.91.0/24 -> 192.168.78.91:8285", 8000)) << d0->log();
+  EXPECT_TRUE(d0->wait_for_log("route 10.60.90.0/24 removed", 2000)) << d0->log();
+  EXPECT_NE(d0->log().find("re-listing leases"), std::string::npos) << d0->log();
+  EXPECT_NE(d0->log().find("etcd watch re-established"), std::string::npos) << d0->log();
+  EXPECT_TRUE(d0->running() && d1->running());
+  EXPECT_TRUE(ping(cluster_->pod(0), pod1));
+}
+
+TEST_F(EtcdLeases, ShortTtlRenewsWithoutOrphanLeases) {
+  make_cluster(1);
+  const size_t baseline = etcd_lease_count();
+  auto d = start(0, {"--subnet-lease-ttl=4"});  // renewed every 2 s
+  ASSERT_FALSE(HasFailure());
+  const std::string key = key_of(lease_of(0));
+  const auto first = get(key);
+  ASSERT_TRUE(first);
+  std::set<int64_t> ids{first->second};
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    const auto now = get(key);
+    ASSERT_TRUE(now) << "lease expired:\n" << d->log();
+    ids.insert(now->second);
+    EXPECT_LE(etcd_lease_count(), baseline + 1) << etcd_->ctl("lease list");
+  }
+  EXPECT_GE(ids.size(), 3u);  // several renewals, each onto a new etcd lease
+  EXPECT_TRUE(d->running());
+  EXPECT_EQ(d->stop(), 0);
+}
+
+TEST_F(EtcdLeases, UnreachableEtcdIsRetriedAndNamed) {
+  make_cluster(1);
+  etcd_->stop();
+  auto d = launch(0);
+  EXPECT_TRUE(d->wait_for_log("192.168.78.1:2379", 5000)) << d->log();
+  EXPECT_TRUE(d->running());
+  etcd_->start();
+  EXPECT_TRUE(d->wait_for_log("udpringd ready", 8000)) << d->log();
+}
+
+TEST_F(EtcdLeases, PasswordAuthentication) {
+  make_cluster(1);
+  etcd_->ctl("user add root --new-user-password=s3cret --interactive=false");
+  etcd_->ctl("auth enable");
+  etcd_->set_auth("root:s3cret");
+  auto bad = launch(0, {"--etcd-username=root", "--etcd-password=wrong"});
+  EXPECT_TRUE(bad->wait_for_log("authentication as root failed", 5000)) << bad->log();
+  bad->stop();
+  auto good = start(0, {"--etcd-username=root", "--etcd-password=s3cret"});
+  EXPECT_TRUE(get(key_of(lease_of(0))));
+}
+
+TEST_F(EtcdLeases, TlsClientCertificates) {
+  make_cluster(1, R"({"Network":"10.60.0.0/16","Backend":{"Type":"udp"}})", "https");
+  const std::string pki = cluster_->dir + "/pki";
+  auto d = start(0, {"--etcd-cafile=" + pki + "/ca.crt", "--etcd-certfile=" + pki + "/client.crt",
+                     "--etcd-keyfile=" + pki + "/client.key"});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(get(key_of(lease_of(0))));
+  // Without a client certificate etcd refuses us, and we say where.
+  auto plain = launch(0, {"--etcd-cafile=" + pki + "/ca.crt", "--subnet-file="});
+  EXPECT_TRUE(plain->wait_for_log("https://192.168.78.1:2379", 5000)) << plain->log();
+}
+
+}  // namespace
+}  // namespace udpring::test

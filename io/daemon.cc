@@ -29,6 +29,7 @@
 #include "io/file_lease_store.h"
 #include "io/file_util.h"
 #include "io/http_server.h"
+#include "io/iptables_rules.h"
 #include "io/netlink.h"
 #include "io/self_test.h"
 #include "io/tun_device.h"
@@ -233,9 +234,11 @@ int run_daemon(const Options& opts) {
   std::unique_ptr<core::RouteTable> table;
   std::unique_ptr<LeaseStore> store_owner;
   std::unique_ptr<core::PeerRoutes> peer_routes;
+  std::unique_ptr<IptablesManager> iptables;
   // What the HTTP thread may read: set (release) once `stats` is complete.
   std::atomic<bool> running{false};
   std::atomic<size_t> route_count{0};
+  std::atomic<uint64_t> iptables_rebuilds{0};
   // The lease store's health as last seen by the control thread.
   std::mutex lease_status_mu;
   std::optional<LeaseStoreStatus> lease_status;
@@ -259,7 +262,10 @@ int run_daemon(const Options& opts) {
           std::lock_guard lock(lease_status_mu);
           lease = lease_status;
         }
-        return render_metrics(stats, route_count.load(std::memory_order_relaxed), lease);
+        return render_metrics(stats, route_count.load(std::memory_order_relaxed), lease) +
+               "# HELP udpring_iptables_rebuilds_total Rule sets rebuilt after a rule went missing.\n"
+               "# TYPE udpring_iptables_rebuilds_total counter\nudpring_iptables_rebuilds_total " +
+               std::to_string(iptables_rebuilds.load(std::memory_order_relaxed)) + "\n";
       });
       spdlog::info("health and metrics on {}:{} (/healthz, /readyz, /metrics)",
                    core::format_ipv4(opts.healthz_ip), http->port());
@@ -484,9 +490,32 @@ int run_daemon(const Options& opts) {
       }
     }
     spdlog::info("{} worker(s) forwarding: {}", n_workers, workers.front()->features());
+    // flannel's order: masquerade rules, then forward rules, then subnet.env.
+    std::vector<RuleSet> rule_sets;
+    if (opts.ip_masq) {
+      const bool random_fully = !opts.ip_masq_random_fully_disable && iptables_supports_random_fully();
+      rule_sets.push_back(masq_rules(net.network, own, random_fully));
+    }
+    if (opts.iptables_forward_rules) rule_sets.push_back(forward_rules(net.network));
+    if (!rule_sets.empty()) {
+      iptables = std::make_unique<IptablesManager>(std::move(rule_sets));
+      try {
+        iptables->apply();
+      } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("installing iptables rules: ") + e.what() +
+                                 " (install iptables, or pass --iptables-forward-rules=false"
+                                 " and no --ip-masq)");
+      }
+      spdlog::info("iptables: {}{}, re-checked every {} s",
+                   opts.ip_masq ? "masquerade rules (FLANNEL-POSTRTG)" : "",
+                   opts.iptables_forward_rules
+                       ? std::string(opts.ip_masq ? " and " : "") + "forward rules (FLANNEL-FWD)"
+                       : std::string(),
+                   opts.iptables_resync_s);
+    }
     if (!opts.subnet_file.empty()) {
       // After setup, before "ready": the CNI plugin sizes the bridge from it.
-      write_file_atomic(opts.subnet_file, core::format_subnet_env({net.network, own, tun_mtu, false}),
+      write_file_atomic(opts.subnet_file, core::format_subnet_env({net.network, own, tun_mtu, opts.ip_masq}),
                         0644);
       spdlog::info("wrote {}", opts.subnet_file);
     }
@@ -505,6 +534,7 @@ int run_daemon(const Options& opts) {
 
   int exit_code = 0;
   LeaseStore* store = store_owner.get();
+  auto next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(opts.iptables_resync_s);
   const timespec no_wait{0, 0};
   const timespec tick{1, 0};
   for (;;) {
@@ -544,6 +574,16 @@ int run_daemon(const Options& opts) {
     if (failed) {
       exit_code = 1;
       break;
+    }
+    if (iptables && std::chrono::steady_clock::now() >= next_resync) {
+      next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(opts.iptables_resync_s);
+      try {
+        iptables->resync();  // logs what was missing when it rebuilds
+      } catch (const std::exception& e) {
+        spdlog::warn("iptables resync failed: {}; trying again in {} s", e.what(),
+                     opts.iptables_resync_s);
+      }
+      iptables_rebuilds.store(iptables->rebuilds(), std::memory_order_relaxed);
     }
     table->reclaim();
   }

@@ -159,5 +159,44 @@ TEST_F(FileLeases, BadLeaseFilesAreSkippedNotFatal) {
   EXPECT_TRUE(d0->running());
 }
 
+// --ip-masq: flannel's rules in its order in the node's namespace, restored
+// within one resync period after one is deleted by hand.
+TEST_F(FileLeases, IpMasqRulesInOrderAndRestored) {
+  auto d0 = start(0, {"--ip-masq", "--iptables-resync=1"});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(Cluster::env_value(env_path(0), "FLANNEL_IPMASQ"), "true");
+  const std::string s = lease_of(0);
+  const std::string n = "10.60.0.0/16";
+  const std::string c = " -m comment --comment \"flanneld masq\"";
+  const std::string rf = sh(cluster_->node(0).exec() + "iptables -j MASQUERADE --help 2>/dev/null | "
+                                                       "grep -q random-fully") == 0
+                             ? " --random-fully"
+                             : "";
+  const std::string want =
+      "-A POSTROUTING" + c + " -j FLANNEL-POSTRTG\n"
+      "-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000" + c + " -j RETURN\n"
+      "-A FLANNEL-POSTRTG -s " + s + " -d " + n + c + " -j RETURN\n"
+      "-A FLANNEL-POSTRTG -s " + n + " -d " + s + c + " -j RETURN\n"
+      "-A FLANNEL-POSTRTG ! -s " + n + " -d " + s + c + " -j RETURN\n"
+      "-A FLANNEL-POSTRTG -s " + n + " ! -d 224.0.0.0/4" + c + " -j MASQUERADE" + rf + "\n"
+      "-A FLANNEL-POSTRTG ! -s " + n + " -d " + n + c + " -j MASQUERADE" + rf + "\n";
+  const std::string save = cluster_->node(0).exec() + "iptables-save -t nat | grep '^-A'";
+  EXPECT_EQ(sh_out(save), want);
+  const std::string fwd = sh_out(cluster_->node(0).exec() + "iptables-save -t filter | grep '^-A'");
+  EXPECT_NE(fwd.find("-A FLANNEL-FWD -s " + n + " -m comment --comment \"flanneld forward\" -j ACCEPT"),
+            std::string::npos) << fwd;
+
+  sh_ok(cluster_->node(0).exec() + "iptables -t nat -D FLANNEL-POSTRTG -s " + n + " -d " + s + c +
+        " -j RETURN");
+  EXPECT_NE(sh_out(save), want);
+  bool restored = false;
+  for (int i = 0; i < 30 && !restored; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    restored = sh_out(save) == want;
+  }
+  EXPECT_TRUE(restored) << sh_out(save) << d0->log();
+  EXPECT_TRUE(d0->running());
+}
+
 }  // namespace
 }  // namespace udpring::test

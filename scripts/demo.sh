@@ -5,7 +5,10 @@
 #
 #   1. installs missing Debian packages, builds build/udpringd (Release)
 #   2. creates the two-node topology of scripts/netns.sh in fresh, uniquely
-#      named network namespaces, and starts udpringd in each node
+#      named network namespaces, and starts udpringd in each node with the
+#      embedded file lease store: the two daemons allocate distinct subnets
+#      from one lease directory and route to each other (no server, no
+#      static peers); each pod is addressed from its node's subnet.env
 #   3. ping -c 3 pod1 -> pod2 and pod2 -> pod1
 #   4. one iperf3 TCP run pod1 -> pod2 (default 5 s) and prints
 #      "pod-to-pod TCP: X.XX Gbit/s"
@@ -17,6 +20,7 @@
 #   --time S     iperf3 duration in seconds (default 5)
 #   -- ARGS      extra arguments passed to both udpringd instances
 # Environment: UDPRINGD (daemon binary, default build/udpringd),
+#              UR_LEASES (file, the default here, or static),
 #              BUILD_DIR (default build), LOGDIR (default: a new temp dir,
 #              kept after the run so the daemon logs can be read).
 # Exit status: non-zero if the daemons do not come up, ping fails or iperf3
@@ -84,14 +88,25 @@ mkdir -p "$LOGDIR"
 P=$(ur_new_prefix)
 log "topology up (namespaces ${P}n1 ${P}n2 ${P}p1 ${P}p2)"
 topo_up "$P" || die "could not create the topology"
+export UR_LEASES=${UR_LEASES:-file}
 mode_udpring_up "$P" "${daemon_args[@]}" || die "udpring mode failed to start"
+if [[ "$UR_LEASES" == file ]]; then
+  echo
+  echo "== leases (file store, written by the daemons themselves)"
+  for f in "$(ur_state_dir "$P")"/leases/subnets/*; do
+    printf '%s: %s\n' "${f##*/}" "$(cat "$f")"
+  done
+  for n in 1 2; do
+    grep -h 'route .* -> ' "$LOGDIR/n$n.log" | sed "s/^/node$n: /" || true
+  done
+fi
 
 failed=0
 echo
-echo "== ping pod1 (10.50.1.2) -> pod2 (10.50.2.2)"
+echo "== ping pod1 ($UR_POD1) -> pod2 ($UR_POD2)"
 if pod_ping "$P" 1 2 3 >"$LOGDIR/ping-1to2.txt" 2>&1; then :; else failed=1; fi
 grep -E 'packets transmitted|rtt|error|unreachable' "$LOGDIR/ping-1to2.txt" || cat "$LOGDIR/ping-1to2.txt"
-echo "== ping pod2 (10.50.2.2) -> pod1 (10.50.1.2)"
+echo "== ping pod2 ($UR_POD2) -> pod1 ($UR_POD1)"
 if pod_ping "$P" 2 1 3 >"$LOGDIR/ping-2to1.txt" 2>&1; then :; else failed=1; fi
 grep -E 'packets transmitted|rtt|error|unreachable' "$LOGDIR/ping-2to1.txt" || cat "$LOGDIR/ping-2to1.txt"
 ((failed == 0)) || log "ping FAILED"

@@ -33,7 +33,11 @@
 #     ethtool -K u0 tx-udp-segmentation off gro on rx-udp-gro-forwarding on
 #
 #   mode     pod MTU  how
-#   udpring  1472     udpringd in each node (--subnet-mgr=static), TUN flannel0
+#   udpring  1472     udpringd in each node, TUN flannel0; leases from
+#                     --subnet-mgr=static (the drawing's, default) or, with
+#                     UR_LEASES=file, from the embedded file store: the daemons
+#                     allocate their subnets and the pods are re-addressed
+#                     from each node's subnet.env, as flannel's CNI does
 #   vxlan    1450     kernel vxlan vx0, static route + permanent neighbour
 #   routing  1500     plain routes over the underlay (no encapsulation)
 #
@@ -268,7 +272,7 @@ ur_pid_running() {
 }
 
 # True if PID is running and is one of our daemons: a child of this shell
-# (possibly not yet exec'd) or a process started with --subnet-mgr=static
+# (possibly not yet exec'd) or a process started with --subnet-mgr=static|file
 # (guards against signalling a recycled PID from a stale pid file).
 ur_daemon_alive() {
   local pid=$1 stat fields
@@ -276,7 +280,27 @@ ur_daemon_alive() {
   stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
   read -r -a fields <<<"${stat##*) }"   # fields[1] is the parent pid
   [[ "${fields[1]}" == "$$" ]] && return 0
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- '--subnet-mgr=static'
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE -- '--subnet-mgr=(static|file)'
+}
+
+# ur_pods_from_subnet_env P DIR -- give pod i (and its node's side of the pod
+# link) addresses in the lease of DIR/subnet-n<i>.env: node S+1, pod S+2,
+# default route via S+1. Sets UR_POD1/UR_POD2.
+ur_pods_from_subnet_env() {
+  local P=$1 dir=$2 i sub gw len pod
+  for i in 1 2; do
+    sub=$(sed -n 's/^FLANNEL_SUBNET=//p' "$dir/subnet-n$i.env" 2>/dev/null)
+    [[ "$sub" =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.([0-9]+)/([0-9]+)$ ]] ||
+      ur_err "no FLANNEL_SUBNET in $dir/subnet-n$i.env" || return 1
+    gw="${BASH_REMATCH[1]}.${BASH_REMATCH[2]}" len=${BASH_REMATCH[3]}
+    pod="${BASH_REMATCH[1]}.$((BASH_REMATCH[2] + 1))"
+    ur_run ip -n "${P}n$i" addr flush dev vp || return 1
+    ur_run ip -n "${P}n$i" addr add "$gw/$len" dev vp || return 1
+    ur_run ip -n "${P}p$i" addr flush dev eth0 || return 1
+    ur_run ip -n "${P}p$i" addr add "$pod/$len" dev eth0 || return 1
+    ur_run ip -n "${P}p$i" route replace default via "$gw" || return 1
+    if ((i == 1)); then UR_POD1=$pod; else UR_POD2=$pod; fi
+  done
 }
 
 ur_link_is_up() {  # ur_link_is_up NS DEV
@@ -303,15 +327,27 @@ mode_udpring_up() {
 
   set_pod_mtu "$P" 1472 || return 1
 
+  local leases=${UR_LEASES:-static} lease_args=()
+  case "$leases" in
+    static|file) ;;
+    *) ur_err "UR_LEASES=$leases: expected static or file"; return 1 ;;
+  esac
+  if [[ "$leases" == file ]]; then
+    rm -rf -- "$sd/leases" "$logdir/subnet-n1.env" "$logdir/subnet-n2.env"
+    mkdir -p "$sd/leases" && cp "$conf" "$sd/leases/config" || return 1
+  fi
   local i self peer peer_ip pid pids=()
   for i in 1 2; do
     if ((i == 1)); then self=$UR_LEASE1 peer=$UR_LEASE2 peer_ip=$UR_UNDERLAY2
     else self=$UR_LEASE2 peer=$UR_LEASE1 peer_ip=$UR_UNDERLAY1; fi
+    if [[ "$leases" == file ]]; then
+      lease_args=(--subnet-mgr=file --lease-dir "$sd/leases")
+    else
+      lease_args=(--subnet-mgr=static --net-config-path "$conf" --static-subnet "$self"
+                  --static-peer "$peer=$peer_ip")
+    fi
     ip netns exec "${P}n$i" "$bin" \
-      --subnet-mgr=static \
-      --net-config-path "$conf" \
-      --static-subnet "$self" \
-      --static-peer "$peer=$peer_ip" \
+      "${lease_args[@]}" \
       --iface u0 \
       --subnet-file "$logdir/subnet-n$i.env" \
       "$@" </dev/null >"$logdir/n$i.log" 2>&1 &
@@ -338,6 +374,7 @@ mode_udpring_up() {
         return 1
       fi
       ur_link_is_up "${P}n$i" flannel0 || ok=0
+      [[ -s "$logdir/subnet-n$i.env" ]] || ok=0
     done
     ((ok)) && break
     (($(ur_now_ms) < deadline)) || break
@@ -351,6 +388,10 @@ mode_udpring_up() {
     mode_udpring_down "$P"
     ur_err "flannel0 not UP in both nodes after 10 s"
     return 1
+  fi
+  if [[ "$leases" == file ]]; then
+    ur_pods_from_subnet_env "$P" "$logdir" || { mode_udpring_down "$P"; return 1; }
+    ur_log "file leases in $sd/leases: node1 $(sed -n 's/^FLANNEL_SUBNET=//p' "$logdir/subnet-n1.env"), node2 $(sed -n 's/^FLANNEL_SUBNET=//p' "$logdir/subnet-n2.env"); pods $UR_POD1 and $UR_POD2"
   fi
   ur_log "udpring mode up (flannel0 UP in both nodes, pod MTU 1472)"
 }

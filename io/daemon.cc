@@ -289,7 +289,8 @@ int run_daemon(const Options& opts) {
                  core::format_prefix(net.network), net.subnet_len,
                  core::format_ipv4(net.subnet_min), core::format_ipv4(net.subnet_max), net.port);
 
-    const ExternalInterface ext = find_external_interface(opts.ifaces);
+    const ExternalInterface ext = find_external_interface(
+        IfaceSelection{opts.ifaces, opts.iface_regex, opts.iface_can_reach, opts.public_ip});
     if (ext.mtu < kMinTunMtu + kEncapOverhead) {
       throw std::runtime_error("interface " + ext.name + " MTU " + std::to_string(ext.mtu) +
                                " is too small for a " + std::to_string(kMinTunMtu) + "-byte TUN MTU");

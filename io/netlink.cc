@@ -11,9 +11,12 @@
 #include <netlink/route/route.h>
 #include <sys/socket.h>
 
+#include <netlink/msg.h>
+
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <stdexcept>
 
 namespace udpring::io {
@@ -130,7 +133,117 @@ std::optional<core::Be32> first_address(const std::vector<AddrEntry>& addrs, int
   return std::nullopt;
 }
 
+// (ifindex, name) of every link.
+std::vector<std::pair<int, std::string>> link_names(nl_sock* sock) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_link_alloc_cache(sock, AF_UNSPEC, &raw); err < 0) fail("list links", err);
+  CachePtr cache(raw);
+  std::vector<std::pair<int, std::string>> out;
+  for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+    auto* l = reinterpret_cast<rtnl_link*>(o);
+    out.emplace_back(rtnl_link_get_ifindex(l), rtnl_link_get_name(l));
+  }
+  return out;
+}
+
+struct RouteGet {
+  int oif = 0;
+  std::optional<core::Be32> prefsrc;
+};
+
+int on_route_get(nl_msg* msg, void* arg) {
+  auto* out = static_cast<RouteGet*>(arg);
+  nlattr* tb[RTA_MAX + 1] = {};
+  if (nlmsg_parse(nlmsg_hdr(msg), sizeof(rtmsg), tb, RTA_MAX, nullptr) < 0) return NL_SKIP;
+  if (tb[RTA_OIF]) out->oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
+  if (tb[RTA_PREFSRC] && nla_len(tb[RTA_PREFSRC]) == 4) {
+    core::Be32 a;
+    std::memcpy(&a.raw, nla_data(tb[RTA_PREFSRC]), 4);
+    out->prefsrc = a;
+  }
+  return NL_OK;
+}
+
+// `ip route get DST`: the kernel's own answer, policy routing included. On a
+// socket of its own: the custom callback must not see other requests' replies.
+RouteGet route_get(core::Be32 dst) {
+  SockPtr owned = connect_route();
+  nl_sock* sock = owned.get();
+  using MsgPtr = std::unique_ptr<nl_msg, decltype(&nlmsg_free)>;
+  MsgPtr msg(nlmsg_alloc_simple(RTM_GETROUTE, 0), &nlmsg_free);
+  if (!msg) throw std::runtime_error("nlmsg_alloc: out of memory");
+  rtmsg rt{};
+  rt.rtm_family = AF_INET;
+  rt.rtm_dst_len = 32;
+  if (nlmsg_append(msg.get(), &rt, sizeof rt, NLMSG_ALIGNTO) < 0 ||
+      nla_put(msg.get(), RTA_DST, 4, &dst.raw) < 0) {
+    throw std::runtime_error("building RTM_GETROUTE failed");
+  }
+  RouteGet out;
+  nl_socket_modify_cb(sock, NL_CB_VALID, NL_CB_CUSTOM, on_route_get, &out);
+  if (int err = nl_send_auto(sock, msg.get()); err < 0) fail("route get", err);
+  if (int err = nl_recvmsgs_default(sock); err < 0) {
+    fail("--iface-can-reach " + core::format_ipv4(dst) + ": no route", err);
+  }
+  if (out.oif <= 0) {
+    throw std::runtime_error("--iface-can-reach " + core::format_ipv4(dst) +
+                             ": the kernel's route names no output interface");
+  }
+  return out;
+}
+
+std::regex compile(const std::string& pattern) {
+  try {
+    return std::regex(pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    throw std::runtime_error("--iface-regex \"" + pattern + "\" is not a valid regex: " + e.what());
+  }
+}
+
 }  // namespace
+
+ExternalInterface find_external_interface(const IfaceSelection& sel) {
+  if (!sel.ifaces.empty()) return find_external_interface(sel.ifaces);
+  SockPtr sock = connect_route();
+  const std::vector<AddrEntry> addrs = ipv4_addresses(sock.get());
+  if (!sel.iface_regex.empty()) {
+    const auto links = link_names(sock.get());
+    for (const std::string& pattern : sel.iface_regex) {
+      const std::regex re = compile(pattern);
+      // Go's MatchString: a match anywhere in the text.
+      for (const AddrEntry& e : addrs) {
+        if (std::regex_search(core::format_ipv4(e.addr), re)) {
+          return describe_link(sock.get(), e.ifindex, e.addr);
+        }
+      }
+      for (const auto& [ifindex, name] : links) {
+        if (!std::regex_search(name, re)) continue;
+        if (auto addr = first_address(addrs, ifindex)) return describe_link(sock.get(), ifindex, *addr);
+      }
+    }
+    std::string all;
+    for (const std::string& p : sel.iface_regex) all += (all.empty() ? "\"" : ", \"") + p + "\"";
+    throw std::runtime_error("--iface-regex " + all + " matched no interface with an IPv4 address");
+  }
+  if (sel.can_reach) {
+    const RouteGet r = route_get(*sel.can_reach);
+    const auto addr = r.prefsrc ? r.prefsrc : first_address(addrs, r.oif);
+    ExternalInterface ext = describe_link(sock.get(), r.oif, addr.value_or(core::Be32{}));
+    if (!addr) {
+      throw std::runtime_error("--iface-can-reach " + core::format_ipv4(*sel.can_reach) + ": " +
+                               ext.name + " has no IPv4 address");
+    }
+    return ext;
+  }
+  if (sel.public_ip) {
+    for (const AddrEntry& e : addrs) {
+      if (e.addr == *sel.public_ip) return describe_link(sock.get(), e.ifindex, e.addr);
+    }
+    throw std::runtime_error("--public-ip " + core::format_ipv4(*sel.public_ip) +
+                             " is not on any interface; with a NAT'ed public IP give --iface too");
+  }
+  return find_external_interface(std::vector<std::string>{});
+}
 
 ExternalInterface find_external_interface(const std::vector<std::string>& ifaces) {
   SockPtr sock = connect_route();

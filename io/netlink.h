@@ -3,6 +3,7 @@
 // running `ip`. Control thread only.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,20 @@ struct ExternalInterface {
 /// secondary). With no values, the interface of the IPv4 default route.
 /// Throws std::runtime_error naming what could not be found.
 ExternalInterface find_external_interface(const std::vector<std::string>& ifaces);
+
+/// flanneld's interface flags, in its order of precedence.
+struct IfaceSelection {
+  std::vector<std::string> ifaces;       // --iface: name or IPv4, first match wins
+  std::vector<std::string> iface_regex;  // --iface-regex: tried in order; each against every
+                                         // IPv4 address first, then every interface name
+  std::optional<core::Be32> can_reach;   // --iface-can-reach: the kernel's route to it
+  std::optional<core::Be32> public_ip;   // --public-ip: with no other flag, its owner
+};
+
+/// --iface if given, else --iface-regex, else --iface-can-reach, else the
+/// interface that owns --public-ip, else the default-route interface.
+/// Throws std::runtime_error naming the flag and the value that failed.
+ExternalInterface find_external_interface(const IfaceSelection& sel);
 
 struct TunConfig {
   std::string name;          // e.g. flannel0 (must already exist)

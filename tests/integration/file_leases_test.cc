@@ -159,6 +159,23 @@ TEST_F(FileLeases, BadLeaseFilesAreSkippedNotFatal) {
   EXPECT_TRUE(d0->running());
 }
 
+// --public-ip is what the lease advertises (a NAT'ed address needs --iface).
+TEST_F(FileLeases, PublicIpIsAdvertised) {
+  auto d0 = start(0, {"--public-ip=203.0.113.5"});
+  ASSERT_FALSE(HasFailure());
+  std::ifstream f(lease_file(0));
+  std::string value((std::istreambuf_iterator<char>(f)), {});
+  EXPECT_EQ(value, R"({"PublicIP":"203.0.113.5","PublicIPv6":null})");
+  // Without --iface the address must be local: a clear refusal otherwise.
+  Process p(cluster_->node(1).name(),
+            {UDPRINGD_PATH, "--subnet-mgr=file", "--lease-dir=" + lease_dir_,
+             "--public-ip=203.0.113.6", "--subnet-file="},
+            cluster_->dir + "/nat.log");
+  EXPECT_EQ(p.wait_exit(5000), 1);
+  EXPECT_NE(p.log().find("--public-ip 203.0.113.6 is not on any interface"), std::string::npos)
+      << p.log();
+}
+
 // --ip-masq: flannel's rules in its order in the node's namespace, restored
 // within one resync period after one is deleted by hand.
 TEST_F(FileLeases, IpMasqRulesInOrderAndRestored) {

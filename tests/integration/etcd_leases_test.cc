@@ -237,7 +237,7 @@ TEST_F(EtcdLeases, OutageAndCompactionKeepForwardingAndResync) {
   make_cluster(2);
   const std::string lease = grant(86400);
   put(key_of("10.60.90.0/24"), R"({"PublicIP":"192.168.78.90","PublicIPv6":null})", lease);
-  auto d0 = start(0);
+  auto d0 = start(0, {"--healthz-port=9099"});
   auto d1 = start(1);
   ASSERT_FALSE(HasFailure());
   const std::string pod1 = cluster_->add_pod(1, env_path(1));
@@ -266,6 +266,12 @@ TEST_F(EtcdLeases, OutageAndCompactionKeepForwardingAndResync) {
   EXPECT_TRUE(d0->wait_for_log("route 10.60.90.0/24 removed", 2000)) << d0->log();
   EXPECT_NE(d0->log().find("re-listing leases"), std::string::npos) << d0->log();
   EXPECT_NE(d0->log().find("etcd watch re-established"), std::string::npos) << d0->log();
+  const std::string metrics = http_get(cluster_->node(0).name(), 9099, "/metrics");
+  const auto at = metrics.find("\nudpring_lease_watch_reconnects_total ");
+  ASSERT_NE(at, std::string::npos) << metrics;
+  EXPECT_GT(std::stoul(metrics.substr(at + 38)), 0u) << metrics;
+  EXPECT_NE(metrics.find("\nudpring_lease_relists_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nudpring_lease_watch_connected 1"), std::string::npos) << metrics;
   EXPECT_TRUE(d0->running() && d1->running());
   EXPECT_TRUE(ping(cluster_->pod(0), pod1));
 }

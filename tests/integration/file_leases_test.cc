@@ -159,6 +159,22 @@ TEST_F(FileLeases, BadLeaseFilesAreSkippedNotFatal) {
   EXPECT_TRUE(d0->running());
 }
 
+// A previous subnet.env's FLANNEL_SUBNET is taken again when it is free and
+// fits the config (flannel's second choice, after a lease of our PublicIP).
+TEST_F(FileLeases, PreviousSubnetEnvIsReused) {
+  std::ofstream(env_path(0)) << "FLANNEL_NETWORK=10.60.0.0/16\nFLANNEL_SUBNET=10.60.77.1/24\n"
+                                "FLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n";
+  auto d0 = start(0);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(lease_of(0), "10.60.77.0/24");
+  EXPECT_NE(d0->log().find("subnet of the previous subnet.env"), std::string::npos) << d0->log();
+  // Held by node 0 now: node 1 with the same previous file gets another one.
+  std::ofstream(env_path(1)) << "FLANNEL_SUBNET=10.60.77.1/24\n";
+  auto d1 = start(1);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_NE(lease_of(1), "10.60.77.0/24");
+}
+
 // --public-ip is what the lease advertises (a NAT'ed address needs --iface).
 TEST_F(FileLeases, PublicIpIsAdvertised) {
   auto d0 = start(0, {"--public-ip=203.0.113.5"});

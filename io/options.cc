@@ -307,7 +307,7 @@ Leases (where this node's subnet and its peers' come from):
   --net-config-path=PATH     flannel's net-conf.json (Network, SubnetLen, SubnetMin/Max,
                              Backend.Type "udp", Backend.Port) for the static mode, and for
                              the file mode when DIR/config is absent. etcd mode reads
-                             PATH/config from etcd instead. Default /etc/kube-flannel/net-conf.json.
+                             <etcd-prefix>/config from etcd instead. Default /etc/kube-flannel/net-conf.json.
   --static-subnet=CIDR       static: this node's lease, e.g. 10.5.1.0/24, inside Network.
   --static-peer=CIDR=IP      static: a peer's lease and public IP, e.g. 10.5.2.0/24=192.168.1.20.
                              Repeatable. Traffic for CIDR goes to IP:Backend.Port.

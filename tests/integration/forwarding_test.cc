@@ -431,9 +431,9 @@ TEST(Endpoints, NotifiesSystemdWhenReady) {
   ASSERT_EQ(bind(rx.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
   setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);  // inherited by the child only
   // A flanneld flag udpringd does not implement is accepted and named in a warning.
-  auto d1 = start_udpringd(topo, 1, {"--workers=1", "--ip-masq"});
+  auto d1 = start_udpringd(topo, 1, {"--workers=1", "--ip-blackhole-route"});
   unsetenv("NOTIFY_SOCKET");
-  EXPECT_NE(d1->log().find("--ip-masq=true: a flanneld flag udpringd does not implement yet"),
+  EXPECT_NE(d1->log().find("--ip-blackhole-route=true: a flanneld flag udpringd does not implement yet"),
             std::string::npos)
       << d1->log();
   pollfd pfd{rx.get(), POLLIN, 0};

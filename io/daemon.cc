@@ -295,7 +295,7 @@ int run_daemon(const Options& opts) {
       throw std::runtime_error("interface " + ext.name + " MTU " + std::to_string(ext.mtu) +
                                " is too small for a " + std::to_string(kMinTunMtu) + "-byte TUN MTU");
     }
-    const core::Be32 public_ip = opts.public_ip.value_or(ext.addr);
+    const core::Be32 public_ip = ext.public_ip;
     spdlog::info("external interface {} (index {}), address {}, MTU {}, public IP {}", ext.name,
                  ext.ifindex, core::format_ipv4(ext.addr), ext.mtu, core::format_ipv4(public_ip));
 

@@ -13,11 +13,14 @@
 
 #include <netlink/msg.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <regex>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 namespace udpring::io {
 namespace {
@@ -77,7 +80,7 @@ NlAddrPtr make_addr(core::Be32 a, int prefix_len) {
 struct AddrEntry {
   int ifindex;
   core::Be32 addr;
-  bool secondary;
+  uint32_t flags;  // IFA_F_*
 };
 
 std::vector<AddrEntry> ipv4_addresses(nl_sock* sock) {
@@ -90,7 +93,7 @@ std::vector<AddrEntry> ipv4_addresses(nl_sock* sock) {
     if (rtnl_addr_get_family(a) != AF_INET) continue;
     nl_addr* local = rtnl_addr_get_local(a);
     if (!local || nl_addr_get_len(local) != 4) continue;
-    AddrEntry e{rtnl_addr_get_ifindex(a), {}, (rtnl_addr_get_flags(a) & IFA_F_SECONDARY) != 0};
+    AddrEntry e{rtnl_addr_get_ifindex(a), {}, static_cast<uint32_t>(rtnl_addr_get_flags(a))};
     std::memcpy(&e.addr.raw, nl_addr_get_binary_addr(local), 4);
     out.push_back(e);
   }
@@ -124,16 +127,44 @@ ExternalInterface describe_link(nl_sock* sock, int ifindex, core::Be32 addr) {
   return ext;
 }
 
-std::optional<core::Be32> first_address(const std::vector<AddrEntry>& addrs, int ifindex) {
-  for (int pass = 0; pass < 2; ++pass) {  // primaries first, then secondaries
-    for (const AddrEntry& e : addrs) {
-      if (e.ifindex == ifindex && e.secondary == (pass == 1)) return e.addr;
-    }
-  }
-  return std::nullopt;
+// flannel's GetInterfaceIP4Addrs: only global and link-local unicast count
+// (a regex like "\.0\.1$" must not pick lo's 127.0.0.1), deprecated ones never.
+bool usable(const AddrEntry& e) {
+  const uint32_t h = e.addr.host();
+  if (h == 0 || h == 0xffffffffu) return false;  // unspecified, broadcast
+  if ((h >> 24) == 127) return false;             // loopback
+  if ((h >> 28) == 0xe) return false;             // multicast
+  return (e.flags & IFA_F_DEPRECATED) == 0;
 }
 
-// (ifindex, name) of every link.
+bool link_local(core::Be32 a) { return (a.host() >> 16) == 0xa9fe; }  // 169.254/16
+
+// The usable addresses of one interface, most preferred first: global before
+// link-local, permanent before dynamic (flannel's compareAddrs), then primary
+// before secondary and otherwise the kernel's order.
+std::vector<core::Be32> preferred_addresses(const std::vector<AddrEntry>& addrs, int ifindex) {
+  std::vector<AddrEntry> mine;
+  for (const AddrEntry& e : addrs) {
+    if (e.ifindex == ifindex && usable(e)) mine.push_back(e);
+  }
+  const auto rank = [](const AddrEntry& e) {
+    return std::tuple(link_local(e.addr), (e.flags & IFA_F_PERMANENT) == 0,
+                      (e.flags & IFA_F_SECONDARY) != 0);
+  };
+  std::stable_sort(mine.begin(), mine.end(),
+                   [&](const AddrEntry& x, const AddrEntry& y) { return rank(x) < rank(y); });
+  std::vector<core::Be32> out;
+  for (const AddrEntry& e : mine) out.push_back(e.addr);
+  return out;
+}
+
+std::optional<core::Be32> first_address(const std::vector<AddrEntry>& addrs, int ifindex) {
+  const std::vector<core::Be32> all = preferred_addresses(addrs, ifindex);
+  if (all.empty()) return std::nullopt;
+  return all.front();
+}
+
+// (ifindex, name) of every link, by ifindex.
 std::vector<std::pair<int, std::string>> link_names(nl_sock* sock) {
   nl_cache* raw = nullptr;
   if (int err = rtnl_link_alloc_cache(sock, AF_UNSPEC, &raw); err < 0) fail("list links", err);
@@ -143,6 +174,7 @@ std::vector<std::pair<int, std::string>> link_names(nl_sock* sock) {
     auto* l = reinterpret_cast<rtnl_link*>(o);
     out.emplace_back(rtnl_link_get_ifindex(l), rtnl_link_get_name(l));
   }
+  std::sort(out.begin(), out.end());  // Go's net.Interfaces() order, which the regex rule walks
   return out;
 }
 
@@ -200,80 +232,123 @@ std::regex compile(const std::string& pattern) {
   }
 }
 
-}  // namespace
+// --iface VALUE: an IPv4 address selects its interface and that very address
+// (any address, as flannel's GetInterfaceByIP); a name, its preferred address.
+std::optional<ExternalInterface> by_iface(nl_sock* sock, const std::vector<AddrEntry>& addrs,
+                                          const std::string& want) {
+  if (auto ip = core::parse_ipv4(want)) {
+    for (const AddrEntry& e : addrs) {
+      if (e.addr == *ip) return describe_link(sock, e.ifindex, e.addr);
+    }
+    return std::nullopt;
+  }
+  rtnl_link* raw = nullptr;
+  if (rtnl_link_get_kernel(sock, 0, want.c_str(), &raw) < 0) return std::nullopt;
+  LinkPtr link(raw);
+  const int ifindex = rtnl_link_get_ifindex(link.get());
+  if (auto addr = first_address(addrs, ifindex)) return describe_link(sock, ifindex, *addr);
+  return std::nullopt;
+}
 
-ExternalInterface find_external_interface(const IfaceSelection& sel) {
-  if (!sel.ifaces.empty()) return find_external_interface(sel.ifaces);
+// --iface-regex PATTERN: every interface's addresses first, then the names.
+// A name whose interface has no usable address is passed over, where flannel
+// would stop at it and fail this pattern: only configurations flannel rejects
+// behave differently.
+std::optional<ExternalInterface> by_regex(nl_sock* sock, const std::vector<AddrEntry>& addrs,
+                                          const std::vector<std::pair<int, std::string>>& links,
+                                          const std::string& pattern) {
+  const std::regex re = compile(pattern);
+  // Go's MatchString: a match anywhere in the text.
+  for (const auto& link : links) {
+    for (core::Be32 a : preferred_addresses(addrs, link.first)) {
+      if (std::regex_search(core::format_ipv4(a), re)) return describe_link(sock, link.first, a);
+    }
+  }
+  for (const auto& [ifindex, name] : links) {
+    if (!std::regex_search(name, re)) continue;
+    if (auto addr = first_address(addrs, ifindex)) return describe_link(sock, ifindex, *addr);
+  }
+  return std::nullopt;
+}
+
+// --iface-can-reach IP: the route's output device, with the route's preferred
+// source (`ip route get`'s "src") or else that device's preferred address.
+ExternalInterface by_route(nl_sock* sock, const std::vector<AddrEntry>& addrs, core::Be32 dst) {
+  const RouteGet r = route_get(dst);
+  const auto addr = r.prefsrc ? r.prefsrc : first_address(addrs, r.oif);
+  ExternalInterface ext = describe_link(sock, r.oif, addr.value_or(core::Be32{}));
+  if (!addr) {
+    throw std::runtime_error("--iface-can-reach " + core::format_ipv4(dst) + ": " + ext.name +
+                             " has no IPv4 address");
+  }
+  return ext;
+}
+
+ExternalInterface by_default_route(nl_sock* sock, const std::vector<AddrEntry>& addrs) {
+  const int ifindex = default_route_ifindex(sock);
+  const auto addr = first_address(addrs, ifindex);
+  ExternalInterface ext = describe_link(sock, ifindex, addr.value_or(core::Be32{}));
+  if (!addr) throw std::runtime_error("default-route interface " + ext.name + " has no IPv4 address");
+  return ext;
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& open, const std::string& close) {
+  std::string out;
+  for (const std::string& i : items) out += (out.empty() ? "" : ", ") + open + i + close;
+  return out;
+}
+
+// flanneld's main(): with any of --iface, --iface-regex, --iface-can-reach,
+// each kind is tried only when every earlier one found nothing, so a host
+// without the named interface still starts on a regex or route match.
+ExternalInterface resolve(const IfaceSelection& sel) {
   SockPtr sock = connect_route();
   const std::vector<AddrEntry> addrs = ipv4_addresses(sock.get());
-  if (!sel.iface_regex.empty()) {
-    const auto links = link_names(sock.get());
-    for (const std::string& pattern : sel.iface_regex) {
-      const std::regex re = compile(pattern);
-      // Go's MatchString: a match anywhere in the text.
-      for (const AddrEntry& e : addrs) {
-        if (std::regex_search(core::format_ipv4(e.addr), re)) {
-          return describe_link(sock.get(), e.ifindex, e.addr);
-        }
-      }
-      for (const auto& [ifindex, name] : links) {
-        if (!std::regex_search(name, re)) continue;
-        if (auto addr = first_address(addrs, ifindex)) return describe_link(sock.get(), ifindex, *addr);
-      }
-    }
-    std::string all;
-    for (const std::string& p : sel.iface_regex) all += (all.empty() ? "\"" : ", \"") + p + "\"";
-    throw std::runtime_error("--iface-regex " + all + " matched no interface with an IPv4 address");
-  }
-  if (sel.can_reach) {
-    const RouteGet r = route_get(*sel.can_reach);
-    const auto addr = r.prefsrc ? r.prefsrc : first_address(addrs, r.oif);
-    ExternalInterface ext = describe_link(sock.get(), r.oif, addr.value_or(core::Be32{}));
-    if (!addr) {
-      throw std::runtime_error("--iface-can-reach " + core::format_ipv4(*sel.can_reach) + ": " +
-                               ext.name + " has no IPv4 address");
-    }
-    return ext;
-  }
-  if (sel.public_ip) {
-    for (const AddrEntry& e : addrs) {
-      if (e.addr == *sel.public_ip) return describe_link(sock.get(), e.ifindex, e.addr);
-    }
+  if (sel.ifaces.empty() && sel.iface_regex.empty() && !sel.can_reach) {
+    if (!sel.public_ip) return by_default_route(sock.get(), addrs);
+    // Since flannel v0.12.0 (477d9fa1) the interface is the one owning it.
+    if (auto ext = by_iface(sock.get(), addrs, core::format_ipv4(*sel.public_ip))) return *ext;
     throw std::runtime_error("--public-ip " + core::format_ipv4(*sel.public_ip) +
                              " is not on any interface; with a NAT'ed public IP give --iface too");
   }
-  return find_external_interface(std::vector<std::string>{});
+  std::vector<std::string> failed;
+  for (const std::string& want : sel.ifaces) {
+    if (auto ext = by_iface(sock.get(), addrs, want)) return *ext;
+  }
+  if (!sel.ifaces.empty()) {
+    failed.push_back("no interface with an IPv4 address matches --iface " + join(sel.ifaces, "", ""));
+  }
+  if (!sel.iface_regex.empty()) {
+    const auto links = link_names(sock.get());
+    for (const std::string& pattern : sel.iface_regex) {
+      if (auto ext = by_regex(sock.get(), addrs, links, pattern)) return *ext;
+    }
+    failed.push_back("--iface-regex " + join(sel.iface_regex, "\"", "\"") +
+                     " matched no interface with an IPv4 address");
+  }
+  if (sel.can_reach) {
+    // The last resort: its failure joins the others' in one message.
+    try {
+      return by_route(sock.get(), addrs, *sel.can_reach);
+    } catch (const std::runtime_error& e) {
+      failed.push_back(e.what());
+    }
+  }
+  std::string what;
+  for (const std::string& f : failed) what += (what.empty() ? "" : "; ") + f;
+  throw std::runtime_error(what);
+}
+
+}  // namespace
+
+ExternalInterface find_external_interface(const IfaceSelection& sel) {
+  ExternalInterface ext = resolve(sel);
+  ext.public_ip = sel.public_ip.value_or(ext.addr);
+  return ext;
 }
 
 ExternalInterface find_external_interface(const std::vector<std::string>& ifaces) {
-  SockPtr sock = connect_route();
-  const std::vector<AddrEntry> addrs = ipv4_addresses(sock.get());
-  if (ifaces.empty()) {
-    const int ifindex = default_route_ifindex(sock.get());
-    auto addr = first_address(addrs, ifindex);
-    ExternalInterface ext = describe_link(sock.get(), ifindex, addr.value_or(core::Be32{}));
-    if (!addr) throw std::runtime_error("default-route interface " + ext.name + " has no IPv4 address");
-    return ext;
-  }
-  std::string tried;
-  for (const std::string& want : ifaces) {
-    if (auto ip = core::parse_ipv4(want)) {
-      for (const AddrEntry& e : addrs) {
-        if (e.addr == *ip) return describe_link(sock.get(), e.ifindex, e.addr);
-      }
-    } else {
-      rtnl_link* link = nullptr;
-      if (rtnl_link_get_kernel(sock.get(), 0, want.c_str(), &link) == 0) {
-        const int ifindex = rtnl_link_get_ifindex(link);
-        rtnl_link_put(link);
-        if (auto addr = first_address(addrs, ifindex)) {
-          return describe_link(sock.get(), ifindex, *addr);
-        }
-      }
-    }
-    tried += (tried.empty() ? "" : ", ") + want;
-  }
-  throw std::runtime_error("no interface with an IPv4 address matches --iface " + tried);
+  return find_external_interface(IfaceSelection{ifaces, {}, {}, {}});
 }
 
 void configure_tun(const TunConfig& cfg) {

@@ -15,30 +15,42 @@ namespace udpring::io {
 struct ExternalInterface {
   std::string name;
   int ifindex = 0;
-  core::Be32 addr;    // IfaceAddr: the UDP socket binds here
-  uint32_t mtu = 0;   // the TUN gets mtu - 28
+  core::Be32 addr;       // IfaceAddr: the UDP socket binds here
+  core::Be32 public_ip;  // ExtAddr, advertised in the lease: --public-ip, else addr
+  uint32_t mtu = 0;      // the TUN gets mtu - 28
 };
 
-/// Resolves flannel's --iface values in order (first match wins): an IPv4
-/// address selects the interface holding it and that very address; a name
-/// selects the interface and its first IPv4 address (primary before
-/// secondary). With no values, the interface of the IPv4 default route.
-/// Throws std::runtime_error naming what could not be found.
-ExternalInterface find_external_interface(const std::vector<std::string>& ifaces);
-
-/// flanneld's interface flags, in its order of precedence.
+/// flanneld's interface flags. Aggregate, in this order: io/daemon.cc
+/// brace-initialises it.
 struct IfaceSelection {
   std::vector<std::string> ifaces;       // --iface: name or IPv4, first match wins
   std::vector<std::string> iface_regex;  // --iface-regex: tried in order; each against every
                                          // IPv4 address first, then every interface name
   std::optional<core::Be32> can_reach;   // --iface-can-reach: the kernel's route to it
-  std::optional<core::Be32> public_ip;   // --public-ip: with no other flag, its owner
+  std::optional<core::Be32> public_ip;   // --public-ip: advertised; alone, also picks its owner
 };
 
-/// --iface if given, else --iface-regex, else --iface-can-reach, else the
-/// interface that owns --public-ip, else the default-route interface.
-/// Throws std::runtime_error naming the flag and the value that failed.
+/// flanneld's choice of interface and address:
+///  - with any of --iface, --iface-regex, --iface-can-reach: the --iface
+///    values in order, then (if none matched) the regexes in order, then (if
+///    none matched) the route to --iface-can-reach. An --iface IPv4 address
+///    selects the interface holding it and that very address; a name or a
+///    regex-matched name, the interface's preferred address; a regex is
+///    matched (anywhere, as Go's MatchString) against every interface's
+///    addresses before any name. --iface-can-reach takes the route's output
+///    device and source address (`ip route get`);
+///  - else with --public-ip: the interface holding that address (a NAT'ed
+///    public IP needs --iface);
+///  - else the interface of the IPv4 default route.
+/// "Preferred address": global before link-local (169.254/16), permanent
+/// before dynamic, primary before secondary; loopback, multicast and
+/// deprecated addresses never count.
+/// Throws std::runtime_error naming the flags and values that found nothing,
+/// or an invalid regex.
 ExternalInterface find_external_interface(const IfaceSelection& sel);
+
+/// The --iface values alone: find_external_interface({ifaces}).
+ExternalInterface find_external_interface(const std::vector<std::string>& ifaces);
 
 struct TunConfig {
   std::string name;          // e.g. flannel0 (must already exist)

@@ -1,6 +1,7 @@
 // flanneld's interface flags (--iface, --iface-regex, --iface-can-reach,
 // --public-ip) resolved over rtnetlink inside a scratch namespace with two
-// interfaces, a default route and a specific route.
+// interfaces, a default route and a specific route. Nothing touches the
+// root namespace.
 
 #include <gtest/gtest.h>
 
@@ -69,6 +70,12 @@ TEST_F(IfaceSelect, DefaultRouteInterface) {
   const auto e = find(IfaceSelection{});
   EXPECT_EQ(e.name, "ub0");
   EXPECT_EQ(e.addr, A("10.202.0.7"));
+  EXPECT_EQ(e.public_ip, e.addr);  // no --public-ip: the interface address is advertised
+  // The plain --iface overload is the same selection.
+  std::vector<std::string> none;
+  ExternalInterface plain;
+  run_in_netns(ns_->name(), [&] { plain = io::find_external_interface(none); });
+  EXPECT_EQ(plain.name, "ub0");
 }
 
 TEST_F(IfaceSelect, IfaceByNameOrAddressFirstMatchWins) {
@@ -94,6 +101,16 @@ TEST_F(IfaceSelect, RegexMatchesAddressesBeforeNames) {
   // so the match is an address (whichever the kernel lists first), not ub0's name.
   e = find(sel({}, {"\\.0\\.6$"}, std::nullopt, std::nullopt));
   EXPECT_EQ(e.addr, A("10.201.0.6"));
+  // ua0's name matches, and ua0 comes first; ub0's address matches too and wins.
+  e = find(sel({}, {"ua0|^10\\.202\\."}, std::nullopt, std::nullopt));
+  EXPECT_EQ(e.name, "ub0");
+  EXPECT_EQ(e.addr, A("10.202.0.7"));
+  // Loopback addresses do not count (flannel's GetInterfaceIP4Addrs): lo's
+  // 127.0.0.1 is the only address these match.
+  EXPECT_NE(error_of(sel({}, {"\\.0\\.1$"}, std::nullopt, std::nullopt)).find("matched no interface"),
+            std::string::npos);
+  EXPECT_NE(error_of(sel({}, {"^127\\."}, std::nullopt, std::nullopt)).find("matched no interface"),
+            std::string::npos);
   // Regexes are tried in order: the first that matches anything wins.
   e = find(sel({}, {"^nomatch", "ub"}, std::nullopt, std::nullopt));
   EXPECT_EQ(e.name, "ub0");
@@ -122,7 +139,51 @@ TEST_F(IfaceSelect, PublicIpPicksItsOwnerOrSaysWhatToDo) {
   // NAT: the advertised address is not local; --iface picks the interface.
   e = find(sel({"ub0"}, {}, std::nullopt, A("203.0.113.9")));
   EXPECT_EQ(e.name, "ub0");
-  EXPECT_EQ(e.addr, A("10.202.0.7"));
+  EXPECT_EQ(e.addr, A("10.202.0.7"));         // the socket binds here
+  EXPECT_EQ(e.public_ip, A("203.0.113.9"));  // the lease advertises this
+  e = find(sel({}, {}, std::nullopt, A("10.201.0.6")));
+  EXPECT_EQ(e.public_ip, A("10.201.0.6"));
+}
+
+// flanneld's main(): each kind of flag is tried only when every earlier kind
+// found nothing, so --iface naming an interface this host lacks still lets a
+// regex or --iface-can-reach pick one.
+TEST_F(IfaceSelect, LaterFlagsApplyWhenEarlierOnesMatchNothing) {
+  auto e = find(sel({"nosuch0", "10.9.9.9"}, {"^ub"}, std::nullopt, std::nullopt));
+  EXPECT_EQ(e.name, "ub0");
+  e = find(sel({"nosuch0"}, {"^nomatch"}, A("10.203.1.1"), std::nullopt));
+  EXPECT_EQ(e.name, "ua0");
+  EXPECT_EQ(e.addr, A("10.201.0.5"));
+  const std::string err = error_of(sel({"nosuch0"}, {"^eth9$"}, std::nullopt, std::nullopt));
+  EXPECT_NE(err.find("--iface nosuch0"), std::string::npos) << err;
+  EXPECT_NE(err.find("--iface-regex \"^eth9$\""), std::string::npos) << err;
+  // A --public-ip that no interface holds is fine once a flag picks the interface.
+  e = find(sel({}, {"^ua"}, std::nullopt, A("203.0.113.9")));
+  EXPECT_EQ(e.name, "ua0");
+  EXPECT_EQ(e.public_ip, A("203.0.113.9"));
+}
+
+// The address of a name (or of a regex-matched name): global before
+// link-local, permanent before dynamic, deprecated never.
+TEST_F(IfaceSelect, NameTakesThePreferredAddress) {
+  const std::string ip = "ip -n " + ns_->name() + " ";
+  sh_ok(ip + "link add uc0 type veth peer name xc0");
+  sh_ok(ip + "link set uc0 up");
+  sh_ok(ip + "link set xc0 up");
+  // Listed by the kernel in this order.
+  sh_ok(ip + "addr add 169.254.9.9/16 dev uc0");
+  sh_ok(ip + "addr add 10.205.0.9/24 dev uc0 preferred_lft 0");                // deprecated
+  sh_ok(ip + "addr add 10.206.0.9/24 dev uc0 valid_lft 3600 preferred_lft 3600");  // dynamic
+  sh_ok(ip + "addr add 10.204.0.9/24 dev uc0");                                // permanent
+  EXPECT_EQ(find(sel({"uc0"}, {}, std::nullopt, std::nullopt)).addr, A("10.204.0.9"));
+  EXPECT_EQ(find(sel({}, {"^uc"}, std::nullopt, std::nullopt)).addr, A("10.204.0.9"));
+  EXPECT_EQ(find(sel({}, {"^10\\.20[56]\\."}, std::nullopt, std::nullopt)).addr, A("10.206.0.9"));
+  // An --iface address is taken as given, deprecated or not.
+  EXPECT_EQ(find(sel({"10.205.0.9"}, {}, std::nullopt, std::nullopt)).addr, A("10.205.0.9"));
+  sh_ok(ip + "addr del 10.204.0.9/24 dev uc0");
+  EXPECT_EQ(find(sel({"uc0"}, {}, std::nullopt, std::nullopt)).addr, A("10.206.0.9"));
+  sh_ok(ip + "addr del 10.206.0.9/24 dev uc0");
+  EXPECT_EQ(find(sel({"uc0"}, {}, std::nullopt, std::nullopt)).addr, A("169.254.9.9"));
 }
 
 }  // namespace

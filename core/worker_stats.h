@@ -42,6 +42,8 @@ enum class Counter : uint8_t {
   kCoalescedWrites,   // TUN writes that merged several TCP segments
   kCoalesceChecksumFailures,  // TCP segments not merged because their checksum failed
   kSendZcFallback,    // zero-copy sends refused (EMSGSIZE); zero copy then turned off
+  kSpinHits,          // busy-poll spins that found completions (no sleep needed)
+  kSpinMisses,        // busy-poll spins that found nothing and went to sleep
   kLastSendErrno,     // errno of the most recent failed send (a gauge; 0 = none)
   kCount
 };
@@ -56,7 +58,8 @@ inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
     "drop_ttl_expired", "drop_truncated",    "drop_unknown_peer",    "drop_send_error",
     "drop_tun_write_error", "no_buffer",     "multishot_rearm",      "gso_sends",
     "gso_fallback",     "gro_receives",      "tso_reads",            "coalesced_writes",
-    "coalesce_checksum_failures", "send_zc_fallback", "last_send_errno"};
+    "coalesce_checksum_failures", "send_zc_fallback", "spin_hits",   "spin_misses",
+    "last_send_errno"};
 
 struct alignas(64) WorkerStats {
   std::array<std::atomic<uint64_t>, kCounterCount> values{};

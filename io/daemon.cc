@@ -470,6 +470,7 @@ int run_daemon(const Options& opts) {
     wopts.tun_addr = own.network;
     wopts.sqpoll = opts.sqpoll;
     wopts.busy_poll_us = opts.busy_poll_us;
+    wopts.busy_poll_adaptive = opts.busy_poll_auto;
     wopts.send_zc = opts.send_zc;
     for (unsigned i = 0; i < n_workers; ++i) {
       WorkerOptions w = wopts;

@@ -64,7 +64,8 @@ struct Options {
   unsigned buffer_size = 0;           // bytes per buffer; 0 = automatic
   unsigned socket_rcvbuf = 4u << 20;
   unsigned socket_sndbuf = 4u << 20;
-  unsigned busy_poll_us = 0;
+  unsigned busy_poll_us = 100;        // spin window; 0 = never spin
+  bool busy_poll_auto = true;         // spin only after activity, back off on misses
   bool sqpoll = false;
   bool send_zc = false;
   bool print_config = false;

@@ -34,6 +34,7 @@ struct WorkerOptions {
   core::Be32 tun_addr;             // source of ICMP errors (the flannel0 address)
   bool sqpoll = false;             // IORING_SETUP_SQPOLL: a kernel thread submits
   unsigned busy_poll_us = 0;       // spin this long for completions before blocking
+  bool busy_poll_adaptive = false; // spin only after activity; back off after misses
   bool send_zc = false;            // IORING_OP_SENDMSG_ZC for sends of 2+ datagrams
   int cpu = -1;                    // pin the worker thread to this CPU (-1: no pinning)
 };

@@ -87,6 +87,19 @@ TEST(Options, FlanneldDefaults) {
   EXPECT_EQ(o.subnet_file, "/run/flannel/subnet.env");
 }
 
+TEST(Options, BusyPollIsAdaptiveByDefault) {
+  const auto d = parse({});
+  EXPECT_TRUE(d.busy_poll_auto);
+  EXPECT_EQ(d.busy_poll_us, 100u);
+  EXPECT_NE(io::describe_options(d).find("busy-poll: auto (up to 100 us"), std::string::npos);
+  const auto off = parse({"--busy-poll=0"});
+  EXPECT_FALSE(off.busy_poll_auto);
+  EXPECT_EQ(off.busy_poll_us, 0u);
+  EXPECT_NE(io::describe_options(off).find("busy-poll: 0 us (off)"), std::string::npos);
+  EXPECT_TRUE(parse({"--busy-poll=0", "--busy-poll=auto"}).busy_poll_auto);
+  EXPECT_THROW(parse({"--busy-poll=sometimes"}), UsageError);
+}
+
 TEST(Options, FlanneldFlagsTakeEffect) {
   const auto o = parse({"--etcd-endpoints=http://10.0.0.1:2379/,https://10.0.0.2:2379", "-ip-masq",
                         "--iface-regex", "eth.*", "--iface-regex=^ens", "--subnet-lease-renew-margin=30",
@@ -153,6 +166,7 @@ TEST(Options, TuningFlags) {
   EXPECT_EQ(o.buffers, 512u);
   EXPECT_EQ(o.buffer_size, 4096u);
   EXPECT_EQ(o.busy_poll_us, 50u);
+  EXPECT_FALSE(o.busy_poll_auto);  // an explicit window always spins
   EXPECT_TRUE(o.sqpoll);
   EXPECT_TRUE(o.send_zc);
   EXPECT_TRUE(o.print_config);

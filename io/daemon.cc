@@ -412,7 +412,18 @@ int run_daemon(const Options& opts) {
       // The first batch is the snapshot: every peer is routed before the
       // first packet is forwarded.
       core::LeaseUpdate update;
-      store->wait_update(std::chrono::milliseconds(0), update);
+      for (std::string last_error;;) {
+        try {
+          store->wait_update(std::chrono::milliseconds(0), update);
+          break;
+        } catch (const EtcdUnavailable& e) {
+          if (e.what() != last_error) spdlog::error("listing leases: {}; retrying every second", e.what());
+          last_error = e.what();
+        }
+        const timespec second{1, 0};
+        const int sig = sigtimedwait(&sigs, nullptr, &second);
+        if (sig == SIGINT || sig == SIGTERM) return 0;
+      }
       const core::PeerRoutes::Result r = peer_routes->apply(update);
       if (!r.own_lost.empty()) throw std::runtime_error(r.own_lost + " right after acquiring it");
     }

@@ -5,25 +5,14 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "core/json_fields.h"
+
 namespace udpring::core {
 namespace {
 
 using Json = nlohmann::json;
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-const Json* find_ci(const Json& obj, std::string_view key) {
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (iequals(it.key(), key) && !it->is_null()) return &*it;
-  }
-  return nullptr;
-}
+using json_fields::find_ci;
 
 bool overlaps(const Ipv4Prefix& a, const Ipv4Prefix& b) {
   return a.contains(b) || b.contains(a);

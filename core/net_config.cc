@@ -4,27 +4,14 @@
 #include <cctype>
 #include <nlohmann/json.hpp>
 
+#include "core/json_fields.h"
+
 namespace udpring::core {
 namespace {
 
 using Json = nlohmann::json;
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-// Go's encoding/json matches field names case-insensitively; so do we. A
-// null value counts as absent, as it does for Go.
-const Json* find_ci(const Json& obj, std::string_view key) {
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (iequals(it.key(), key) && !it->is_null()) return &*it;
-  }
-  return nullptr;
-}
+using json_fields::find_ci;
 
 std::string quoted(const Json& v) { return v.dump(); }
 

@@ -79,24 +79,24 @@ std::unique_ptr<LeaseStore> make_lease_store(const Options& opts) {
   throw std::runtime_error("--subnet-mgr=" + opts.subnet_mgr + " is not available");
 }
 
-// flanneld fetches the config every second until it works; so do we, and
-// give up only when told to stop. Each distinct error is logged once.
-std::optional<core::NetConfig> fetch_config(LeaseStore& store, const sigset_t& sigs) {
+// flanneld retries the config (and the lease) every second until they
+// work; so do we, for whatever a lease store may fail with for a while
+// (Error), and give up only when told to stop: false on SIGINT/SIGTERM.
+// Each distinct error is logged once.
+template <class Error, class Attempt>
+bool retry_every_second(const sigset_t& sigs, std::string_view what, Attempt&& attempt) {
   std::string last_error;
   for (;;) {
-    std::string error;
     try {
-      return core::parse_net_config(store.read_config());
-    } catch (const core::ConfigError& e) {
-      error = "network config from " + store.describe() + ": " + e.what();
-    } catch (const std::exception& e) {
-      error = e.what();
+      attempt();
+      return true;
+    } catch (const Error& e) {
+      if (e.what() != last_error) spdlog::error("{}: {}; retrying every second", what, e.what());
+      last_error = e.what();
     }
-    if (error != last_error) spdlog::error("{}; retrying every second", error);
-    last_error = error;
     const timespec second{1, 0};
     const int sig = sigtimedwait(&sigs, nullptr, &second);
-    if (sig == SIGINT || sig == SIGTERM) return std::nullopt;
+    if (sig == SIGINT || sig == SIGTERM) return false;
   }
 }
 
@@ -281,9 +281,14 @@ int run_daemon(const Options& opts) {
     } else {
       store = make_lease_store(opts);
       spdlog::info("lease store: {}", store->describe());
-      std::optional<core::NetConfig> fetched = fetch_config(*store, sigs);
-      if (!fetched) return 0;  // stopped while waiting for a config
-      net = *fetched;
+      const bool got = retry_every_second<std::exception>(sigs, "network config", [&] {
+        try {
+          net = core::parse_net_config(store->read_config());
+        } catch (const core::ConfigError& e) {
+          throw core::ConfigError("from " + store->describe() + ": " + e.what());
+        }
+      });
+      if (!got) return 0;  // stopped while waiting for a config
     }
     spdlog::info("network {}, /{} leases from {} to {}, UDP port {}",
                  core::format_prefix(net.network), net.subnet_len,
@@ -317,18 +322,10 @@ int run_daemon(const Options& opts) {
       }
       // etcd may be down for a moment (a restart, a leader election): keep
       // trying, as for the config, until it answers or we are told to stop.
-      std::string last_error;
-      for (;;) {
-        try {
-          own = store->acquire(net, public_ip, previous).subnet;
-          break;
-        } catch (const EtcdUnavailable& e) {
-          if (e.what() != last_error) spdlog::error("acquiring a lease: {}; retrying every second", e.what());
-          last_error = e.what();
-        }
-        const timespec second{1, 0};
-        const int sig = sigtimedwait(&sigs, nullptr, &second);
-        if (sig == SIGINT || sig == SIGTERM) return 0;
+      if (!retry_every_second<EtcdUnavailable>(sigs, "acquiring a lease", [&] {
+            own = store->acquire(net, public_ip, previous).subnet;
+          })) {
+        return 0;
       }
     }
     const uint32_t tun_mtu = ext.mtu - kEncapOverhead;
@@ -412,17 +409,10 @@ int run_daemon(const Options& opts) {
       // The first batch is the snapshot: every peer is routed before the
       // first packet is forwarded.
       core::LeaseUpdate update;
-      for (std::string last_error;;) {
-        try {
-          store->wait_update(std::chrono::milliseconds(0), update);
-          break;
-        } catch (const EtcdUnavailable& e) {
-          if (e.what() != last_error) spdlog::error("listing leases: {}; retrying every second", e.what());
-          last_error = e.what();
-        }
-        const timespec second{1, 0};
-        const int sig = sigtimedwait(&sigs, nullptr, &second);
-        if (sig == SIGINT || sig == SIGTERM) return 0;
+      if (!retry_every_second<EtcdUnavailable>(sigs, "listing leases", [&] {
+            store->wait_update(std::chrono::milliseconds(0), update);
+          })) {
+        return 0;
       }
       const core::PeerRoutes::Result r = peer_routes->apply(update);
       if (!r.own_lost.empty()) throw std::runtime_error(r.own_lost + " right after acquiring it");

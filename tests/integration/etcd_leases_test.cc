@@ -80,21 +80,13 @@ class EtcdLeases : public ::testing::Test {
     if (!p->wait_for_log("udpringd ready", 15000)) ADD_FAILURE() << "node " << i << ":\n" << p->log();
     return p;
   }
-  std::string lease_of(int i) const {
-    std::string s = Cluster::env_value(env_path(i), "FLANNEL_SUBNET");
-    const auto slash = s.find('/');
-    if (slash == std::string::npos) return "";
-    const auto dot = s.rfind('.', slash);
-    return s.substr(0, dot + 1) + "0" + s.substr(slash);
-  }
+  std::string lease_of(int i) const { return Cluster::lease_from_env(env_path(i)); }
   static std::string key_of(const std::string& subnet) {
     std::string k = std::string(kPrefix) + "/subnets/" + subnet;
     k[k.rfind('/')] = '-';
     return k;
   }
-  bool ping(const Netns& from, const std::string& ip) {
-    return sh(from.exec() + "ping -c1 -W1 " + ip + " >/dev/null 2>&1") == 0;
-  }
+  static bool ping(const Netns& from, const std::string& ip) { return Cluster::ping(from, ip); }
 
   std::unique_ptr<Cluster> cluster_;
   std::unique_ptr<Etcd> etcd_;
@@ -186,12 +178,8 @@ TEST_F(EtcdLeases, NodesDiscoverJoinAndLoseEachOther) {
   // A third node is reachable from pod 0 within 2 s of becoming ready.
   const int n2 = cluster_->add_node();
   auto d2 = start(n2);
-  const auto ready = Clock::now();
   const std::string s2 = lease_of(n2);
-  const std::string tun2 = s2.substr(0, s2.find('/'));
-  bool reached = false;
-  while (!reached && Clock::now() - ready < std::chrono::seconds(2)) reached = ping(cluster_->pod(0), tun2);
-  EXPECT_TRUE(reached) << d0->log();
+  EXPECT_TRUE(Cluster::reachable_within(cluster_->pod(0), s2.substr(0, s2.find('/')), 2000)) << d0->log();
 
   // Deleting node 1's lease: node 0 unroutes it within 2 s; node 1 exits 1.
   const auto t0 = Clock::now();

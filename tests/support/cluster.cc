@@ -70,6 +70,26 @@ std::string Cluster::env_value(const std::string& subnet_env, const std::string&
   return "";
 }
 
+std::string Cluster::lease_from_env(const std::string& subnet_env) {
+  const std::string s = env_value(subnet_env, "FLANNEL_SUBNET");
+  const auto slash = s.find('/');
+  if (slash == std::string::npos) return "";
+  const auto dot = s.rfind('.', slash);
+  return s.substr(0, dot + 1) + "0" + s.substr(slash);
+}
+
+bool Cluster::ping(const Netns& from, const std::string& ip) {
+  return sh(from.exec() + "ping -c1 -W1 " + ip + " >/dev/null 2>&1") == 0;
+}
+
+bool Cluster::reachable_within(const Netns& from, const std::string& ip, int ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  do {
+    if (ping(from, ip)) return std::chrono::steady_clock::now() <= deadline;
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
+}
+
 std::string Cluster::add_pod(int i, const std::string& subnet_env) {
   const std::string subnet = env_value(subnet_env, "FLANNEL_SUBNET");  // base+1/len
   const std::string mtu = env_value(subnet_env, "FLANNEL_MTU");

@@ -38,8 +38,14 @@ class Cluster {
   std::string add_pod(int i, const std::string& subnet_env);
   const Netns& pod(int i) const { return *pods_.at(i); }
 
-  /// FLANNEL_SUBNET of a subnet.env ("10.60.3.1/24"), "" if absent.
+  /// A key of a subnet.env (FLANNEL_SUBNET gives "10.60.3.1/24"), "" if absent.
   static std::string env_value(const std::string& subnet_env, const std::string& key);
+  /// The lease a subnet.env names: "10.60.3.0/24" from FLANNEL_SUBNET=10.60.3.1/24.
+  static std::string lease_from_env(const std::string& subnet_env);
+  /// One ping from namespace `from` to `ip` (1 s timeout).
+  static bool ping(const Netns& from, const std::string& ip);
+  /// Pings until one answers; false if none did within `ms`.
+  static bool reachable_within(const Netns& from, const std::string& ip, int ms);
 
   std::string prefix;
   std::string dir;       // scratch directory, removed at the end

@@ -137,32 +137,37 @@ uint32_t round_up_pow2_bytes(uint32_t n) {
 // Prometheus text for /metrics. Drop counters become one family labelled by
 // reason; the errno gauge stays a gauge.
 std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>& stats,
-                           size_t routes, const std::optional<LeaseStoreStatus>& lease) {
+                           size_t routes, uint64_t iptables_rebuilds,
+                           const std::optional<LeaseStoreStatus>& lease) {
   std::vector<const core::WorkerStats*> ptrs;
   for (const auto& s : stats) ptrs.push_back(s.get());
   const core::StatsTotals t = core::sum_stats(ptrs);
   std::string out;
+  // One unlabelled metric family: HELP, TYPE and the sample.
+  auto family = [&out](const char* name, const char* type, const char* help, uint64_t value) {
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+    out.append(name).append(" ").append(std::to_string(value)).append("\n");
+  };
   out += "# HELP udpring_build_info udpringd version.\n# TYPE udpring_build_info gauge\n";
   out += std::string("udpring_build_info{version=\"") + UDPRING_VERSION + "\"} 1\n";
-  out += "# HELP udpring_workers Forwarding workers.\n# TYPE udpring_workers gauge\n";
-  out += "udpring_workers " + std::to_string(stats.size()) + "\n";
-  out += "# HELP udpring_routes Peer routes installed.\n# TYPE udpring_routes gauge\n";
-  out += "udpring_routes " + std::to_string(routes) + "\n";
+  family("udpring_workers", "gauge", "Forwarding workers.", stats.size());
+  family("udpring_routes", "gauge", "Peer routes installed.", routes);
+  family("udpring_iptables_rebuilds_total", "counter",
+         "Rule sets rebuilt after a rule went missing.", iptables_rebuilds);
   if (lease) {
-    out += "# HELP udpring_lease_expiry_timestamp_seconds When our lease expires (0: never).\n"
-           "# TYPE udpring_lease_expiry_timestamp_seconds gauge\n";
-    out += "udpring_lease_expiry_timestamp_seconds " + std::to_string(lease->own_expiry_unix) + "\n";
-    out += "# TYPE udpring_lease_renewals_total counter\n";
-    out += "udpring_lease_renewals_total " + std::to_string(lease->renewals) + "\n";
-    out += "# TYPE udpring_lease_renew_failures_total counter\n";
-    out += "udpring_lease_renew_failures_total " + std::to_string(lease->renew_failures) + "\n";
-    out += "# HELP udpring_lease_watch_reconnects_total Lease watch streams re-established.\n"
-           "# TYPE udpring_lease_watch_reconnects_total counter\n";
-    out += "udpring_lease_watch_reconnects_total " + std::to_string(lease->watch_reconnects) + "\n";
-    out += "# TYPE udpring_lease_relists_total counter\n";
-    out += "udpring_lease_relists_total " + std::to_string(lease->relists) + "\n";
-    out += "# TYPE udpring_lease_watch_connected gauge\n";
-    out += std::string("udpring_lease_watch_connected ") + (lease->watch_connected ? "1" : "0") + "\n";
+    family("udpring_lease_expiry_timestamp_seconds", "gauge",
+           "When our lease expires, in Unix seconds (0: never, a reservation).",
+           static_cast<uint64_t>(std::max<int64_t>(0, lease->own_expiry_unix)));
+    family("udpring_lease_renewals_total", "counter", "Renewals of our lease.", lease->renewals);
+    family("udpring_lease_renew_failures_total", "counter", "Renewals that failed (retried).",
+           lease->renew_failures);
+    family("udpring_lease_watch_reconnects_total", "counter",
+           "Lease watch streams re-established after an error.", lease->watch_reconnects);
+    family("udpring_lease_relists_total", "counter",
+           "Full lease re-lists (after an etcd compaction).", lease->relists);
+    family("udpring_lease_watch_connected", "gauge", "1 while the lease watch is connected.",
+           lease->watch_connected ? 1 : 0);
   }
   out += "# HELP udpring_drops_total Packets dropped, by reason.\n# TYPE udpring_drops_total counter\n";
   for (size_t i = 0; i < core::kCounterCount; ++i) {
@@ -262,10 +267,8 @@ int run_daemon(const Options& opts) {
           std::lock_guard lock(lease_status_mu);
           lease = lease_status;
         }
-        return render_metrics(stats, route_count.load(std::memory_order_relaxed), lease) +
-               "# HELP udpring_iptables_rebuilds_total Rule sets rebuilt after a rule went missing.\n"
-               "# TYPE udpring_iptables_rebuilds_total counter\nudpring_iptables_rebuilds_total " +
-               std::to_string(iptables_rebuilds.load(std::memory_order_relaxed)) + "\n";
+        return render_metrics(stats, route_count.load(std::memory_order_relaxed),
+                              iptables_rebuilds.load(std::memory_order_relaxed), lease);
       });
       spdlog::info("health and metrics on {}:{} (/healthz, /readyz, /metrics)",
                    core::format_ipv4(opts.healthz_ip), http->port());

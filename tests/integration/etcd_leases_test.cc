@@ -4,6 +4,7 @@
 // authentication and TLS.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -124,6 +125,11 @@ TEST_F(EtcdLeases, InteropWithStockFlanneldData) {
   ASSERT_TRUE(mine);
   EXPECT_EQ(mine->first, R"({"PublicIP":")" + Cluster::node_ip(0) + R"(","PublicIPv6":null})");
   EXPECT_NE(mine->second, 0);
+  // flannel's subnetTTL: granted for 86400 s.
+  char id[32];
+  std::snprintf(id, sizeof id, "%llx", static_cast<unsigned long long>(mine->second));
+  const std::string ttl = etcd_->ctl(std::string("lease timetolive ") + id);
+  EXPECT_NE(ttl.find("granted with TTL(86400s)"), std::string::npos) << ttl;
   // The reservation is untouched: same value, still no lease.
   const auto res = get(key_of("10.60.7.0/24"));
   ASSERT_TRUE(res);
@@ -144,6 +150,26 @@ TEST_F(EtcdLeases, ReservationForOurAddressIsUsedAndNeverConverted) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->first, value);
   EXPECT_EQ(res->second, 0);
+}
+
+TEST_F(EtcdLeases, RestartReusesItsLeaseAndRevokesTheOldEtcdLease) {
+  make_cluster(1);
+  auto d = start(0);
+  ASSERT_FALSE(HasFailure());
+  const std::string first = lease_of(0);
+  const auto before = get(key_of(first));
+  ASSERT_TRUE(before);
+  const size_t leases = etcd_lease_count();
+  EXPECT_EQ(d->stop(), 0);
+  ::unlink(env_path(0).c_str());  // so the reuse must come from the PublicIP match
+  d = start(0);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(lease_of(0), first);
+  EXPECT_NE(d->log().find("existing lease of our public IP"), std::string::npos) << d->log();
+  const auto after = get(key_of(first));
+  ASSERT_TRUE(after);
+  EXPECT_NE(after->second, before->second);   // moved onto a fresh etcd lease
+  EXPECT_EQ(etcd_lease_count(), leases);      // and the old one was revoked
 }
 
 TEST_F(EtcdLeases, NodesDiscoverJoinAndLoseEachOther) {

@@ -325,7 +325,7 @@ int run_daemon(const Options& opts) {
       }
       // etcd may be down for a moment (a restart, a leader election): keep
       // trying, as for the config, until it answers or we are told to stop.
-      if (!retry_every_second<EtcdUnavailable>(sigs, "acquiring a lease", [&] {
+      if (!retry_every_second<EtcdError>(sigs, "acquiring a lease", [&] {
             own = store->acquire(net, public_ip, previous).subnet;
           })) {
         return 0;
@@ -412,7 +412,7 @@ int run_daemon(const Options& opts) {
       // The first batch is the snapshot: every peer is routed before the
       // first packet is forwarded.
       core::LeaseUpdate update;
-      if (!retry_every_second<EtcdUnavailable>(sigs, "listing leases", [&] {
+      if (!retry_every_second<EtcdError>(sigs, "listing leases", [&] {
             store->wait_update(std::chrono::milliseconds(0), update);
           })) {
         return 0;

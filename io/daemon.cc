@@ -543,55 +543,61 @@ int run_daemon(const Options& opts) {
   auto next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(opts.iptables_resync_s);
   const timespec no_wait{0, 0};
   const timespec tick{1, 0};
-  for (;;) {
-    // The control thread's one loop: lease events (or a 1 s tick in static
-    // mode), signals, renewal, snapshot reclamation.
-    if (store) {
-      core::LeaseUpdate update;
-      std::string lost;
-      auto wait = std::chrono::milliseconds(250);
-      while (lost.empty() && store->wait_update(wait, update)) {
-        wait = std::chrono::milliseconds(0);  // drain what is queued, then tick
-        lost = peer_routes->apply(update).own_lost;
+  // Nothing the control plane throws may skip stopping the workers.
+  try {
+    for (;;) {
+      // The control thread's one loop: lease events (or a 1 s tick in static
+      // mode), signals, renewal, snapshot reclamation.
+      if (store) {
+        core::LeaseUpdate update;
+        std::string lost;
+        auto wait = std::chrono::milliseconds(250);
+        while (lost.empty() && store->wait_update(wait, update)) {
+          wait = std::chrono::milliseconds(0);  // drain what is queued, then tick
+          lost = peer_routes->apply(update).own_lost;
+        }
+        route_count.store(peer_routes->route_count(), std::memory_order_relaxed);
+        if (!lost.empty()) {
+          spdlog::critical("{}: lease has been revoked, shutting down (as flanneld)", lost);
+          exit_code = 1;
+          break;
+        }
+        store->maintain();
+        publish_store_status(store->status());
       }
-      route_count.store(peer_routes->route_count(), std::memory_order_relaxed);
-      if (!lost.empty()) {
-        spdlog::critical("{}: lease has been revoked, shutting down (as flanneld)", lost);
+      const int sig = sigtimedwait(&sigs, nullptr, store ? &no_wait : &tick);
+      if (sig == SIGUSR1) {
+        log_stats(stats, "SIGUSR1");
+      } else if (sig == SIGINT || sig == SIGTERM) {
+        spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+      }
+      bool failed = false;
+      for (auto& w : workers) {
+        if (w->state() == WorkerState::kFailed) {
+          spdlog::critical("worker failed: {}", w->error());
+          failed = true;
+        }
+      }
+      if (failed) {
         exit_code = 1;
         break;
       }
-      store->maintain();
-      publish_store_status(store->status());
-    }
-    const int sig = sigtimedwait(&sigs, nullptr, store ? &no_wait : &tick);
-    if (sig == SIGUSR1) {
-      log_stats(stats, "SIGUSR1");
-    } else if (sig == SIGINT || sig == SIGTERM) {
-      spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-      break;
-    }
-    bool failed = false;
-    for (auto& w : workers) {
-      if (w->state() == WorkerState::kFailed) {
-        spdlog::critical("worker failed: {}", w->error());
-        failed = true;
+      if (iptables && std::chrono::steady_clock::now() >= next_resync) {
+        next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(opts.iptables_resync_s);
+        try {
+          iptables->resync();  // logs what was missing when it rebuilds
+        } catch (const std::exception& e) {
+          spdlog::warn("iptables resync failed: {}; trying again in {} s", e.what(),
+                       opts.iptables_resync_s);
+        }
+        iptables_rebuilds.store(iptables->rebuilds(), std::memory_order_relaxed);
       }
+      table->reclaim();
     }
-    if (failed) {
-      exit_code = 1;
-      break;
-    }
-    if (iptables && std::chrono::steady_clock::now() >= next_resync) {
-      next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(opts.iptables_resync_s);
-      try {
-        iptables->resync();  // logs what was missing when it rebuilds
-      } catch (const std::exception& e) {
-        spdlog::warn("iptables resync failed: {}; trying again in {} s", e.what(),
-                     opts.iptables_resync_s);
-      }
-      iptables_rebuilds.store(iptables->rebuilds(), std::memory_order_relaxed);
-    }
-    table->reclaim();
+  } catch (const std::exception& e) {
+    spdlog::critical("control thread: {}; stopping", e.what());
+    exit_code = 1;
   }
   stop_workers();
   log_stats(stats, "exit");

@@ -22,15 +22,24 @@ struct Transfer {
   const std::function<bool(const char*, size_t)>* sink = nullptr;
   const std::atomic<bool>* stop = nullptr;
   bool sink_done = false;
+  std::exception_ptr error;  // thrown by the sink; rethrown after curl returns
+  const std::vector<std::string>* extra_headers = nullptr;
 };
 
 size_t on_data(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t bytes = size * n;
   if (t->sink && !t->sink_done) {
-    if (!(*t->sink)(data, bytes)) {
+    // Nothing may unwind through libcurl's C frames.
+    try {
+      if (!(*t->sink)(data, bytes)) {
+        t->sink_done = true;
+        return 0;  // abort the transfer: the consumer has what it wanted
+      }
+    } catch (...) {
+      t->error = std::current_exception();
       t->sink_done = true;
-      return 0;  // abort the transfer: the consumer has what it wanted
+      return 0;
     }
     return bytes;
   }
@@ -92,8 +101,12 @@ std::string EtcdClient::perform(const std::string& url, const std::string& body,
   Transfer t;
   t.sink = sink;
   t.stop = stop;
+  t.extra_headers = extra_headers_;
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
   if (!token_.empty()) headers = curl_slist_append(headers, ("Authorization: " + token_).c_str());
+  if (t.extra_headers) {
+    for (const std::string& hdr : *t.extra_headers) headers = curl_slist_append(headers, hdr.c_str());
+  }
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_POST, 1L);
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.c_str());
@@ -124,6 +137,7 @@ std::string EtcdClient::perform(const std::string& url, const std::string& body,
   curl_slist_free_all(headers);
   status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  if (t.error) std::rethrow_exception(t.error);
   if (rc == CURLE_WRITE_ERROR && t.sink_done) return {};
   if (rc == CURLE_ABORTED_BY_CALLBACK) return {};
   if (rc != CURLE_OK) throw EtcdUnavailable(url + ": " + curl_easy_strerror(rc));
@@ -177,7 +191,6 @@ Json EtcdClient::call(const std::string& path, const Json& body, long timeout_ms
 void EtcdClient::stream(const std::string& path, const Json& body,
                         const std::function<bool(const Json&)>& on_message,
                         const std::atomic<bool>& stop) {
-  if (!cfg_.username.empty() && token_.empty()) authenticate();
   std::string pending;
   bool consumer_done = false;
   const std::function<bool(const char*, size_t)> sink = [&](const char* data, size_t n) {
@@ -197,11 +210,21 @@ void EtcdClient::stream(const std::string& path, const Json& body,
     return true;
   };
   long status = 0;
+  // flannel watches WithRequireLeader: a member cut off from the quorum
+  // ends the stream instead of going silent (gRPC metadata via the gateway).
+  static const std::vector<std::string> kRequireLeader = {"Grpc-Metadata-hasleader: true"};
+  extra_headers_ = &kRequireLeader;
   try {
+    if (!cfg_.username.empty() && token_.empty()) authenticate();
     perform(endpoint() + path, body.dump(), 0, status, &sink, &stop);
+    extra_headers_ = nullptr;
   } catch (const EtcdUnavailable&) {
+    extra_headers_ = nullptr;
     current_ = (current_ + 1) % cfg_.endpoints.size();
     token_.clear();
+    throw;
+  } catch (...) {
+    extra_headers_ = nullptr;
     throw;
   }
   if (consumer_done || stop.load()) return;

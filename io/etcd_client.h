@@ -52,6 +52,10 @@ class EtcdClient {
               const std::function<bool(const nlohmann::json&)>& on_message,
               const std::atomic<bool>& stop);
 
+  /// Forgets the auth token, so the next request logs in again (a watch
+  /// cancelled for "permission denied" does not show up as an HTTP error).
+  void reset_auth() { token_.clear(); }
+
   /// The endpoint that answered last, for logs.
   const std::string& endpoint() const { return cfg_.endpoints[current_]; }
 
@@ -71,6 +75,7 @@ class EtcdClient {
   bool tls_ = false;
   size_t current_ = 0;
   std::string token_;
+  const std::vector<std::string>* extra_headers_ = nullptr;  // for the next perform()
   std::unique_ptr<Curl> curl_;
 };
 

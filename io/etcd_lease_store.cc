@@ -68,7 +68,10 @@ EtcdLeaseStore::EtcdLeaseStore(EtcdConfig cfg, std::string prefix, int64_t ttl_s
 }
 
 EtcdLeaseStore::~EtcdLeaseStore() {
-  stop_.store(true);
+  {
+    std::lock_guard lock(mu_);  // so a watcher about to wait cannot miss it
+    stop_.store(true);
+  }
   cv_.notify_all();
   if (watcher_.joinable()) watcher_.join();
 }
@@ -123,7 +126,17 @@ bool EtcdLeaseStore::txn_put(const std::string& key, const Json& compare, int64_
                       {"lease", std::to_string(lease_id)}}}};
   const Json r = client_.call("/v3/kv/txn", {{"compare", Json::array({compare})},
                                             {"success", Json::array({put})}});
-  return r.value("succeeded", false);
+  if (r.value("succeeded", false)) return true;
+  // A txn that timed out on one endpoint may have been applied before the
+  // client resent it to another, where the compare then fails: if the key
+  // is on our new lease, it was ours all along (revoking it would delete it).
+  return key_lease(key) == lease_id;
+}
+
+std::optional<int64_t> EtcdLeaseStore::key_lease(const std::string& key) {
+  const Json r = client_.call("/v3/kv/range", {{"key", EtcdClient::b64(key)}});
+  if (!r.contains("kvs") || r["kvs"].empty()) return std::nullopt;
+  return EtcdClient::int64(r["kvs"][0], "lease");
 }
 
 core::Lease EtcdLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 public_ip,
@@ -199,10 +212,23 @@ void EtcdLeaseStore::maintain() {
   const std::string key = core::lease_key(prefix_, own_->subnet);
   const int64_t retry = std::min<int64_t>(60, std::max<int64_t>(1, ttl_s_ / 4));
   try {
+    if (pending_lease_ != 0) {
+      // The last renewal's txn failed in transit: did it land?
+      if (key_lease(key) == pending_lease_) {
+        revoke(own_->store_lease);
+        own_->store_lease = pending_lease_;
+      } else {
+        revoke(pending_lease_);
+      }
+      pending_lease_ = 0;
+    }
     const int64_t id = grant(ttl_s_);
     const Json still_ours = {{"target", "LEASE"}, {"key", EtcdClient::b64(key)},
                              {"lease", std::to_string(own_->store_lease)}, {"result", "EQUAL"}};
-    if (!txn_put(key, still_ours, id)) {
+    pending_lease_ = id;
+    const bool moved = txn_put(key, still_ours, id);
+    pending_lease_ = 0;
+    if (!moved) {
       revoke(id);
       ++renew_failures_;
       next_renew_ = now_unix() + retry;
@@ -309,7 +335,10 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
         if (!u.events.empty()) push(std::move(u));
         return !stop_.load();
       }, stop_);
-      if (!error.empty()) throw EtcdError(error);
+      if (!error.empty()) {
+        client.reset_auth();  // "permission denied" from an expired token looks like this
+        throw EtcdError(error);
+      }
       if (relist) {
         ++relists_;
         Listing listing = list(client);
@@ -319,7 +348,8 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
         next_rev = listing.revision + 1;
         continue;
       }
-    } catch (const EtcdError& e) {
+    } catch (const std::exception& e) {
+      // Anything (etcd, a malformed answer, memory) ends this stream only.
       if (stop_.load()) break;
       connected_ = false;
       ++reconnects_;

@@ -47,6 +47,8 @@ class EtcdLeaseStore : public LeaseStore {
   /// Puts our value on `lease_id` if the key's current state matches
   /// (`compare`: a gateway compare object). True if it did.
   bool txn_put(const std::string& key, const nlohmann::json& compare, int64_t lease_id);
+  /// The etcd lease `key` is attached to (0: none), nullopt if it is absent.
+  std::optional<int64_t> key_lease(const std::string& key);
   void watch_loop(int64_t next_rev, core::LeaseMap known);
   void push(core::LeaseUpdate u);
 
@@ -61,6 +63,7 @@ class EtcdLeaseStore : public LeaseStore {
   std::optional<core::Lease> own_;
   core::Be32 own_ip_;
   int64_t next_renew_ = 0;
+  int64_t pending_lease_ = 0;  // granted by a renewal whose txn outcome is unknown
   std::atomic<int64_t> own_expiry_{0};
   std::atomic<uint64_t> renewals_{0}, renew_failures_{0};
 

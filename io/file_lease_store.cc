@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -145,6 +146,7 @@ void FileLeaseStore::write_lease(const core::Ipv4Prefix& subnet, core::Be32 publ
   const std::string final_path = path_of(subnet);
   const std::string tmp =
       subnets_dir_ + "/.tmp-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
+  unlink(tmp.c_str());  // a leftover of a crashed daemon with our pid (containers: pid 1)
   core::UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd) throw std::runtime_error("create " + tmp + ": " + std::strerror(errno));
   const std::string value = core::format_lease_value(public_ip);
@@ -249,7 +251,25 @@ bool FileLeaseStore::wait_update(std::chrono::milliseconds timeout, core::LeaseU
 
 void FileLeaseStore::maintain() {
   if (!own_ || own_->reservation || now_unix() < next_renew_) return;
+  // Under the allocation lock: an expired lease may be reaped and re-created
+  // by another daemon, and we must not extend their file.
+  std::optional<DirLock> lock;
+  try {
+    lock.emplace(dir_ + "/.lock");
+  } catch (const std::exception& e) {
+    spdlog::warn("renewing lease {}: {}; retrying in 60 s", core::format_prefix(own_->subnet), e.what());
+    ++status_.renew_failures;
+    next_renew_ = now_unix() + 60;
+    return;
+  }
   const std::string path = path_of(own_->subnet);
+  if (own_->expiry_unix <= now_unix()) {
+    ++status_.renew_failures;
+    next_renew_ = now_unix() + 60;
+    spdlog::warn("lease {} expired before it could be renewed; not renewing it",
+                 core::format_prefix(own_->subnet));
+    return;
+  }
   const auto text = read_text(path);
   const auto value = text ? core::parse_lease_value(*text) : std::nullopt;
   if (!value || value->public_ip != own_->public_ip) {

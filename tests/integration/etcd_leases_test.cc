@@ -329,8 +329,13 @@ TEST_F(EtcdLeases, PasswordAuthentication) {
   auto bad = launch(0, {"--etcd-username=root", "--etcd-password=wrong"});
   EXPECT_TRUE(bad->wait_for_log("authentication as root failed", 5000)) << bad->log();
   bad->stop();
-  auto good = start(0, {"--etcd-username=root", "--etcd-password=s3cret"});
+  // The first endpoint is dead (flanneld's default list starts with :4001):
+  // requests and the authenticated watch both fail over to the second.
+  auto good = start(0, {"--etcd-username=root", "--etcd-password=s3cret",
+                        "--etcd-endpoints=http://192.168.78.1:4001," + etcd_->endpoint()});
   EXPECT_TRUE(get(key_of(lease_of(0))));
+  put(key_of("10.60.93.0/24"), R"({"PublicIP":"192.168.78.93","PublicIPv6":null})", grant(600));
+  EXPECT_TRUE(good->wait_for_log("route 10.60.93.0/24 -> 192.168.78.93:8285", 5000)) << good->log();
 }
 
 TEST_F(EtcdLeases, TlsClientCertificates) {

@@ -18,7 +18,7 @@ PACKAGES=(
   libcurl4-openssl-dev
   # test / benchmark tools
   iproute2 iptables iputils-ping iperf3 sockperf tcpdump ethtool
-  etcd-server etcd-client gnuplot-nox procps
+  etcd-server etcd-client openssl gnuplot-nox procps
   # bench-e2e.sh does its JSON and statistics with Debian's python3
   python3
 )

@@ -59,6 +59,13 @@ class EtcdLeases : public ::testing::Test {
     return std::make_pair(*core::base64_decode(kv["value"].get<std::string>()),
                           kv.value("lease", int64_t{0}));
   }
+  // `key` still holds exactly `value` and no etcd lease: an untouched reservation.
+  void expect_reservation(const std::string& key, const std::string& value) {
+    const auto res = get(key);
+    ASSERT_TRUE(res) << key << " is gone";
+    EXPECT_EQ(res->first, value);
+    EXPECT_EQ(res->second, 0);
+  }
   size_t etcd_lease_count() {
     const std::string out = etcd_->ctl("lease list");  // "found N leases\n..."
     return std::stoul(out.substr(6));
@@ -131,10 +138,7 @@ TEST_F(EtcdLeases, InteropWithStockFlanneldData) {
   const std::string ttl = etcd_->ctl(std::string("lease timetolive ") + id);
   EXPECT_NE(ttl.find("granted with TTL(86400s)"), std::string::npos) << ttl;
   // The reservation is untouched: same value, still no lease.
-  const auto res = get(key_of("10.60.7.0/24"));
-  ASSERT_TRUE(res);
-  EXPECT_EQ(res->first, reservation);
-  EXPECT_EQ(res->second, 0);
+  expect_reservation(key_of("10.60.7.0/24"), reservation);
 }
 
 TEST_F(EtcdLeases, ReservationForOurAddressIsUsedAndNeverConverted) {
@@ -146,10 +150,7 @@ TEST_F(EtcdLeases, ReservationForOurAddressIsUsedAndNeverConverted) {
   EXPECT_EQ(lease_of(0), "10.60.42.0/24");
   EXPECT_NE(d->log().find("reservation"), std::string::npos);
   EXPECT_EQ(d->stop(), 0);
-  const auto res = get(key_of("10.60.42.0/24"));
-  ASSERT_TRUE(res);
-  EXPECT_EQ(res->first, value);
-  EXPECT_EQ(res->second, 0);
+  expect_reservation(key_of("10.60.42.0/24"), value);
 }
 
 TEST_F(EtcdLeases, RestartReusesItsLeaseAndRevokesTheOldEtcdLease) {

@@ -156,7 +156,10 @@ struct Worker::Impl {
                                  std::to_string(o.cpu));
       }
     }
-    ring = std::make_unique<Ring>(o.sq_entries, 4 * (o.tun_buffers + o.udp_buffers), o.sqpoll);
+    // Every buffer can complete at once (multishot reads post one CQE per
+    // buffer) and the kernel refuses a CQ smaller than the SQ.
+    const unsigned cq_entries = std::max(4 * (o.tun_buffers + o.udp_buffers), 2 * o.sq_entries);
+    ring = std::make_unique<Ring>(o.sq_entries, cq_entries, o.sqpoll);
     const int fds[3] = {w.tun_.get(), w.udp_.get(), w.send_.get()};
     ring->register_files(fds, w.send_ ? 3 : 2);
     if (w.send_) send_file = kSendFile;

@@ -118,6 +118,8 @@ INSTANTIATE_TEST_SUITE_P(
                                         "--no-multishot"}},
                     FlagSet{"tuning", {"--workers=2", "--cpu-affinity=0,1", "--batch=16",
                                        "--ring-entries=256", "--buffers=512", "--socket-rcvbuf=1048576"}},
+                    // Few buffers and a large SQ: the CQ must still be at least the SQ.
+                    FlagSet{"few_buffers", {"--workers=1", "--ring-entries=2048", "--buffers=32"}},
                     FlagSet{"send_zc_busy_poll", {"--workers=1", "--send-zc", "--busy-poll=50"}},
                     FlagSet{"sqpoll", {"--workers=1", "--sqpoll"}}),
     [](const auto& info) { return std::string(info.param.name); });

@@ -58,6 +58,14 @@
 #                         Each round runs udpring once per SET, then vxlan
 #                         once as the reference.  Cannot be combined with
 #                         --modes.  The summary has one block per SET.
+#   --underlay PROFILE    segmentation offloads of the underlay link u0:
+#                         uso (default: UDP and UDP-tunnel segmentation on,
+#                         like veth and current NICs, so udpring's GSO sends
+#                         and VXLAN's TSO packets both cross it whole),
+#                         no-uso (only VXLAN's UDP-tunnel segmentation on:
+#                         udpring's GSO sends are segmented in software),
+#                         none (both segmented in software).  Recorded in
+#                         results.json; see scripts/netns.sh ur_nic_offloads
 #   --udp-rate RATE       iperf3 -b for udp64 (default 0 = unlimited; e.g. 2G)
 #   --out DIR             output directory (default out/bench-<timestamp>)
 #   --no-build            skip install-deps and building udpringd
@@ -124,6 +132,9 @@ while (($#)); do
     --udp-rate) [[ "${2:-}" =~ ^[0-9]+(\.[0-9]+)?[KMGkmg]?$ ]] ||
       die "--udp-rate needs an iperf3 rate such as 0, 500M or 2G (got '${2:-}')"
       udp_rate=$2; shift 2 ;;
+    --underlay) ur_underlay_offload_valid "${2:-}" ||
+      die "--underlay needs uso, no-uso or none (got '${2:-}')"
+      export UR_UNDERLAY_OFFLOAD=$2; shift 2 ;;
     --out) [[ -n "${2:-}" ]] || die "--out needs a directory"; out=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
     --no-chart) do_chart=0; shift ;;
@@ -727,8 +738,8 @@ what = ("flags sweep (%d flag set(s) + %s)" % (len(ours), ",".join(refs)) if swe
         else "modes " + ",".join(variants))
 lines.append("udpring end-to-end benchmark: %d round(s), %d s per run, %s"
              % (config["rounds"], config["time_s"], what))
-lines.append("kernel %s, git %s; values: median [min..max] over rounds"
-             % (config["kernel"], config["git_rev"]))
+lines.append("kernel %s, git %s, underlay offloads %s; values: median [min..max] over rounds"
+             % (config["kernel"], config["git_rev"], config.get("underlay_offload", "no-uso")))
 if config["udpringd_args"]:
     lines.append("udpringd extra args (every udpring run): %s" % " ".join(config["udpringd_args"]))
 lines.append("")
@@ -889,6 +900,7 @@ fi
   printf '},\n "udpringd":%s,\n "udpringd_args":%s,\n' \
     "$( ((uses_udpring)) && json_str "$(ur_daemon_path)" || printf null)" \
     "$(json_arr "${daemon_args[@]}")"
+  printf ' "underlay_offload":%s,\n' "$(json_str "${UR_UNDERLAY_OFFLOAD:-uso}")"
   printf ' "kernel":%s,"date":%s,"git_rev":%s}\n' "$(json_str "$(uname -r)")" \
     "$(json_str "$(date -Iseconds)")" \
     "$(json_str "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)")"

@@ -29,8 +29,9 @@
 #   +--------------------------------+ underlay +--------------------------------+
 #
 #   overlay network 10.50.0.0/16; ip_forward=1 and rp_filter=0 in the nodes.
-#   u0 is configured like a real NIC:
-#     ethtool -K u0 tx-udp-segmentation off gro on rx-udp-gro-forwarding on
+#   u0 is configured like a real NIC: GRO and UDP GRO forwarding on, and the
+#   segmentation offloads UR_UNDERLAY_OFFLOAD selects (see ur_nic_offloads;
+#   default "uso": UDP and UDP-tunnel segmentation both on)
 #
 #   mode     pod MTU  how
 #   udpring  1472     udpringd in each node, TUN flannel0; leases from
@@ -64,6 +65,8 @@
 #   UDPRINGD   daemon binary (default build/udpringd, relative to the repo root)
 #   LOGDIR     where udpring mode writes n1.log / n2.log (default: state dir)
 #   UR_STATE_BASE  base of the per-prefix state dirs (default ${TMPDIR:-/tmp})
+#   UR_UNDERLAY_OFFLOAD  uso (default) | no-uso | none: segmentation offloads
+#                  of the underlay veth u0 (see ur_nic_offloads)
 #
 # CLI (for manual work):
 #   scripts/netns.sh up P [udpring|vxlan|routing] [-- DAEMON_ARGS...]
@@ -175,7 +178,7 @@ topo_up() {
   ur_run ip -n "${P}n2" addr add "$UR_UNDERLAY2/24" dev u0 || return 1
   for n in n1 n2; do
     ur_run ip -n "${P}$n" link set u0 up || return 1
-    ur_nic_offloads "${P}$n" u0
+    ur_nic_offloads "${P}$n" u0 || return 1
   done
 
   # Pod links: eth0 in the pod, vp in its node.
@@ -190,20 +193,36 @@ topo_up() {
   done
 }
 
-# Offloads of a typical physical NIC, so that the underlay behaves like one
-# (no UDP GSO on tx; GRO and UDP GRO forwarding on rx).
+# Segmentation offloads of the underlay NIC (UR_UNDERLAY_OFFLOAD, checked by
+# ur_underlay_offload_valid), always with GRO and UDP GRO forwarding on rx:
+#   uso     (default) UDP segmentation (USO) and UDP-tunnel segmentation both
+#           on, as on veth by default and on current NICs (mlx5, ice,
+#           virtio-net with host USO): udpring's UDP GSO sends and VXLAN's
+#           encapsulated TSO packets both cross the link unsegmented
+#   no-uso  USO off, UDP-tunnel segmentation on: the kernel segments
+#           udpring's GSO sends in software while VXLAN keeps its offload
+#           (a NIC with VXLAN TSO but no USO; the profile of the benchmarks
+#           before 2026-11-27 noon)
+#   none    both off: both tunnels are segmented in software
+ur_underlay_offload_valid() {
+  case "${1:-}" in uso|no-uso|none) return 0 ;; *) return 1 ;; esac
+}
 ur_nic_offloads() {
-  local ns=$1 dev=$2
-  if ! ip netns exec "$ns" ethtool -K "$dev" \
-      tx-udp-segmentation off gro on rx-udp-gro-forwarding on >/dev/null 2>&1; then
-    ur_warn "ethtool -K $dev in $ns failed as a whole; trying features one by one"
-    local f
-    for f in "tx-udp-segmentation off" "gro on" "rx-udp-gro-forwarding on"; do
-      # shellcheck disable=SC2086  # $f is two words on purpose
-      ip netns exec "$ns" ethtool -K "$dev" $f >/dev/null 2>&1 ||
-        ur_warn "ethtool -K $dev $f in $ns failed (ignored)"
-    done
-  fi
+  local ns=$1 dev=$2 profile=${UR_UNDERLAY_OFFLOAD:-uso} uso tnl
+  case "$profile" in
+    uso) uso=on tnl=on ;;
+    no-uso) uso=off tnl=on ;;
+    none) uso=off tnl=off ;;
+    *) ur_err "UR_UNDERLAY_OFFLOAD must be uso, no-uso or none (got '$profile')"; return 1 ;;
+  esac
+  local feats=("tx-udp-segmentation $uso" "tx-udp_tnl-segmentation $tnl"
+               "tx-udp_tnl-csum-segmentation $tnl" "gro on" "rx-udp-gro-forwarding on")
+  local f
+  for f in "${feats[@]}"; do
+    # shellcheck disable=SC2086  # $f is two words on purpose
+    ip netns exec "$ns" ethtool -K "$dev" $f >/dev/null 2>&1 ||
+      ur_warn "ethtool -K $dev $f in $ns failed (ignored)"
+  done
 }
 
 # Kill every process still living in namespace $1 (only our own namespaces

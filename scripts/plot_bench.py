@@ -87,8 +87,9 @@ def build_script(results, png, terminal):
     what = ("flags sweep" if config.get("flags_sweep") is not None
             else "modes " + ",".join(v["name"] for v in variants))
     title = ("udpring end-to-end: %s; median of %d round(s) x %d s, bars = min..max\n"
-             "kernel %s, git %s" % (what, config["rounds"], config["time_s"],
-                                  config.get("kernel", "?"), config.get("git_rev", "?")))
+             "kernel %s, git %s, underlay offloads %s"
+             % (what, config["rounds"], config["time_s"], config.get("kernel", "?"),
+                config.get("git_rev", "?"), config.get("underlay_offload", "no-uso")))
     if config.get("udpringd_args"):
         title += "; every udpringd run also had: " + " ".join(config["udpringd_args"])
 

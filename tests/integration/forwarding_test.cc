@@ -382,6 +382,59 @@ TEST(Interop, WithAnIndependentOriginalProtocolPeer) {
   EXPECT_EQ(d1->stop(), 0);
 }
 
+// An underlay NIC with UDP segmentation offload (veth's default; mlx5, ice and
+// virtio-net with host USO have it too) carries our GSO sends unsegmented, so
+// the peer's kernel receives one super-datagram: a peer with UDP_GRO takes it
+// whole, any other socket gets it segmented by the kernel. Every byte must
+// arrive either way, also at a peer speaking the original per-packet protocol.
+TEST(UsoUnderlay, TransfersAreByteExactWithGroPerPacketAndOriginalPeers) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  for (const Netns* n : {&topo.n1, &topo.n2}) {
+    sh_ok(n->exec() + "ethtool -K u0 tx-udp-segmentation on");
+    ASSERT_NE(sh_out(n->exec() + "ethtool -k u0").find("tx-udp-segmentation: on"),
+              std::string::npos);
+  }
+  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
+  auto transfer_both_ways = [&](uint16_t port, const std::string& what) {
+    EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 32 << 20),
+              32u << 20) << what;
+    EXPECT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port + 1, topo.p2.name(),
+                                    16 << 20),
+              16u << 20) << what;
+  };
+  {
+    auto d2 = start_udpringd(topo, 2, {"--workers=1"});
+    transfer_both_ways(5040, "peer with UDP GRO");
+    const auto s2 = daemon_stats(*d2);
+    EXPECT_GT(s2.at("gro_receives"), 0u);
+    EXPECT_GT(s2.at("coalesced_writes"), 0u);
+    EXPECT_EQ(s2.at("coalesce_checksum_failures"), 0u);
+    EXPECT_EQ(s2.at("drop_truncated"), 0u);
+    EXPECT_EQ(d2->stop(), 0);
+  }
+  {
+    auto d2 = start_udpringd(topo, 2, {"--workers=1", "--no-gro"});
+    transfer_both_ways(5042, "peer without UDP GRO");
+    const auto s2 = daemon_stats(*d2);
+    EXPECT_EQ(s2.at("gro_receives"), 0u);
+    EXPECT_EQ(s2.at("drop_truncated"), 0u) << "a super-datagram reached a socket without GRO";
+    EXPECT_GT(s2.at("udp_rx_packets"), 20000u);  // 32 MiB in <= 1444-byte datagrams
+    EXPECT_EQ(d2->stop(), 0);
+  }
+  {
+    OriginalPeer peer(topo.n2.name(), "flannel0", "10.50.2.0", 1472, "10.50.0.0/16",
+                      "192.168.77.2", kPort, "10.50.1.0/24", "192.168.77.1");
+    transfer_both_ways(5044, "original-protocol peer");
+    EXPECT_GT(peer.udp_to_tun(), 20000u);
+  }
+  const auto s1 = daemon_stats(*d1);
+  EXPECT_GT(s1.at("gso_sends"), 0u) << "no GSO send crossed the USO underlay";
+  EXPECT_EQ(s1.at("drop_send_error"), 0u);
+  EXPECT_EQ(s1.at("gso_fallback"), 0u);
+  EXPECT_EQ(d1->stop(), 0);
+}
+
 // A restart right after a stop must come up on the same port, although the
 // kernel releases the old io_uring's registered socket asynchronously (a
 // flags sweep of the benchmark hit EADDRINUSE here).

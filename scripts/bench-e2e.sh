@@ -35,6 +35,9 @@
 # packet received (udp64), CPU microseconds per round trip (rtt).  The kernel
 # modes have no process whose CPU time could be measured.
 #
+# Every run also records the host's steal time (/proc/stat), and the summary
+# shows its share per variant: a noisy neighbour on a shared VM shows up there.
+#
 # Ratios: each metric's udpring median divided by the vxlan (and routing)
 # median.  For higher-is-better metrics a ratio > 1 means udpring is ahead;
 # for lower-is-better ones (latency, loss; marked "lower=better") a ratio < 1
@@ -524,6 +527,13 @@ record_sample() {
   [[ "$err" == null ]] || nfail=$((nfail + 1))
 }
 
+# CPU time the hypervisor gave to other guests while we wanted it (all CPUs,
+# seconds): the "steal" column of /proc/stat. It shows which runs a noisy
+# neighbour hit.
+steal_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", $9 / hz; exit }' /proc/stat
+}
+
 # measure VARIANT ROUND GROUP: run one metric group, with daemon CPU and
 # counter accounting for udpring.
 measure() {
@@ -536,11 +546,14 @@ measure() {
     mapfile -t cnt_a < <(daemon_counters)
     c1a=$(proc_cpu_seconds "$pid1"); c2a=$(proc_cpu_seconds "$pid2")
   fi
-  local t0 t1
+  local t0 t1 st0 st1
+  st0=$(steal_seconds)
   t0=$(ur_now_ms)
   "group_$group" "$variant" "$round"
   t1=$(ur_now_ms)
+  st1=$(steal_seconds)
   met_extra "\"wall_s\":$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')"
+  met_extra "\"steal_s\":$(awk -v a="$st0" -v b="$st1" 'BEGIN { printf "%.2f", b - a }')"
   if [[ "$mode" == udpring ]]; then
     c1b=$(proc_cpu_seconds "$pid1"); c2b=$(proc_cpu_seconds "$pid2")
     if ur_daemon_alive "$pid1" && ur_daemon_alive "$pid2"; then
@@ -602,7 +615,7 @@ variant_up() {  # variant_up VARIANT ROUND
 # ---------------------------------------------------------------------------
 write_summary() {
   "$PY" - "$OUT" "$SAMPLES" "$CONFIG_JSON" <<'PYEOF'
-import json, statistics, sys
+import json, os, statistics, sys
 
 out, samples_path, config_path = sys.argv[1:4]
 samples = [json.loads(l) for l in open(samples_path) if l.strip()]
@@ -780,6 +793,27 @@ if cpu_lines:
     lines.append("")
     lines.append("udpringd CPU time per daemon (median over rounds):")
     lines += cpu_lines
+
+# Host steal time: how much CPU the hypervisor withheld during each run, as
+# a share of the machine's CPUs over the run; a run with a high share was hit
+# by a neighbour and explains an outlier.
+ncpu = os.cpu_count() or 1
+steal_lines = []
+for v in variants:
+    sh = [100.0 * s["steal_s"] / (s["wall_s"] * ncpu) for s in samples
+          if s["variant"] == v and s.get("steal_s") is not None and s.get("wall_s")
+          and first_of_group(s["metric"])]
+    if sh:
+        worst = max((s for s in samples if s["variant"] == v and s.get("steal_s") is not None
+                     and s.get("wall_s") and first_of_group(s["metric"])),
+                    key=lambda s: s["steal_s"] / s["wall_s"])
+        steal_lines.append("  %s  median %.1f %%, max %.1f %% (round %d, %s)"
+                           % (v.ljust(max(len(x) for x in variants)), med(sh), max(sh),
+                              worst["round"], meta[worst["metric"]]["label"]))
+if steal_lines:
+    lines.append("")
+    lines.append("host steal time during the runs (share of all %d CPUs; /proc/stat):" % ncpu)
+    lines += steal_lines
 
 # Where UDP 64 B packets went (daemon counters, pod1 -> pod2 direction)
 if "udp64_kpps" in metrics:

@@ -90,10 +90,15 @@ Process::Process(const std::string& ns, std::vector<std::string> argv, const std
     : log_path_(log_path) {
   std::vector<std::string> full = {"ip", "netns", "exec", ns};
   full.insert(full.end(), argv.begin(), argv.end());
+  // Truncate before fork: a caller that waits for a line in the log must not
+  // find it in what an earlier process with the same log path wrote.
+  const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   pid_ = fork();
-  if (pid_ < 0) throw std::runtime_error("fork");
+  if (pid_ < 0) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("fork");
+  }
   if (pid_ == 0) {
-    const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
       dup2(fd, 2);
@@ -104,6 +109,7 @@ Process::Process(const std::string& ns, std::vector<std::string> argv, const std
     execvp(args[0], args.data());
     _exit(127);
   }
+  if (fd >= 0) ::close(fd);
 }
 
 Process::~Process() {

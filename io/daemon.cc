@@ -31,6 +31,7 @@
 #include "io/http_server.h"
 #include "io/iptables_rules.h"
 #include "io/netlink.h"
+#include "io/nic_features.h"
 #include "io/self_test.h"
 #include "io/tun_device.h"
 #include "io/udp_socket.h"
@@ -306,6 +307,14 @@ int run_daemon(const Options& opts) {
     const core::Be32 public_ip = ext.public_ip;
     spdlog::info("external interface {} (index {}), address {}, MTU {}, public IP {}", ext.name,
                  ext.ifindex, core::format_ipv4(ext.addr), ext.mtu, core::format_ipv4(public_ip));
+    if (opts.gso && nic_feature_active(ext.name, "tx-udp-segmentation") == false) {
+      // Still correct, only dearer: the kernel cuts each GSO send into
+      // datagrams in software before the device (bench: ~20 % more CPU per GB).
+      spdlog::info("{} has no UDP segmentation offload (tx-udp-segmentation off): the kernel "
+                   "segments UDP GSO sends in software; if the device supports it, "
+                   "`ethtool -K {} tx-udp-segmentation on` saves that CPU",
+                   ext.name, ext.name);
+    }
 
     core::Ipv4Prefix own;
     if (static_mode) {

@@ -390,12 +390,19 @@ TEST(Interop, WithAnIndependentOriginalProtocolPeer) {
 TEST(UsoUnderlay, TransfersAreByteExactWithGroPerPacketAndOriginalPeers) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
+  const std::string hint = "no UDP segmentation offload (tx-udp-segmentation off)";
+  {
+    auto d = start_udpringd(topo, 1, {"--workers=1"});  // the topology starts without USO
+    EXPECT_NE(d->log().find(hint), std::string::npos) << d->log();
+    EXPECT_EQ(d->stop(), 0);
+  }
   for (const Netns* n : {&topo.n1, &topo.n2}) {
     sh_ok(n->exec() + "ethtool -K u0 tx-udp-segmentation on");
     ASSERT_NE(sh_out(n->exec() + "ethtool -k u0").find("tx-udp-segmentation: on"),
               std::string::npos);
   }
   auto d1 = start_udpringd(topo, 1, {"--workers=1"});
+  EXPECT_EQ(d1->log().find(hint), std::string::npos) << d1->log();
   auto transfer_both_ways = [&](uint16_t port, const std::string& what) {
     EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 32 << 20),
               32u << 20) << what;

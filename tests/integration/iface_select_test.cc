@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "io/netlink.h"
+#include "io/nic_features.h"
 #include "tests/support/netns.h"
 
 namespace udpring::test {
@@ -184,6 +185,27 @@ TEST_F(IfaceSelect, NameTakesThePreferredAddress) {
   EXPECT_EQ(find(sel({"uc0"}, {}, std::nullopt, std::nullopt)).addr, A("10.206.0.9"));
   sh_ok(ip + "addr del 10.206.0.9/24 dev uc0");
   EXPECT_EQ(find(sel({"uc0"}, {}, std::nullopt, std::nullopt)).addr, A("169.254.9.9"));
+}
+
+// The start-up hint about a missing UDP segmentation offload reads the
+// device's features by name through the ethtool ioctl.
+TEST_F(IfaceSelect, NicFeatureFollowsEthtool) {
+  auto active = [&](const std::string& dev, const char* feature) {
+    std::optional<bool> out;
+    run_in_netns(ns_->name(), [&] { out = io::nic_feature_active(dev, feature); });
+    return out;
+  };
+  const std::string et = ns_->exec() + "ethtool -K ua0 ";
+  sh_ok(et + "tx-udp-segmentation off");
+  EXPECT_EQ(active("ua0", "tx-udp-segmentation"), std::optional<bool>(false));
+  sh_ok(et + "tx-udp-segmentation on");
+  EXPECT_EQ(active("ua0", "tx-udp-segmentation"), std::optional<bool>(true));
+  sh_ok(et + "rx-udp-gro-forwarding on");
+  EXPECT_EQ(active("ua0", "rx-udp-gro-forwarding"), std::optional<bool>(true));
+  sh_ok(et + "rx-udp-gro-forwarding off");
+  EXPECT_EQ(active("ua0", "rx-udp-gro-forwarding"), std::optional<bool>(false));
+  EXPECT_EQ(active("ua0", "no-such-feature"), std::nullopt);
+  EXPECT_EQ(active("nosuchdev0", "tx-udp-segmentation"), std::nullopt);
 }
 
 }  // namespace

@@ -391,10 +391,12 @@ Tuning (defaults are the fastest safe settings; see docs/tuning.md for measured 
   --socket-sndbuf=BYTES      UDP send buffer. Default 4 MiB.
   --busy-poll=auto|USEC      Spin for completions before sleeping, which saves the wake-up
                              (about 30 us of CPU and of latency per packet on a VM). auto
-                             (default): spin up to 100 us, only right after traffic, and
-                             back off when spins find nothing, so an idle or slow link
-                             costs no CPU, while request/response traffic stays on a
-                             spinning core. USEC: always spin up to USEC. 0: never spin.
+                             (default): spin up to 100 us, only right after traffic, not
+                             within 1 ms of a bulk turn (16 KiB or more read at once), and
+                             back off when spins find nothing, so an idle or slow link and
+                             bulk transfers cost no spinning CPU, while request/response
+                             traffic stays on a spinning core. USEC: always spin up to
+                             USEC. 0: never spin.
   --sqpoll                   Let a kernel thread submit (IORING_SETUP_SQPOLL). Costs a core;
                              falls back to normal submission if refused. Default off.
   --print-config             Print the effective settings and detected kernel features, exit.

@@ -442,6 +442,35 @@ TEST(UsoUnderlay, TransfersAreByteExactWithGroPerPacketAndOriginalPeers) {
   EXPECT_EQ(d1->stop(), 0);
 }
 
+// --busy-poll=auto: a worker spins after request/response traffic, where the
+// reply comes back within the spin and a sleep would cost a wake-up, but not
+// after bulk turns (a TSO read or GRO receive each turn), where spinning only
+// burns CPU.
+TEST(BusyPoll, SpinsForRequestResponseButNotForBulk) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
+  auto d2 = start_udpringd(topo, 2, {"--workers=1"});
+  ASSERT_TRUE(ping(topo.p1, "10.50.2.2"));
+  const auto s0 = daemon_stats(*d1);
+  EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", 5050, topo.p1.name(), 64 << 20),
+            64u << 20);
+  const auto s1 = daemon_stats(*d1);
+  const uint64_t tso = s1.at("tso_reads") - s0.at("tso_reads");
+  const uint64_t bulk_spins = s1.at("spin_hits") + s1.at("spin_misses") - s0.at("spin_hits") -
+                              s0.at("spin_misses");
+  EXPECT_GT(tso, 500u);  // 64 MiB in <= 64 KiB super-packets: >= 1024 if all were full
+  // The ACKs coming back make small turns, which may spin; the data turns must not.
+  EXPECT_LT(bulk_spins, tso / 4) << "spun " << bulk_spins << " times for " << tso << " TSO reads";
+
+  // Pings 2 ms apart: each request is followed by its reply within a spin.
+  ASSERT_TRUE(sh(topo.p1.exec() + "ping -c 300 -i 0.002 -W 1 -q 10.50.2.2 >/dev/null 2>&1") == 0);
+  const auto s2 = daemon_stats(*d1);
+  EXPECT_GT(s2.at("spin_hits") - s1.at("spin_hits"), 30u) << "request/response did not spin";
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
 // A restart right after a stop must come up on the same port, although the
 // kernel releases the old io_uring's registered socket asynchronously (a
 // flags sweep of the benchmark hit EADDRINUSE here).

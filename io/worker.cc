@@ -163,8 +163,10 @@ struct Worker::Impl {
       }
     }
     // Every buffer can complete at once (multishot reads post one CQE per
-    // buffer) and the kernel refuses a CQ smaller than the SQ.
-    const unsigned cq_entries = std::max(4 * (o.tun_buffers + o.udp_buffers), 2 * o.sq_entries);
+    // buffer); the kernel refuses a CQ smaller than the SQ or larger than
+    // 65536 entries (a full CQ only parks completions on its overflow list).
+    const unsigned cq_entries =
+        std::min(std::max(4 * (o.tun_buffers + o.udp_buffers), 2 * o.sq_entries), 65536u);
     ring = std::make_unique<Ring>(o.sq_entries, cq_entries, o.sqpoll);
     const int fds[3] = {w.tun_.get(), w.udp_.get(), w.send_.get()};
     ring->register_files(fds, w.send_ ? 3 : 2);

@@ -120,6 +120,9 @@ INSTANTIATE_TEST_SUITE_P(
                                        "--ring-entries=256", "--buffers=512", "--socket-rcvbuf=1048576"}},
                     // Few buffers and a large SQ: the CQ must still be at least the SQ.
                     FlagSet{"few_buffers", {"--workers=1", "--ring-entries=2048", "--buffers=32"}},
+                    // MTU-sized buffers allow many; the CQ stays within the kernel's 65536.
+                    FlagSet{"many_buffers", {"--workers=1", "--no-tun-offload", "--no-gro",
+                                             "--buffers=16384"}},
                     FlagSet{"send_zc_busy_poll", {"--workers=1", "--send-zc", "--busy-poll=50"}},
                     FlagSet{"sqpoll", {"--workers=1", "--sqpoll"}}),
     [](const auto& info) { return std::string(info.param.name); });
@@ -391,6 +394,9 @@ TEST(UsoUnderlay, TransfersAreByteExactWithGroPerPacketAndOriginalPeers) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
   const std::string hint = "no UDP segmentation offload (tx-udp-segmentation off)";
+  for (const Netns* n : {&topo.n1, &topo.n2}) {
+    sh_ok(n->exec() + "ethtool -K u0 tx-udp-segmentation off");
+  }
   {
     auto d = start_udpringd(topo, 1, {"--workers=1"});  // the topology starts without USO
     EXPECT_NE(d->log().find(hint), std::string::npos) << d->log();
@@ -460,8 +466,10 @@ TEST(BusyPoll, SpinsForRequestResponseButNotForBulk) {
   const uint64_t bulk_spins = s1.at("spin_hits") + s1.at("spin_misses") - s0.at("spin_hits") -
                               s0.at("spin_misses");
   EXPECT_GT(tso, 500u);  // 64 MiB in <= 64 KiB super-packets: >= 1024 if all were full
-  // The ACKs coming back make small turns, which may spin; the data turns must not.
-  EXPECT_LT(bulk_spins, tso / 4) << "spun " << bulk_spins << " times for " << tso << " TSO reads";
+  // The ACKs coming back make small turns, which may spin; the data turns must
+  // not (spinning after every turn gave 915 spins for 1044 reads). Slow start
+  // and a starved sender make some reads small, hence the margin.
+  EXPECT_LT(bulk_spins, tso / 2) << "spun " << bulk_spins << " times for " << tso << " TSO reads";
 
   // Pings 2 ms apart: each request is followed by its reply within a spin.
   ASSERT_TRUE(sh(topo.p1.exec() + "ping -c 300 -i 0.002 -W 1 -q 10.50.2.2 >/dev/null 2>&1") == 0);

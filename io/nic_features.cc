@@ -46,7 +46,7 @@ std::optional<bool> nic_feature_active(const std::string& ifname, std::string_vi
   names->cmd = ETHTOOL_GSTRINGS;
   names->string_set = ETH_SS_FEATURES;
   names->len = count;
-  if (!ethtool(fd.get(), ifname, names)) return std::nullopt;
+  if (!ethtool(fd.get(), ifname, names) || names->len != count) return std::nullopt;
   const char* table = reinterpret_cast<const char*>(names_buf.data() + sizeof(ethtool_gstrings));
   uint32_t bit = count;
   for (uint32_t i = 0; i < count; ++i) {
@@ -64,7 +64,7 @@ std::optional<bool> nic_feature_active(const std::string& ifname, std::string_vi
   auto* feats = reinterpret_cast<ethtool_gfeatures*>(feat_buf.data());
   feats->cmd = ETHTOOL_GFEATURES;
   feats->size = blocks;
-  if (!ethtool(fd.get(), ifname, feats)) return std::nullopt;
+  if (!ethtool(fd.get(), ifname, feats) || feats->size < blocks) return std::nullopt;
   ethtool_get_features_block block;
   std::memcpy(&block,
               feat_buf.data() + sizeof(ethtool_gfeatures) + size_t{bit / 32} * sizeof block,

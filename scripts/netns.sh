@@ -223,6 +223,15 @@ ur_nic_offloads() {
     ip netns exec "$ns" ethtool -K "$dev" $f >/dev/null 2>&1 ||
       ur_warn "ethtool -K $dev $f in $ns failed (ignored)"
   done
+  # The segmentation offloads define the profile a benchmark reports: read
+  # them back, so a kernel that refuses one cannot mislabel the results.
+  local shown want
+  shown=$(ip netns exec "$ns" ethtool -k "$dev" 2>/dev/null) ||
+    { ur_err "ethtool -k $dev in $ns failed"; return 1; }
+  for want in "tx-udp-segmentation: $uso" "tx-udp_tnl-segmentation: $tnl"; do
+    grep -q "^$want" <<<"$shown" ||
+      { ur_err "$dev in $ns: wanted '$want' for underlay profile $profile, got '$(grep "^${want%%:*}:" <<<"$shown")'"; return 1; }
+  done
 }
 
 # Kill every process still living in namespace $1 (only our own namespaces

@@ -28,6 +28,7 @@
 #include "io/etcd_lease_store.h"
 #include "io/file_lease_store.h"
 #include "io/file_util.h"
+#include "io/flow_steering.h"
 #include "io/http_server.h"
 #include "io/iptables_rules.h"
 #include "io/netlink.h"
@@ -394,6 +395,15 @@ int run_daemon(const Options& opts) {
           {ext.addr, net.port, n_workers > 1, static_cast<int>(opts.socket_rcvbuf),
            static_cast<int>(opts.socket_sndbuf)}));
     }
+    std::string steering = "kernel hash";
+    if (n_workers > 1 && opts.flow_steering) {
+      if (const int err = attach_flow_steering(udp_fds[0].get(), n_workers); err != 0) {
+        spdlog::warn("flow steering off: SO_ATTACH_REUSEPORT_CBPF failed ({}); the kernel's hash "
+                     "of the outer addresses picks the receiving worker", std::strerror(err));
+      } else {
+        steering = "by inner flow";
+      }
+    }
     // All traffic between two nodes would otherwise be one UDP 4-tuple,
     // which a SO_REUSEPORT group cannot spread. Port 0: the kernel picks.
     const bool spread = opts.source_port_spread && n_workers > 1;
@@ -403,7 +413,8 @@ int run_daemon(const Options& opts) {
                                        static_cast<int>(opts.socket_sndbuf)});
       }
     }
-    spdlog::info("UDP {}:{} ({} socket(s){})", core::format_ipv4(ext.addr), net.port, n_workers,
+    spdlog::info("UDP {}:{} ({} socket(s){}{})", core::format_ipv4(ext.addr), net.port, n_workers,
+                 n_workers > 1 ? ", receiving worker chosen " + steering : std::string(),
                  spread ? ", each worker sending from its own source port" : "");
 
     qsbr = std::make_unique<core::Qsbr>(n_workers);

@@ -187,6 +187,15 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
     out += "# TYPE " + metric + (gauge ? " gauge\n" : " counter\n");
     out += metric + " " + std::to_string(t.values[i]) + "\n";
   }
+  // Per worker, the two counters that show how traffic spreads over them.
+  for (const core::Counter c : {core::Counter::kTunRxPackets, core::Counter::kUdpRxPackets}) {
+    const std::string metric = "udpring_worker_" + std::string(core::kCounterNames[static_cast<size_t>(c)]) + "_total";
+    out += "# TYPE " + metric + " counter\n";
+    for (size_t w = 0; w < stats.size(); ++w) {
+      out += metric + "{worker=\"" + std::to_string(w) + "\"} " +
+             std::to_string(stats[w]->get(c)) + "\n";
+    }
+  }
   return out;
 }
 

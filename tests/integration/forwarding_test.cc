@@ -385,6 +385,48 @@ TEST(Interop, WithAnIndependentOriginalProtocolPeer) {
   EXPECT_EQ(d1->stop(), 0);
 }
 
+// A stock flannel peer sends every packet from port 8285, one outer 4-tuple,
+// so without flow steering the kernel hands all of it to one worker. With it
+// (the default) connections spread over both workers, in both directions:
+// the TUN sends a flow out of the queue its last packet was written on.
+TEST(FlowSteering, OriginalPeersTrafficSpreadsOverWorkers) {
+  UDPRING_REQUIRE_INTEGRATION();
+  for (const bool steer : {true, false}) {
+    SCOPED_TRACE(steer ? "default" : "--no-flow-steering");
+    Topology topo;
+    std::vector<std::string> flags = {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"};
+    if (!steer) flags.push_back("--no-flow-steering");
+    auto d1 = start_udpringd(topo, 1, flags);
+    OriginalPeer peer(topo.n2.name(), "flannel0", "10.50.2.0", 1472, "10.50.0.0/16", "192.168.77.2",
+                      kPort, "10.50.1.0/24", "192.168.77.1");
+    for (uint16_t port = 5040; port < 5056; ++port) {  // 16 connections
+      ASSERT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port, topo.p2.name(), 1 << 20),
+                1u << 20);
+    }
+    const std::string m = http_get(topo.n1.name(), 9102, "/metrics");
+    auto per_worker = [&](const std::string& name, int w) -> long long {
+      const std::string key = "\n" + name + "{worker=\"" + std::to_string(w) + "\"} ";
+      const size_t at = m.find(key);
+      return at == std::string::npos ? -1 : std::stoll(m.substr(at + key.size()));
+    };
+    const long long udp0 = per_worker("udpring_worker_udp_rx_packets_total", 0);
+    const long long udp1 = per_worker("udpring_worker_udp_rx_packets_total", 1);
+    ASSERT_GE(udp0, 0) << m;
+    ASSERT_GE(udp1, 0) << m;
+    EXPECT_GT(udp0 + udp1, 16 * 700) << "1 MiB per connection is ~740 segments";
+    if (steer) {
+      // 16 connections all on one worker: probability 2^-15.
+      EXPECT_GT(std::min(udp0, udp1), (udp0 + udp1) / 16) << "received: " << udp0 << " / " << udp1;
+      const long long tun0 = per_worker("udpring_worker_tun_rx_packets_total", 0);
+      const long long tun1 = per_worker("udpring_worker_tun_rx_packets_total", 1);
+      EXPECT_GT(std::min(tun0, tun1), (tun0 + tun1) / 16) << "read from the TUN: " << tun0 << " / " << tun1;
+    } else {
+      EXPECT_EQ(std::min(udp0, udp1), 0) << "received: " << udp0 << " / " << udp1;
+    }
+    EXPECT_EQ(d1->stop(), 0);
+  }
+}
+
 // An underlay NIC with UDP segmentation offload (veth's default; mlx5, ice and
 // virtio-net with host USO have it too) carries our GSO sends unsegmented, so
 // the peer's kernel receives one super-datagram: a peer with UDP_GRO takes it

@@ -28,11 +28,11 @@
 #include "io/etcd_lease_store.h"
 #include "io/file_lease_store.h"
 #include "io/file_util.h"
-#include "io/flow_steering.h"
 #include "io/http_server.h"
 #include "io/iptables_rules.h"
 #include "io/netlink.h"
 #include "io/nic_features.h"
+#include "io/port_steering.h"
 #include "io/self_test.h"
 #include "io/tun_device.h"
 #include "io/udp_socket.h"
@@ -404,27 +404,36 @@ int run_daemon(const Options& opts) {
           {ext.addr, net.port, n_workers > 1, static_cast<int>(opts.socket_rcvbuf),
            static_cast<int>(opts.socket_sndbuf)}));
     }
-    std::string steering = "kernel hash";
-    if (n_workers > 1 && opts.flow_steering) {
-      if (const int err = attach_flow_steering(udp_fds[0].get(), n_workers); err != 0) {
-        spdlog::warn("flow steering off: SO_ATTACH_REUSEPORT_CBPF failed ({}); the kernel's hash "
-                     "of the outer addresses picks the receiving worker", std::strerror(err));
+    // All traffic between two nodes would otherwise be one UDP 4-tuple,
+    // which a SO_REUSEPORT group cannot spread.
+    const bool spread = opts.source_port_spread && n_workers > 1;
+    const bool steer = opts.port_steering && n_workers > 1;
+    std::string receive_by = "the kernel's hash of the sender's address and port";
+    if (steer) {
+      if (const int err = attach_port_steering(udp_fds[0].get(), n_workers); err != 0) {
+        spdlog::warn("port steering off: SO_ATTACH_REUSEPORT_CBPF failed ({}); the kernel's hash "
+                     "picks the receiving worker, which may put every peer on one worker",
+                     std::strerror(err));
       } else {
-        steering = "by inner flow";
+        receive_by = "the sender's source port";
       }
     }
-    // All traffic between two nodes would otherwise be one UDP 4-tuple,
-    // which a SO_REUSEPORT group cannot spread. Port 0: the kernel picks.
-    const bool spread = opts.source_port_spread && n_workers > 1;
-    if (spread) {
-      for (unsigned i = 0; i < n_workers; ++i) {
+    std::string send_from = "Backend.Port";
+    if (spread && steer) {
+      std::vector<core::UniqueFd> fds = open_steered_send_sockets(
+          ext.addr, n_workers, static_cast<int>(opts.socket_rcvbuf), static_cast<int>(opts.socket_sndbuf));
+      send_from = "ports " + std::to_string(bound_port(fds.front().get())) + "+worker";
+      for (unsigned i = 0; i < n_workers; ++i) send_fds[i] = std::move(fds[i]);
+    } else if (spread) {
+      for (unsigned i = 0; i < n_workers; ++i) {  // port 0: the kernel picks
         send_fds[i] = open_udp_socket({ext.addr, 0, false, static_cast<int>(opts.socket_rcvbuf),
                                        static_cast<int>(opts.socket_sndbuf)});
       }
+      send_from = "a port of its own per worker";
     }
-    spdlog::info("UDP {}:{} ({} socket(s){}{})", core::format_ipv4(ext.addr), net.port, n_workers,
-                 n_workers > 1 ? ", receiving worker chosen " + steering : std::string(),
-                 spread ? ", each worker sending from its own source port" : "");
+    spdlog::info("UDP {}:{} ({} socket(s); sending from {}{})", core::format_ipv4(ext.addr), net.port,
+                 n_workers, send_from,
+                 n_workers > 1 ? "; receiving worker chosen by " + receive_by : std::string());
 
     qsbr = std::make_unique<core::Qsbr>(n_workers);
     table = std::make_unique<core::RouteTable>(*qsbr);

@@ -138,7 +138,7 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
       {"no-uso", {true, [](Options& o, auto& f, auto& v) { o.uso = !parse_bool(f, v); }}},
       {"no-coalesce", {true, [](Options& o, auto& f, auto& v) { o.coalesce = !parse_bool(f, v); }}},
       {"no-source-port-spread", {true, [](Options& o, auto& f, auto& v) { o.source_port_spread = !parse_bool(f, v); }}},
-      {"no-flow-steering", {true, [](Options& o, auto& f, auto& v) { o.flow_steering = !parse_bool(f, v); }}},
+      {"no-port-steering", {true, [](Options& o, auto& f, auto& v) { o.port_steering = !parse_bool(f, v); }}},
       {"cpu-affinity", {false, [](Options& o, auto& f, auto& v) {
          o.cpu_affinity.clear();
          size_t start = 0;
@@ -376,13 +376,13 @@ Data plane:
                              that the peer's kernel spreads flows over the peer's workers
                              (the destination port stays Backend.Port; flanneld accepts any
                              source port). This flag sends everything from Backend.Port.
-  --no-flow-steering         With 2+ workers a BPF program on the receiving sockets picks the
-                             worker by the inner packet's addresses and ports (the same for
-                             both directions of a flow), so every flow stays on one worker
-                             and flows spread over the workers, whatever port the peer sends
-                             from. This flag leaves the choice to the kernel's hash of the
-                             outer addresses and ports, which puts each peer's sending
-                             socket, and with it all of that peer's flows, on one worker.
+  --no-port-steering         With 2+ workers, worker w sends from port base+w (base a multiple
+                             of 840) and a BPF program on the receiving sockets hands a
+                             datagram from port p to worker p mod N, so each flow keeps one
+                             worker per node and the workers share the flows. This flag
+                             sends from ports the kernel picks and leaves the receiving
+                             worker to the kernel's hash, which often puts all of a peer's
+                             traffic on one worker.
   --send-zc / --no-send-zc   Send GSO trains with IORING_OP_SENDMSG_ZC (zero copy). Default
                              off: it lost in our benchmark (see docs/tuning.md).
 
@@ -502,7 +502,7 @@ std::string describe_options(const Options& o) {
   line("multishot", b(o.multishot));
   line("send-zc", b(o.send_zc));
   line("source-port-spread", b(o.source_port_spread));
-  line("flow-steering", b(o.flow_steering));
+  line("port-steering", b(o.port_steering));
   line("peer-check", b(o.peer_check));
   line("healthz", o.healthz_port ? core::format_ipv4(o.healthz_ip) + ":" + std::to_string(o.healthz_port)
                                  : std::string("off"));

@@ -57,7 +57,7 @@ struct Options {
   bool coalesce = true;
   bool uso = true;
   bool source_port_spread = true;     // with 2+ workers, each sends from its own port
-  bool flow_steering = true;          // with 2+ workers, receive by inner flow (BPF)
+  bool port_steering = true;          // with 2+ workers, sender port picks the worker
   std::vector<int> cpu_affinity;      // worker i runs on cpu_affinity[i % size]
   unsigned ring_entries = 1024;       // SQ entries per worker ring
   unsigned batch = 64;                // packets per encap/decap call

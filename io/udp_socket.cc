@@ -52,4 +52,11 @@ core::UniqueFd open_udp_socket(const UdpSocketOptions& opts) {
   return fd;
 }
 
+uint16_t bound_port(int fd) {
+  sockaddr_in sa{};
+  socklen_t len = sizeof sa;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) < 0) return 0;
+  return ntohs(sa.sin_port);
+}
+
 }  // namespace udpring::io

@@ -25,4 +25,7 @@ struct UdpSocketOptions {
 /// naming the address.
 core::UniqueFd open_udp_socket(const UdpSocketOptions& opts);
 
+/// The local port `fd` is bound to (host order), 0 if it cannot be read.
+uint16_t bound_port(int fd);
+
 }  // namespace udpring::io

@@ -360,6 +360,10 @@ TEST(SourcePorts, WorkersSendFromTheirOwnPorts) {
   }
   EXPECT_GE(src_ports.size(), 2u) << "all traffic left from one source port";
   EXPECT_EQ(src_ports.count(kPort), 0u) << "with spreading, no worker sends from 8285";
+  // Worker w sends from base + w, base a multiple of 840 (port steering).
+  std::set<int> residues;
+  for (const int p : src_ports) residues.insert(p % 840);
+  EXPECT_EQ(residues, (std::set<int>{0, 1}));
   EXPECT_EQ(d1->stop(), 0);
   EXPECT_EQ(d2->stop(), 0);
 }
@@ -385,46 +389,56 @@ TEST(Interop, WithAnIndependentOriginalProtocolPeer) {
   EXPECT_EQ(d1->stop(), 0);
 }
 
-// A stock flannel peer sends every packet from port 8285, one outer 4-tuple,
-// so without flow steering the kernel hands all of it to one worker. With it
-// (the default) connections spread over both workers, in both directions:
-// the TUN sends a flow out of the queue its last packet was written on.
-TEST(FlowSteering, OriginalPeersTrafficSpreadsOverWorkers) {
+// Per-worker counters from /metrics: value of NAME{worker="W"}, -1 if absent.
+long long worker_metric(const std::string& metrics, const std::string& name, int w) {
+  const std::string key = "\n" + name + "{worker=\"" + std::to_string(w) + "\"} ";
+  const size_t at = metrics.find(key);
+  return at == std::string::npos ? -1 : std::stoll(metrics.substr(at + key.size()));
+}
+
+// Two udpringd nodes with two workers each: connections spread over both
+// workers of both nodes, in both directions (the TUN sends a flow out of the
+// queue its last packet was written on, so this holds only if each flow keeps
+// one worker per node).
+TEST(PortSteering, ConnectionsSpreadOverTheWorkersOfBothNodes) {
   UDPRING_REQUIRE_INTEGRATION();
-  for (const bool steer : {true, false}) {
-    SCOPED_TRACE(steer ? "default" : "--no-flow-steering");
-    Topology topo;
-    std::vector<std::string> flags = {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"};
-    if (!steer) flags.push_back("--no-flow-steering");
-    auto d1 = start_udpringd(topo, 1, flags);
-    OriginalPeer peer(topo.n2.name(), "flannel0", "10.50.2.0", 1472, "10.50.0.0/16", "192.168.77.2",
-                      kPort, "10.50.1.0/24", "192.168.77.1");
-    for (uint16_t port = 5040; port < 5056; ++port) {  // 16 connections
-      ASSERT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port, topo.p2.name(), 1 << 20),
-                1u << 20);
-    }
-    const std::string m = http_get(topo.n1.name(), 9102, "/metrics");
-    auto per_worker = [&](const std::string& name, int w) -> long long {
-      const std::string key = "\n" + name + "{worker=\"" + std::to_string(w) + "\"} ";
-      const size_t at = m.find(key);
-      return at == std::string::npos ? -1 : std::stoll(m.substr(at + key.size()));
-    };
-    const long long udp0 = per_worker("udpring_worker_udp_rx_packets_total", 0);
-    const long long udp1 = per_worker("udpring_worker_udp_rx_packets_total", 1);
-    ASSERT_GE(udp0, 0) << m;
-    ASSERT_GE(udp1, 0) << m;
-    EXPECT_GT(udp0 + udp1, 16 * 700) << "1 MiB per connection is ~740 segments";
-    if (steer) {
-      // 16 connections all on one worker: probability 2^-15.
-      EXPECT_GT(std::min(udp0, udp1), (udp0 + udp1) / 16) << "received: " << udp0 << " / " << udp1;
-      const long long tun0 = per_worker("udpring_worker_tun_rx_packets_total", 0);
-      const long long tun1 = per_worker("udpring_worker_tun_rx_packets_total", 1);
-      EXPECT_GT(std::min(tun0, tun1), (tun0 + tun1) / 16) << "read from the TUN: " << tun0 << " / " << tun1;
-    } else {
-      EXPECT_EQ(std::min(udp0, udp1), 0) << "received: " << udp0 << " / " << udp1;
-    }
-    EXPECT_EQ(d1->stop(), 0);
+  Topology topo;
+  const std::vector<std::string> flags = {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"};
+  auto d1 = start_udpringd(topo, 1, flags);
+  auto d2 = start_udpringd(topo, 2, flags);
+  for (uint16_t port = 5040; port < 5056; ++port) {  // 16: all on one worker has p = 2^-15
+    ASSERT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 1 << 20), 1u << 20);
   }
+  for (const Netns* node : {&topo.n1, &topo.n2}) {
+    SCOPED_TRACE(node->name());
+    const std::string m = http_get(node->name(), 9102, "/metrics");
+    for (const char* name : {"udpring_worker_udp_rx_packets_total", "udpring_worker_tun_rx_packets_total"}) {
+      const long long w0 = worker_metric(m, name, 0), w1 = worker_metric(m, name, 1);
+      ASSERT_GE(std::min(w0, w1), 0) << m;
+      EXPECT_GT(w0 + w1, 100) << name;  // data segments one way, ACKs the other
+      EXPECT_GT(std::min(w0, w1), (w0 + w1) / 16) << name << ": " << w0 << " / " << w1;
+    }
+  }
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// A stock flanneld sends everything from port 8285, one outer 4-tuple; UDP
+// GRO may merge its datagrams of different flows into one receive, so all of
+// it must reach one worker (8285 mod 2 = 1), or flows could be reordered.
+TEST(PortSteering, OriginalPeerStaysOnTheWorkerItsPortNames) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
+  OriginalPeer peer(topo.n2.name(), "flannel0", "10.50.2.0", 1472, "10.50.0.0/16", "192.168.77.2",
+                    kPort, "10.50.1.0/24", "192.168.77.1");
+  for (uint16_t port = 5040; port < 5048; ++port) {
+    ASSERT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port, topo.p2.name(), 1 << 20), 1u << 20);
+  }
+  const std::string m = http_get(topo.n1.name(), 9102, "/metrics");
+  EXPECT_EQ(worker_metric(m, "udpring_worker_udp_rx_packets_total", 0), 0) << m;
+  EXPECT_GT(worker_metric(m, "udpring_worker_udp_rx_packets_total", 1), 8 * 700) << m;
+  EXPECT_EQ(d1->stop(), 0);
 }
 
 // An underlay NIC with UDP segmentation offload (veth's default; mlx5, ice and

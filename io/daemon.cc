@@ -187,9 +187,11 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
     out += "# TYPE " + metric + (gauge ? " gauge\n" : " counter\n");
     out += metric + " " + std::to_string(t.values[i]) + "\n";
   }
-  // Per worker, the two counters that show how traffic spreads over them.
-  for (const core::Counter c : {core::Counter::kTunRxPackets, core::Counter::kUdpRxPackets}) {
-    const std::string metric = "udpring_worker_" + std::string(core::kCounterNames[static_cast<size_t>(c)]) + "_total";
+  // Per worker, the counters that show how traffic spreads over them.
+  for (const core::Counter c : {core::Counter::kTunRxPackets, core::Counter::kUdpTxPackets,
+                                core::Counter::kUdpRxPackets}) {
+    const std::string metric =
+        "udpring_worker_" + std::string(core::kCounterNames[static_cast<size_t>(c)]) + "_total";
     out += "# TYPE " + metric + " counter\n";
     for (size_t w = 0; w < stats.size(); ++w) {
       out += metric + "{worker=\"" + std::to_string(w) + "\"} " +
@@ -399,6 +401,10 @@ int run_daemon(const Options& opts) {
 
     std::vector<core::UniqueFd> udp_fds;
     std::vector<core::UniqueFd> send_fds(n_workers);
+    // A daemon that just exited may still hold its sockets, and ours would
+    // join its SO_REUSEPORT group silently: wait until a plain bind works,
+    // so that the group is new and socket i is worker i's.
+    if (n_workers > 1) (void)open_udp_socket({ext.addr, net.port, false, 0, 0});
     for (unsigned i = 0; i < n_workers; ++i) {
       udp_fds.push_back(open_udp_socket(
           {ext.addr, net.port, n_workers > 1, static_cast<int>(opts.socket_rcvbuf),
@@ -420,19 +426,25 @@ int run_daemon(const Options& opts) {
     }
     std::string send_from = "Backend.Port";
     if (spread && steer) {
-      std::vector<core::UniqueFd> fds = open_steered_send_sockets(
-          ext.addr, n_workers, static_cast<int>(opts.socket_rcvbuf), static_cast<int>(opts.socket_sndbuf));
-      send_from = "ports " + std::to_string(bound_port(fds.front().get())) + "+worker";
-      for (unsigned i = 0; i < n_workers; ++i) send_fds[i] = std::move(fds[i]);
-    } else if (spread) {
+      std::vector<core::UniqueFd> fds =
+          open_steered_send_sockets(ext.addr, n_workers, static_cast<int>(opts.socket_sndbuf));
+      if (fds.empty()) {
+        spdlog::warn("no run of {} free UDP ports on {} to send from; sending from ports the "
+                     "kernel picks, which the peer's workers cannot tell apart",
+                     n_workers, core::format_ipv4(ext.addr));
+      } else {
+        send_from = "ports " + std::to_string(bound_port(fds.front().get())) + "+worker";
+        for (unsigned i = 0; i < n_workers; ++i) send_fds[i] = std::move(fds[i]);
+      }
+    }
+    if (spread && !send_fds[0]) {
       for (unsigned i = 0; i < n_workers; ++i) {  // port 0: the kernel picks
-        send_fds[i] = open_udp_socket({ext.addr, 0, false, static_cast<int>(opts.socket_rcvbuf),
-                                       static_cast<int>(opts.socket_sndbuf)});
+        send_fds[i] = open_udp_socket({ext.addr, 0, false, 0, static_cast<int>(opts.socket_sndbuf)});
       }
       send_from = "a port of its own per worker";
     }
-    spdlog::info("UDP {}:{} ({} socket(s); sending from {}{})", core::format_ipv4(ext.addr), net.port,
-                 n_workers, send_from,
+    spdlog::info("UDP {}:{} ({} socket(s); sending from {}{})", core::format_ipv4(ext.addr),
+                 net.port, n_workers, send_from,
                  n_workers > 1 ? "; receiving worker chosen by " + receive_by : std::string());
 
     qsbr = std::make_unique<core::Qsbr>(n_workers);

@@ -372,13 +372,15 @@ Data plane:
   --no-gro                   Do not enable UDP_GRO on the socket. By default the kernel may
                              deliver back-to-back datagrams from one peer as one buffer,
                              which udpringd splits without copying.
-  --no-source-port-spread    With 2+ workers each worker sends from its own UDP source port so
-                             that the peer's kernel spreads flows over the peer's workers
-                             (the destination port stays Backend.Port; flanneld accepts any
-                             source port). This flag sends everything from Backend.Port.
+  --no-source-port-spread    With 2+ workers each worker sends from its own UDP source port
+                             (see --no-port-steering; the destination port stays
+                             Backend.Port, and flanneld accepts any source port). This flag
+                             sends everything from Backend.Port, so one of the peer's
+                             workers receives all of it.
   --no-port-steering         With 2+ workers, worker w sends from port base+w (base a multiple
-                             of 840) and a BPF program on the receiving sockets hands a
-                             datagram from port p to worker p mod N, so each flow keeps one
+                             of 840, from 33600 up) and a BPF program on the receiving
+                             sockets hands a datagram from port p to worker (p mod 840) mod N:
+                             worker w talks to the peer's worker w, each flow keeps one
                              worker per node and the workers share the flows. This flag
                              sends from ports the kernel picks and leaves the receiving
                              worker to the kernel's hash, which often puts all of a peer's

@@ -8,7 +8,6 @@
 #include <string>
 #include <system_error>
 
-#include "core/ipv4_addr.h"
 #include "io/udp_socket.h"
 
 namespace udpring::io {
@@ -18,9 +17,11 @@ int attach_port_steering(int fd, uint32_t n_sockets) {
   // The program sees the UDP payload; SKF_NET_OFF loads are relative to the
   // outer IPv4 header instead, whose options (if any) MSH skips. A load that
   // fails ends the program with 0: socket 0.
+  constexpr auto kNet = static_cast<uint32_t>(SKF_NET_OFF);
   sock_filter prog[] = {
-      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, static_cast<uint32_t>(SKF_NET_OFF)),  // X = IHL * 4
-      BPF_STMT(BPF_LD | BPF_H | BPF_IND, static_cast<uint32_t>(SKF_NET_OFF)),   // A = source port
+      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, kNet),  // X = IHL * 4
+      BPF_STMT(BPF_LD | BPF_H | BPF_IND, kNet),   // A = source port
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, kSourcePortStride),
       BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n_sockets),
       BPF_STMT(BPF_RET | BPF_A, 0),
   };
@@ -29,33 +30,45 @@ int attach_port_steering(int fd, uint32_t n_sockets) {
   return 0;
 }
 
-std::vector<core::UniqueFd> open_steered_send_sockets(core::Be32 addr, unsigned n, int rcvbuf,
-                                                      int sndbuf, SendPortPlan plan) {
-  if (n == 0 || n > kSourcePortStride) {
-    throw std::system_error(EINVAL, std::generic_category(), "steered send sockets: bad worker count");
+namespace {
+
+// A send-only socket: the smallest receive buffer, and a filter that drops
+// everything, so a well-known port cannot be used to pin kernel memory.
+void make_send_only(int fd) {
+  sock_filter drop[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+  sock_fprog prog{1, drop};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) {
+    throw std::system_error(errno, std::generic_category(), "SO_ATTACH_FILTER on a send socket");
   }
-  const unsigned top = 65536 - n;  // the highest usable base, before rounding down
-  const unsigned bases = top / kSourcePortStride + 1;
-  unsigned base = plan.first_base - plan.first_base % kSourcePortStride;
-  int last_err = 0;
-  std::string last_port;
+}
+
+}  // namespace
+
+std::vector<core::UniqueFd> open_steered_send_sockets(core::Be32 addr, unsigned n, int sndbuf,
+                                                      uint16_t first_base) {
+  if (n == 0 || n > kSourcePortStride) {
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "steered send sockets: " + std::to_string(n) + " workers");
+  }
+  constexpr unsigned kLowest = 2 * kSourcePortStride;  // 1680: the first base above 1023
+  const unsigned top = 65536 - n;                      // base + n - 1 must stay <= 65535
+  unsigned base = first_base - first_base % kSourcePortStride;
+  if (base < kLowest || base > top) base = kLowest;
+  const unsigned bases = (top - kLowest) / kSourcePortStride + 1;
   for (unsigned tried = 0; tried < bases; ++tried, base += kSourcePortStride) {
-    if (base > top) base = kSourcePortStride;  // wrap; port 0 would mean "any"
+    if (base > top) base = kLowest;
     std::vector<core::UniqueFd> fds;
     try {
       for (unsigned w = 0; w < n; ++w) {
-        last_port = std::to_string(base + w);
-        fds.push_back(open_udp_socket({addr, static_cast<uint16_t>(base + w), false, rcvbuf, sndbuf, 0}));
+        fds.push_back(open_udp_socket({addr, static_cast<uint16_t>(base + w), false, 0, sndbuf, 0}));
+        make_send_only(fds.back().get());
       }
       return fds;
     } catch (const std::system_error& e) {
-      last_err = e.code().value();
-      if (last_err != EADDRINUSE) throw;
+      if (e.code().value() != EADDRINUSE) throw;
     }
   }
-  throw std::system_error(last_err, std::generic_category(),
-                          "no free run of " + std::to_string(n) + " UDP source ports on " +
-                              core::format_ipv4(addr) + " (last tried " + last_port + ")");
+  return {};
 }
 
 }  // namespace udpring::io

@@ -46,9 +46,9 @@ class Worker {
  public:
   /// Takes ownership of one TUN queue and one UDP socket. `routes`, `qsbr`,
   /// `stats` and `stop` must outlive the worker; `id` is its QSBR reader id.
-  /// `send` is an optional second socket to send from (another source port,
-  /// so that the peer's SO_REUSEPORT group spreads our flows over its
-  /// workers); without it the worker sends from `udp`.
+  /// `send` is an optional second socket to send from (the worker's own
+  /// source port, which names the peer's worker that receives it: see
+  /// io/port_steering.h); without it the worker sends from `udp`.
   Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, core::UniqueFd send,
          const core::RouteTable& routes,
          core::Qsbr& qsbr, core::WorkerStats& stats, const std::atomic<bool>& stop,

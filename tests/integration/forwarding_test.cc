@@ -396,25 +396,41 @@ long long worker_metric(const std::string& metrics, const std::string& name, int
   return at == std::string::npos ? -1 : std::stoll(metrics.substr(at + key.size()));
 }
 
-// Two udpringd nodes with two workers each: connections spread over both
-// workers of both nodes, in both directions (the TUN sends a flow out of the
-// queue its last packet was written on, so this holds only if each flow keeps
-// one worker per node).
-TEST(PortSteering, ConnectionsSpreadOverTheWorkersOfBothNodes) {
+// Two udpringd nodes with two workers each: worker w of one node sends only
+// to worker w of the other, and connections spread over both workers of both
+// nodes, in both directions (the TUN sends a flow out of the queue its last
+// packet was written on, so this holds only if each flow keeps one worker per
+// node). Without steering the kernel's hash crosses or merges the pairs most
+// of the time.
+TEST(PortSteering, WorkersPairUpAndShareTheConnections) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
   const std::vector<std::string> flags = {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"};
   auto d1 = start_udpringd(topo, 1, flags);
   auto d2 = start_udpringd(topo, 2, flags);
-  for (uint16_t port = 5040; port < 5056; ++port) {  // 16: all on one worker has p = 2^-15
+  for (auto* d : {d1.get(), d2.get()}) {
+    EXPECT_TRUE(d->wait_for_log("receiving worker chosen by the sender's source port", 2000)) << d->log();
+  }
+  // 16 connections: a worker with at most 1 of them fails the spread check
+  // below with probability 17 / 2^15 ~ 5e-4.
+  for (uint16_t port = 5040; port < 5056; ++port) {
     ASSERT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 1 << 20), 1u << 20);
   }
-  for (const Netns* node : {&topo.n1, &topo.n2}) {
-    SCOPED_TRACE(node->name());
-    const std::string m = http_get(node->name(), 9102, "/metrics");
+  const std::string m1 = http_get(topo.n1.name(), 9102, "/metrics");
+  const std::string m2 = http_get(topo.n2.name(), 9102, "/metrics");
+  for (int w = 0; w < 2; ++w) {
+    SCOPED_TRACE("worker " + std::to_string(w));
+    // Sent by worker w of one node = received by worker w of the other (a
+    // veth between namespaces loses nothing).
+    EXPECT_EQ(worker_metric(m1, "udpring_worker_udp_tx_packets_total", w),
+              worker_metric(m2, "udpring_worker_udp_rx_packets_total", w)) << m1 << m2;
+    EXPECT_EQ(worker_metric(m2, "udpring_worker_udp_tx_packets_total", w),
+              worker_metric(m1, "udpring_worker_udp_rx_packets_total", w)) << m1 << m2;
+  }
+  for (const std::string* m : {&m1, &m2}) {
     for (const char* name : {"udpring_worker_udp_rx_packets_total", "udpring_worker_tun_rx_packets_total"}) {
-      const long long w0 = worker_metric(m, name, 0), w1 = worker_metric(m, name, 1);
-      ASSERT_GE(std::min(w0, w1), 0) << m;
+      const long long w0 = worker_metric(*m, name, 0), w1 = worker_metric(*m, name, 1);
+      ASSERT_GE(std::min(w0, w1), 0) << *m;
       EXPECT_GT(w0 + w1, 100) << name;  // data segments one way, ACKs the other
       EXPECT_GT(std::min(w0, w1), (w0 + w1) / 16) << name << ": " << w0 << " / " << w1;
     }
@@ -425,7 +441,8 @@ TEST(PortSteering, ConnectionsSpreadOverTheWorkersOfBothNodes) {
 
 // A stock flanneld sends everything from port 8285, one outer 4-tuple; UDP
 // GRO may merge its datagrams of different flows into one receive, so all of
-// it must reach one worker (8285 mod 2 = 1), or flows could be reordered.
+// it must reach one worker ((8285 mod 840) mod 2 = 1), or flows could be
+// reordered.
 TEST(PortSteering, OriginalPeerStaysOnTheWorkerItsPortNames) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
@@ -542,9 +559,16 @@ TEST(DaemonSetup, RestartsAtOnceOnTheSamePort) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
   auto d2 = start_udpringd(topo, 2, {"--workers=1"});
-  for (const char* workers : {"--workers=1", "--workers=2", "--workers=1"}) {
-    auto d1 = start_udpringd(topo, 1, {workers});
+  for (const char* workers : {"--workers=1", "--workers=2", "--workers=2", "--workers=1"}) {
+    auto d1 = start_udpringd(topo, 1, {workers, "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
     EXPECT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << workers << "\n" << d1->log();
+    // With 2 workers the reuseport group must be new, not the exiting
+    // daemon's: d2 (1 worker) sends from 8285, so (8285 mod 840) mod 2 = 1.
+    if (std::string(workers) == "--workers=2") {
+      const std::string m = http_get(topo.n1.name(), 9102, "/metrics");
+      EXPECT_EQ(worker_metric(m, "udpring_worker_udp_rx_packets_total", 0), 0) << m;
+      EXPECT_GE(worker_metric(m, "udpring_worker_udp_rx_packets_total", 1), 2) << m;
+    }
     EXPECT_EQ(d1->stop(), 0);
   }
   EXPECT_EQ(d2->stop(), 0);

@@ -9,10 +9,12 @@
 #include <netinet/ip.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -117,28 +119,66 @@ TEST(PortSteering, SourcePortIsFoundBehindIpOptions) {
 }
 
 // Worker w sends from base + w with base on the stride, so a peer with any
-// worker count up to 8 maps it to its own worker w mod n.
+// worker count maps it to its own worker w mod n; the send sockets take
+// nothing in.
 TEST(PortSteering, SendSocketsTakeConsecutivePortsOnTheStride) {
   UDPRING_REQUIRE_INTEGRATION();
   in_fresh_netns("s", [&] {
-    std::vector<core::UniqueFd> fds = io::open_steered_send_sockets(kLoopback, 3, 1 << 16, 1 << 16);
+    std::vector<core::UniqueFd> fds = io::open_steered_send_sockets(kLoopback, 3, 1 << 16);
     ASSERT_EQ(fds.size(), 3u);
     const uint16_t base = io::bound_port(fds[0].get());
-    EXPECT_EQ(base % io::kSourcePortStride, 0) << base;
+    EXPECT_EQ(base, io::kFirstSendPortBase);
     for (unsigned w = 0; w < 3; ++w) {
       EXPECT_EQ(io::bound_port(fds[w].get()), base + w);
-      for (unsigned n = 1; n <= 8; ++n) EXPECT_EQ(io::steered_socket(static_cast<uint16_t>(base + w), n), w % n);
+      for (unsigned n = 1; n <= 8; ++n) {
+        EXPECT_EQ(io::steered_socket(static_cast<uint16_t>(base + w), n), w % n);
+      }
     }
+    // Nothing sent to a send socket is queued on it.
+    core::UniqueFd s = sender_on(40300);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(base);
+    to.sin_addr.s_addr = kLoopback.raw;
+    ASSERT_EQ(::sendto(s.get(), "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to), 1);
+    pollfd pfd{fds[0].get(), POLLIN, 0};
+    EXPECT_EQ(::poll(&pfd, 1, 200), 0) << "a send socket received a datagram";
+
     // A port of the next run taken by someone else: that run is skipped.
-    const uint16_t next = static_cast<uint16_t>(base + io::kSourcePortStride);
+    const auto next = static_cast<uint16_t>(base + io::kSourcePortStride);
     core::UniqueFd squatter = sender_on(static_cast<uint16_t>(next + 1));
-    std::vector<core::UniqueFd> more =
-        io::open_steered_send_sockets(kLoopback, 2, 1 << 16, 1 << 16, {next});
+    std::vector<core::UniqueFd> more = io::open_steered_send_sockets(kLoopback, 2, 1 << 16, next);
+    ASSERT_EQ(more.size(), 2u);
     EXPECT_EQ(io::bound_port(more[0].get()), next + io::kSourcePortStride);
-    // The last base wraps to the lowest one rather than running past 65535.
-    std::vector<core::UniqueFd> top = io::open_steered_send_sockets(kLoopback, 8, 1 << 16, 1 << 16, {65520});
-    EXPECT_EQ(io::bound_port(top[0].get()), io::kSourcePortStride * (65528 / io::kSourcePortStride));
+    // A run that would pass 65535 wraps to the lowest unprivileged base.
+    std::vector<core::UniqueFd> top = io::open_steered_send_sockets(kLoopback, 17, 1 << 16, 65520);
+    ASSERT_EQ(top.size(), 17u);
+    EXPECT_EQ(io::bound_port(top[0].get()), 2 * io::kSourcePortStride);
   });
+}
+
+// Worker w of one node sends to worker w mod n2 of the other, which answers
+// from its own port base: with equal worker counts a flow never moves, with
+// different ones it settles after one round trip, wherever the bases are.
+TEST(PortSteering, RoundTripsComeBackToOneWorker) {
+  for (const uint16_t base1 : {io::kFirstSendPortBase, static_cast<uint16_t>(io::kFirstSendPortBase + io::kSourcePortStride)}) {
+    for (const uint16_t base2 : {io::kFirstSendPortBase, static_cast<uint16_t>(2 * io::kSourcePortStride)}) {
+      for (uint32_t n1 = 1; n1 <= 256; ++n1) {
+        for (const uint32_t n2 : {n1, 1u, 2u, 3u, 8u, 36u, 72u, 256u}) {
+          for (uint32_t w = 0; w < n1; w += 1 + n1 / 16) {
+            const uint32_t at2 = io::steered_socket(static_cast<uint16_t>(base1 + w), n2);
+            const uint32_t back = io::steered_socket(static_cast<uint16_t>(base2 + at2), n1);
+            const uint32_t again = io::steered_socket(static_cast<uint16_t>(base2 +
+                io::steered_socket(static_cast<uint16_t>(base1 + back), n2)), n1);
+            if (n2 == n1) {
+              ASSERT_EQ(back, w) << "n=" << n1 << " w=" << w;
+            }
+            ASSERT_EQ(again, back) << "n1=" << n1 << " n2=" << n2 << " w=" << w;
+          }
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

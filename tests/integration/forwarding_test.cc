@@ -443,6 +443,23 @@ TEST(PortSteering, WorkersPairUpAndShareTheConnections) {
   EXPECT_EQ(d2->stop(), 0);
 }
 
+// Nodes with different worker counts: worker w sends to the peer's worker
+// w mod n, so a flow may move once before it settles; every byte must still
+// arrive, both ways.
+TEST(PortSteering, NodesWithDifferentWorkerCountsCarryEveryByte) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=2"});
+  auto d2 = start_udpringd(topo, 2, {"--workers=3"});
+  for (uint16_t port = 5060; port < 5064; ++port) {
+    EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 8 << 20), 8u << 20);
+    EXPECT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port, topo.p2.name(), 8 << 20), 8u << 20);
+  }
+  EXPECT_TRUE(ping(topo.p1, "10.50.2.2"));
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
 // A stock flanneld sends everything from port 8285, one outer 4-tuple; UDP
 // GRO may merge its datagrams of different flows into one receive, so all of
 // it must reach one worker ((8285 mod 840) mod 2 = 1), or flows could be

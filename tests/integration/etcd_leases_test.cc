@@ -287,7 +287,7 @@ TEST_F(EtcdLeases, OutageAndCompactionKeepForwardingAndResync) {
   EXPECT_GT(std::stoul(metrics.substr(at + 38)), 0u) << metrics;
   EXPECT_NE(metrics.find("\nudpring_lease_relists_total 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("\nudpring_lease_watch_connected 1"), std::string::npos) << metrics;
-  EXPECT_TRUE(d0->running() && d1->running());
+  EXPECT_TRUE(d0->running() && d1->running()) << "node 0:\n" << d0->log() << "\nnode 1:\n" << d1->log();
   EXPECT_TRUE(ping(cluster_->pod(0), pod1));
 }
 

@@ -229,6 +229,65 @@ void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, con
   spdlog::info("stats ({}): {}", when, core::format_stats(core::sum_stats(ptrs)));
 }
 
+// The sockets of the workers: one per worker in a SO_REUSEPORT group on
+// Backend.Port, and with 2+ workers one per worker to send from (see
+// io/port_steering.h for why and how they are numbered).
+struct WorkerSockets {
+  std::vector<core::UniqueFd> udp;
+  std::vector<core::UniqueFd> send;  // empty fds: send from `udp`
+};
+
+WorkerSockets open_worker_sockets(const Options& opts, core::Be32 addr, uint16_t port,
+                                  unsigned n_workers) {
+  WorkerSockets s;
+  s.send.resize(n_workers);
+  const int rcvbuf = static_cast<int>(opts.socket_rcvbuf);
+  const int sndbuf = static_cast<int>(opts.socket_sndbuf);
+  // A daemon that just exited may still hold its sockets, and ours would
+  // join its SO_REUSEPORT group silently: wait until a plain bind works,
+  // so that the group is new and socket i is worker i's.
+  if (n_workers > 1) (void)open_udp_socket({addr, port, false, 0, 0});
+  for (unsigned i = 0; i < n_workers; ++i) {
+    s.udp.push_back(open_udp_socket({addr, port, n_workers > 1, rcvbuf, sndbuf}));
+  }
+  // All traffic between two nodes would otherwise be one UDP 4-tuple, which
+  // a SO_REUSEPORT group cannot spread.
+  const bool spread = opts.source_port_spread && n_workers > 1;
+  const bool steer = opts.port_steering && n_workers > 1;
+  std::string receive_by = "the kernel's hash of the sender's address and port";
+  if (steer) {
+    if (const int err = attach_port_steering(s.udp[0].get(), n_workers); err != 0) {
+      spdlog::warn("port steering off: SO_ATTACH_REUSEPORT_CBPF failed ({}); the kernel's hash "
+                   "picks the receiving worker, which may put every peer on one worker",
+                   std::strerror(err));
+    } else {
+      receive_by = "the sender's source port";
+    }
+  }
+  std::string send_from = "Backend.Port";
+  if (spread && steer) {
+    std::vector<core::UniqueFd> fds = open_steered_send_sockets(addr, n_workers, sndbuf);
+    if (fds.empty()) {
+      spdlog::warn("no run of {} free UDP ports on {} to send from; sending from ports the "
+                   "kernel picks, which the peer's workers cannot tell apart",
+                   n_workers, core::format_ipv4(addr));
+    } else {
+      send_from = "ports " + std::to_string(bound_port(fds.front().get())) + "+worker";
+      s.send = std::move(fds);
+    }
+  }
+  if (spread && !s.send[0]) {
+    for (unsigned i = 0; i < n_workers; ++i) {  // port 0: the kernel picks
+      s.send[i] = open_udp_socket({addr, 0, false, 0, sndbuf});
+    }
+    send_from = "a port of its own per worker";
+  }
+  spdlog::info("UDP {}:{} ({} socket(s); sending from {}{})", core::format_ipv4(addr), port,
+               n_workers, send_from,
+               n_workers > 1 ? "; receiving worker chosen by " + receive_by : std::string());
+  return s;
+}
+
 }  // namespace
 
 int run_daemon(const Options& opts) {
@@ -399,53 +458,7 @@ int run_daemon(const Options& opts) {
                  n_workers, core::format_ipv4(own.network), tun_mtu,
                  core::format_prefix(net.network), opts.tun_name);
 
-    std::vector<core::UniqueFd> udp_fds;
-    std::vector<core::UniqueFd> send_fds(n_workers);
-    // A daemon that just exited may still hold its sockets, and ours would
-    // join its SO_REUSEPORT group silently: wait until a plain bind works,
-    // so that the group is new and socket i is worker i's.
-    if (n_workers > 1) (void)open_udp_socket({ext.addr, net.port, false, 0, 0});
-    for (unsigned i = 0; i < n_workers; ++i) {
-      udp_fds.push_back(open_udp_socket(
-          {ext.addr, net.port, n_workers > 1, static_cast<int>(opts.socket_rcvbuf),
-           static_cast<int>(opts.socket_sndbuf)}));
-    }
-    // All traffic between two nodes would otherwise be one UDP 4-tuple,
-    // which a SO_REUSEPORT group cannot spread.
-    const bool spread = opts.source_port_spread && n_workers > 1;
-    const bool steer = opts.port_steering && n_workers > 1;
-    std::string receive_by = "the kernel's hash of the sender's address and port";
-    if (steer) {
-      if (const int err = attach_port_steering(udp_fds[0].get(), n_workers); err != 0) {
-        spdlog::warn("port steering off: SO_ATTACH_REUSEPORT_CBPF failed ({}); the kernel's hash "
-                     "picks the receiving worker, which may put every peer on one worker",
-                     std::strerror(err));
-      } else {
-        receive_by = "the sender's source port";
-      }
-    }
-    std::string send_from = "Backend.Port";
-    if (spread && steer) {
-      std::vector<core::UniqueFd> fds =
-          open_steered_send_sockets(ext.addr, n_workers, static_cast<int>(opts.socket_sndbuf));
-      if (fds.empty()) {
-        spdlog::warn("no run of {} free UDP ports on {} to send from; sending from ports the "
-                     "kernel picks, which the peer's workers cannot tell apart",
-                     n_workers, core::format_ipv4(ext.addr));
-      } else {
-        send_from = "ports " + std::to_string(bound_port(fds.front().get())) + "+worker";
-        for (unsigned i = 0; i < n_workers; ++i) send_fds[i] = std::move(fds[i]);
-      }
-    }
-    if (spread && !send_fds[0]) {
-      for (unsigned i = 0; i < n_workers; ++i) {  // port 0: the kernel picks
-        send_fds[i] = open_udp_socket({ext.addr, 0, false, 0, static_cast<int>(opts.socket_sndbuf)});
-      }
-      send_from = "a port of its own per worker";
-    }
-    spdlog::info("UDP {}:{} ({} socket(s); sending from {}{})", core::format_ipv4(ext.addr),
-                 net.port, n_workers, send_from,
-                 n_workers > 1 ? "; receiving worker chosen by " + receive_by : std::string());
+    WorkerSockets socks = open_worker_sockets(opts, ext.addr, net.port, n_workers);
 
     qsbr = std::make_unique<core::Qsbr>(n_workers);
     table = std::make_unique<core::RouteTable>(*qsbr);
@@ -530,8 +543,8 @@ int run_daemon(const Options& opts) {
       WorkerOptions w = wopts;
       if (!opts.cpu_affinity.empty()) w.cpu = opts.cpu_affinity[i % opts.cpu_affinity.size()];
       stats.push_back(std::make_unique<core::WorkerStats>());
-      workers.push_back(std::make_unique<Worker>(i, std::move(tun_fds[i]), std::move(udp_fds[i]),
-                                                 std::move(send_fds[i]), *table, *qsbr,
+      workers.push_back(std::make_unique<Worker>(i, std::move(tun_fds[i]), std::move(socks.udp[i]),
+                                                 std::move(socks.send[i]), *table, *qsbr,
                                                  *stats.back(), stop, w));
     }
     for (auto& w : workers) threads.emplace_back([&w] { w->run(); });

@@ -60,7 +60,8 @@ std::vector<core::UniqueFd> open_steered_send_sockets(core::Be32 addr, unsigned 
     std::vector<core::UniqueFd> fds;
     try {
       for (unsigned w = 0; w < n; ++w) {
-        fds.push_back(open_udp_socket({addr, static_cast<uint16_t>(base + w), false, 0, sndbuf, 0}));
+        const auto p = static_cast<uint16_t>(base + w);
+        fds.push_back(open_udp_socket({addr, p, false, 0, sndbuf, 0}));
         make_send_only(fds.back().get());
       }
       return fds;

@@ -41,9 +41,9 @@ constexpr uint32_t steered_socket(uint16_t source_port, uint32_t n_sockets) {
 }
 
 /// Attaches the program to the SO_REUSEPORT group `fd` belongs to; socket i
-/// is the i-th one bound to the group (so the group must be new: see
-/// wait_until_port_is_free). Returns 0 or an errno value (the group then
-/// keeps the kernel's hash).
+/// is the i-th one bound to the group (so the group must be new: the daemon
+/// waits until a plain bind of the port works before it builds one). Returns
+/// 0 or an errno value (the group then keeps the kernel's hash).
 int attach_port_steering(int fd, uint32_t n_sockets);
 
 /// Opens `n` UDP sockets to send from, bound to addr:base+0 .. addr:base+n-1

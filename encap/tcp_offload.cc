@@ -225,13 +225,13 @@ uint32_t plan_udp_run(std::span<const PacketRef> pkts, size_t i, uint32_t max_ru
       break;
     }
     if (!first_verified) {
-      if (!udp_checksum_ok(a, pkts[i].len)) {
+      if (!pkts[i].outer_checksum_verified && !udp_checksum_ok(a, pkts[i].len)) {
         ++checksum_failures;
         break;
       }
       first_verified = true;
     }
-    if (!udp_checksum_ok(b, pkts[j].len)) {
+    if (!pkts[j].outer_checksum_verified && !udp_checksum_ok(b, pkts[j].len)) {
       ++checksum_failures;
       break;
     }
@@ -282,13 +282,13 @@ CoalescePlan plan_tcp_coalescing(std::span<const PacketRef> pkts, uint32_t max_r
       }
       // Checked lazily: only packets that would be merged pay for it.
       if (!first_verified) {
-        if (!tcp_checksum_ok(pkts[i].data, pkts[i].len)) {
+        if (!pkts[i].outer_checksum_verified && !tcp_checksum_ok(pkts[i].data, pkts[i].len)) {
           ++plan.checksum_failures;
           break;
         }
         first_verified = true;
       }
-      if (!tcp_checksum_ok(pkts[j].data, pkts[j].len)) {
+      if (!pkts[j].outer_checksum_verified && !tcp_checksum_ok(pkts[j].data, pkts[j].len)) {
         ++plan.checksum_failures;
         break;
       }

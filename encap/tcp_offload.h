@@ -89,6 +89,8 @@ struct CoalescedRun {
 /// With `udp`, runs of one UDP flow (addresses, ports, TOS, TTL, DF; equal
 /// sizes but the last; checksums verified unless zero) are merged too, as
 /// UDP_L4 GSO packets; only pass it when the TUN accepted USO offload.
+/// A packet marked outer_checksum_verified is not summed again: the UDP
+/// checksum the kernel validated covers all of its bytes.
 struct CoalescePlan {
   size_t runs = 0;               // entries written to `runs`
   size_t checksum_failures = 0;  // segments that would have merged but failed verification

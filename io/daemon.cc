@@ -534,6 +534,7 @@ int run_daemon(const Options& opts) {
     wopts.gro = opts.gro;
     wopts.multishot_read = opts.multishot;
     wopts.check_peer = opts.peer_check;
+    wopts.trust_outer_checksum = opts.trust_outer_checksum;
     wopts.tun_addr = own.network;
     wopts.sqpoll = opts.sqpoll;
     wopts.busy_poll_us = opts.busy_poll_us;

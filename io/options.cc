@@ -137,6 +137,7 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
       {"no-tun-offload", {true, [](Options& o, auto& f, auto& v) { o.tun_offload = !parse_bool(f, v); }}},
       {"no-uso", {true, [](Options& o, auto& f, auto& v) { o.uso = !parse_bool(f, v); }}},
       {"no-coalesce", {true, [](Options& o, auto& f, auto& v) { o.coalesce = !parse_bool(f, v); }}},
+      {"no-trust-outer-checksum", {true, [](Options& o, auto& f, auto& v) { o.trust_outer_checksum = !parse_bool(f, v); }}},
       {"no-source-port-spread", {true, [](Options& o, auto& f, auto& v) { o.source_port_spread = !parse_bool(f, v); }}},
       {"no-port-steering", {true, [](Options& o, auto& f, auto& v) { o.port_steering = !parse_bool(f, v); }}},
       {"cpu-affinity", {false, [](Options& o, auto& f, auto& v) {
@@ -365,6 +366,12 @@ Data plane:
                              the kernel has it (Linux 6.2+).
   --no-coalesce              With TUN offload on, still write received TCP segments to the
                              TUN one by one instead of merging runs of one flow.
+  --no-trust-outer-checksum  Sum every segment's TCP/UDP checksum before merging it. By
+                             default segments that arrived in a UDP GRO receive are merged
+                             unsummed: the kernel built that receive only from datagrams
+                             whose non-zero UDP checksum, which covers the whole inner
+                             packet, it validated (or from a GSO send on this host). Single
+                             datagrams, which may carry checksum 0, are always summed.
   --no-gso                   Send one datagram per sendmsg. By default consecutive packets to
                              one peer leave as a single UDP GSO sendmsg (UDP_SEGMENT), cut
                              into ordinary datagrams by the kernel: the wire is unchanged.
@@ -499,6 +506,7 @@ std::string describe_options(const Options& o) {
   line("tun-offload", b(o.tun_offload));
   line("uso", b(o.uso));
   line("coalesce", b(o.coalesce));
+  line("trust-outer-checksum", b(o.trust_outer_checksum));
   line("gso", b(o.gso));
   line("gro", b(o.gro));
   line("multishot", b(o.multishot));

@@ -51,6 +51,7 @@ struct Options {
   uint32_t tun_txqueuelen = 4000;
   bool multishot = true;
   bool peer_check = true;
+  bool trust_outer_checksum = true;
   bool gso = true;
   bool gro = true;
   bool tun_offload = true;

@@ -620,6 +620,14 @@ struct Worker::Impl {
     // With UDP_GRO the kernel may hand us several back-to-back datagrams of
     // gso_size bytes (the last may be shorter); each is one inner packet.
     uint32_t seg = len;
+    // A UDP_GRO cmsg means the kernel built this receive from several
+    // datagrams (GRO) or took it whole from a local GSO send. GRO merges only
+    // datagrams whose non-zero UDP checksum it validated, and GSO refuses a
+    // socket that sends without one, so every byte here has passed a checksum
+    // check (or never left the sending host) and need not be summed again
+    // before coalescing. A single datagram may carry checksum 0; it keeps the
+    // per-segment check.
+    bool outer_verified = false;
     if (gro) {
       for (cmsghdr* c = io_uring_recvmsg_cmsg_firsthdr(out, &recv_template); c != nullptr;
            c = io_uring_recvmsg_cmsg_nexthdr(out, &recv_template, c)) {
@@ -627,12 +635,13 @@ struct Worker::Impl {
           int gso_size = 0;
           std::memcpy(&gso_size, CMSG_DATA(c), sizeof gso_size);
           if (gso_size > 0 && static_cast<uint32_t>(gso_size) < len) seg = static_cast<uint32_t>(gso_size);
+          outer_verified = gso_size > 0 && w.opts_.trust_outer_checksum;
         }
       }
     }
     uint16_t pieces = 0;
     for (uint32_t off = 0; off < len && pieces < kMaxGroSegments; off += seg) {
-      udp_in.push_back({{payload + off, std::min(seg, len - off)}, src});
+      udp_in.push_back({{payload + off, std::min(seg, len - off), outer_verified}, src});
       udp_bids.push_back(static_cast<uint16_t>(bid));
       udp_segs.push_back(static_cast<uint8_t>(pieces));
       ++pieces;

@@ -31,6 +31,7 @@ struct WorkerOptions {
   bool coalesce = true;            // with vnet_hdr: merge TCP segments into GSO writes
   bool uso = false;                // with vnet_hdr: the TUN accepted UDP GSO (USO4/6)
   bool coalesce_udp = false;       // with uso and coalesce: merge UDP runs too
+  bool trust_outer_checksum = true; // coalesce GRO receives without summing each segment again
   core::Be32 tun_addr;             // source of ICMP errors (the flannel0 address)
   bool sqpoll = false;             // IORING_SETUP_SQPOLL: a kernel thread submits
   unsigned busy_poll_us = 0;       // spin this long for completions before blocking

@@ -3,6 +3,7 @@
 // a correct header checksum (unless told otherwise).
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,12 @@
 #include "core/ipv4_addr.h"
 
 namespace udpring::test {
+
+/// An IPv4/TCP segment (20-byte TCP header, no options) with correct
+/// checksums.
+inline std::vector<uint8_t> tcp_segment(const std::string& src, const std::string& dst, uint16_t sport,
+                                        uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags,
+                                        const std::vector<uint8_t>& data);
 
 class PacketBuilder {
  public:
@@ -65,6 +72,38 @@ class PacketBuilder {
 /// True when the header checksum of a packet verifies (sum folds to 0xffff).
 inline bool header_checksum_ok(const std::vector<uint8_t>& p) {
   return core::ones_sum(p.data(), size_t{p[0] & 0x0fu} * 4) == 0xffff;
+}
+
+inline std::vector<uint8_t> tcp_segment(const std::string& src, const std::string& dst, uint16_t sport,
+                                        uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags,
+                                        const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> tcp(20 + data.size(), 0);
+  auto put16 = [&](size_t at, uint32_t v) {
+    tcp[at] = static_cast<uint8_t>(v >> 8);
+    tcp[at + 1] = static_cast<uint8_t>(v);
+  };
+  put16(0, sport);
+  put16(2, dport);
+  put16(4, seq >> 16);
+  put16(6, seq & 0xffff);
+  put16(8, ack >> 16);
+  put16(10, ack & 0xffff);
+  tcp[12] = 5 << 4;
+  tcp[13] = flags;
+  put16(14, 65535);  // window
+  std::copy(data.begin(), data.end(), tcp.begin() + 20);
+  auto pkt = PacketBuilder().src(src).dst(dst).protocol(core::kIpProtoTcp).payload(tcp).build();
+  // Pseudo-header: addresses, protocol, TCP length.
+  uint8_t pseudo[12] = {};
+  std::memcpy(pseudo, &pkt[12], 8);
+  pseudo[9] = core::kIpProtoTcp;
+  pseudo[10] = static_cast<uint8_t>(tcp.size() >> 8);
+  pseudo[11] = static_cast<uint8_t>(tcp.size());
+  const uint32_t sum = core::ones_sum(pkt.data() + 20, tcp.size(), core::ones_sum(pseudo, sizeof pseudo));
+  const uint16_t c = static_cast<uint16_t>(~sum & 0xffff);
+  pkt[36] = static_cast<uint8_t>(c >> 8);
+  pkt[37] = static_cast<uint8_t>(c);
+  return pkt;
 }
 
 }  // namespace udpring::test

@@ -252,7 +252,7 @@ std::string http_get(const std::string& ns, uint16_t port, const std::string& pa
 }
 
 void udp_send_raw(const std::string& ns, const std::string& src_ip, const std::string& dst_ip,
-                  uint16_t dst_port, const std::vector<std::vector<uint8_t>>& datagrams) {
+                  uint16_t dst_port, const std::vector<std::vector<uint8_t>>& datagrams, RawSend how) {
   run_in_netns(ns, [&] {
     UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     sockaddr_in src = make_addr(src_ip, 0);
@@ -262,6 +262,35 @@ void udp_send_raw(const std::string& ns, const std::string& src_ip, const std::s
     const int pmtu = IP_PMTUDISC_DONT;  // let oversized test datagrams fragment
     setsockopt(s.get(), IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
     sockaddr_in dst = make_addr(dst_ip, dst_port);
+    if (how == RawSend::kSinglyNoChecksum) {
+      const int one = 1;
+      if (setsockopt(s.get(), SOL_SOCKET, SO_NO_CHECK, &one, sizeof one) != 0) {
+        throw std::runtime_error(std::string("SO_NO_CHECK: ") + std::strerror(errno));
+      }
+    }
+    if (how == RawSend::kOneGsoSend && !datagrams.empty()) {
+      std::vector<uint8_t> all;
+      for (const auto& d : datagrams) all.insert(all.end(), d.begin(), d.end());
+      const uint16_t seg = static_cast<uint16_t>(datagrams.front().size());
+      char control[CMSG_SPACE(sizeof(uint16_t))] = {};
+      iovec iov{all.data(), all.size()};
+      msghdr msg{};
+      msg.msg_name = &dst;
+      msg.msg_namelen = sizeof dst;
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof seg);
+      std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+      if (sendmsg(s.get(), &msg, 0) < 0) {
+        throw std::runtime_error("GSO sendmsg " + dst_ip + ": " + std::strerror(errno));
+      }
+      return;
+    }
     for (const auto& d : datagrams) {
       if (sendto(s.get(), d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) < 0) {
         throw std::runtime_error("sendto " + dst_ip + ": " + std::strerror(errno));

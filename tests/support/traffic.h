@@ -45,9 +45,17 @@ size_t udp_burst(const std::string& server_ns, const std::string& server_ip, uin
                  const std::string& client_ns, size_t count, size_t size, size_t gso_batch,
                  int timeout_ms = 1000);
 
+/// How udp_send_raw hands its datagrams to the kernel.
+enum class RawSend {
+  kSingly,            // one sendto each
+  kSinglyNoChecksum,  // one sendto each, with UDP checksum 0 (SO_NO_CHECK)
+  kOneGsoSend,        // one UDP_SEGMENT sendmsg (all but the last the same size)
+};
+
 /// Sends raw `datagrams` over UDP from `src_ip` (bound inside `ns`) to dst:port.
 void udp_send_raw(const std::string& ns, const std::string& src_ip, const std::string& dst_ip,
-                  uint16_t dst_port, const std::vector<std::vector<uint8_t>>& datagrams);
+                  uint16_t dst_port, const std::vector<std::vector<uint8_t>>& datagrams,
+                  RawSend how = RawSend::kSingly);
 
 /// GET http://127.0.0.1:port/path from inside `ns` ("" = this namespace);
 /// returns the whole response (status line, headers, body), "" on failure.

@@ -373,5 +373,40 @@ TEST(UdpCoalesce, KeepsFlowsAndBadPacketsApart) {
   EXPECT_EQ(encap::plan_tcp_coalescing(refs, 64, runs, false).runs, 2u) << "UDP only when asked";
 }
 
+// Segments whose bytes an outer UDP checksum already vouched for are merged
+// without being summed; the same segments without that mark are summed and
+// the corrupt one is kept apart. Only the mark differs between the two plans.
+TEST(Coalesce, OuterVerifiedSegmentsAreNotSummedAgain) {
+  auto run_with_bad_second = [](bool udp) {
+    std::vector<std::vector<uint8_t>> pkts;
+    if (udp) {
+      pkts = {udp_packet(bytes(500, 1)), udp_packet(bytes(500, 2)), udp_packet(bytes(500, 3))};
+      pkts[1][40] ^= 1;
+    } else {
+      pkts = {tcp_packet(0, bytes(1000, 0)), tcp_packet(1000, bytes(1000, 1)), tcp_packet(2000, bytes(1000, 2))};
+      pkts[1][60] ^= 0xff;
+    }
+    return pkts;
+  };
+  for (bool udp : {false, true}) {
+    for (bool marked : {false, true}) {
+      auto pkts = run_with_bad_second(udp);
+      std::vector<PacketRef> refs;
+      for (auto& p : pkts) refs.push_back({p.data(), static_cast<uint32_t>(p.size()), marked});
+      std::vector<CoalescedRun> runs(refs.size());
+      const auto plan = encap::plan_tcp_coalescing(refs, 64, runs, udp);
+      if (marked) {
+        EXPECT_EQ(plan.runs, 1u) << "udp=" << udp;
+        EXPECT_EQ(runs[0].count, 3u) << "udp=" << udp;
+        EXPECT_EQ(plan.checksum_failures, 0u) << "udp=" << udp;
+      } else {
+        EXPECT_GE(plan.runs, 2u) << "udp=" << udp;
+        EXPECT_EQ(runs[0].count, 1u) << "udp=" << udp;
+        EXPECT_GE(plan.checksum_failures, 1u) << "udp=" << udp;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace udpring

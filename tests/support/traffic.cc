@@ -271,23 +271,12 @@ void udp_send_raw(const std::string& ns, const std::string& src_ip, const std::s
     if (how == RawSend::kOneGsoSend && !datagrams.empty()) {
       std::vector<uint8_t> all;
       for (const auto& d : datagrams) all.insert(all.end(), d.begin(), d.end());
-      const uint16_t seg = static_cast<uint16_t>(datagrams.front().size());
-      char control[CMSG_SPACE(sizeof(uint16_t))] = {};
-      iovec iov{all.data(), all.size()};
-      msghdr msg{};
-      msg.msg_name = &dst;
-      msg.msg_namelen = sizeof dst;
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_UDP;
-      c->cmsg_type = UDP_SEGMENT;
-      c->cmsg_len = CMSG_LEN(sizeof seg);
-      std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
-      if (sendmsg(s.get(), &msg, 0) < 0) {
-        throw std::runtime_error("GSO sendmsg " + dst_ip + ": " + std::strerror(errno));
+      const int seg = static_cast<int>(datagrams.front().size());
+      if (setsockopt(s.get(), SOL_UDP, UDP_SEGMENT, &seg, sizeof seg) != 0) {
+        throw std::runtime_error(std::string("UDP_SEGMENT: ") + std::strerror(errno));
+      }
+      if (sendto(s.get(), all.data(), all.size(), 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) < 0) {
+        throw std::runtime_error("GSO sendto " + dst_ip + ": " + std::strerror(errno));
       }
       return;
     }

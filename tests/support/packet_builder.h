@@ -12,12 +12,6 @@
 
 namespace udpring::test {
 
-/// An IPv4/TCP segment (20-byte TCP header, no options) with correct
-/// checksums.
-inline std::vector<uint8_t> tcp_segment(const std::string& src, const std::string& dst, uint16_t sport,
-                                        uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags,
-                                        const std::vector<uint8_t>& data);
-
 class PacketBuilder {
  public:
   PacketBuilder& src(const std::string& a) { src_ = *core::parse_ipv4(a); return *this; }
@@ -74,6 +68,8 @@ inline bool header_checksum_ok(const std::vector<uint8_t>& p) {
   return core::ones_sum(p.data(), size_t{p[0] & 0x0fu} * 4) == 0xffff;
 }
 
+/// An IPv4/TCP segment (20-byte TCP header, no options) with correct
+/// checksums.
 inline std::vector<uint8_t> tcp_segment(const std::string& src, const std::string& dst, uint16_t sport,
                                         uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags,
                                         const std::vector<uint8_t>& data) {

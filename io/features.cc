@@ -9,6 +9,7 @@
 
 #include <exception>
 
+#include "core/ones_sum.h"
 #include "core/unique_fd.h"
 #include "io/ring.h"
 
@@ -42,6 +43,7 @@ std::string probe_kernel_features() {
        setsockopt(s.get(), SOL_UDP, UDP_SEGMENT, &seg, sizeof seg) == 0 ? "yes" : "no");
   line("/dev/net/tun", access("/dev/net/tun", R_OK | W_OK) == 0 ? "read/write" : "not accessible");
   line("TUN offload (IFF_VNET_HDR + TSO4)", "probed at start; a refusal falls back to plain TUN (logged)");
+  line("checksum loop (TSO split, coalescing)", core::ones_sum_impl());
   return out;
 }
 

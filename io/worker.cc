@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/ipv4.h"
+#include "core/ones_sum.h"
 #include "encap/icmp.h"
 #include "encap/tcp_offload.h"
 #include "encap/udp_decap.h"
@@ -226,7 +227,8 @@ struct Worker::Impl {
     multishot_read = o.multishot_read && probe_read_multishot();
     w.features_ = describe(ring->features()) +
                   (multishot_read ? ", TUN READ_MULTISHOT" : ", TUN plain reads") +
-                  (vnet ? ", TUN offload (TSO split" : "") +
+                  (vnet ? std::string(", TUN offload (TSO split, ") + core::ones_sum_impl() + " checksums"
+                        : std::string()) +
                   (vnet && o.uso ? ", USO split" : "") +
                   (vnet && o.coalesce ? (o.uso ? ", TCP+UDP coalescing)" : ", TCP coalescing)")
                    : vnet ? ")" : "") +

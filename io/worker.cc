@@ -84,6 +84,10 @@ struct Worker::Impl {
   std::vector<SendSlot> send_slots;
   std::vector<uint32_t> send_free;
   std::vector<uint16_t> tun_refs;
+  // The GSO train of TSO segments being filled (see submit_train).
+  SendSlot* train = nullptr;
+  uint32_t train_seg = 0;    // bytes of each datagram but the last
+  uint32_t train_bytes = 0;  // bytes in the train so far
 
   // TSO split output: per TUN buffer, a header slot per segment.
   std::vector<uint8_t> tso_hdrs;
@@ -365,28 +369,52 @@ struct Worker::Impl {
     }
     stats().add(Counter::kTunRxPackets, split.segments);
     stats().add(Counter::kTsoReads);
-    ++tun_refs[bid];  // held while the sends are being queued
-    // One sendmsg carries at most 64 segments and 65507 bytes, headers
-    // included: a full 64 KiB super-packet takes two.
-    const uint32_t per_send = std::min(kMaxGsoSegments, kMaxGsoBytes / split.seg_bytes);
-    for (uint32_t first = 0; first < split.segments; first += per_send) {
-      const uint32_t count = std::min(per_send, split.segments - first);
-      SendSlot* slp = take_send_slot();
-      if (slp == nullptr) {
-        stats().add(Counter::kNoBuffer);
-        stats().add(Counter::kDropSendError, count);
-        continue;
+    ++tun_refs[bid];  // held while the segments are being queued
+    for (uint32_t k = 0; k < split.segments; ++k) {
+      const iovec& hdr = tso_iov[2 * k];
+      const iovec& body = tso_iov[2 * k + 1];
+      const auto bytes = static_cast<uint32_t>(hdr.iov_len + body.iov_len);
+      if (train != nullptr &&
+          (train->dst.sin_addr.s_addr != hop->addr.raw || train->dst.sin_port != hop->port_be ||
+           train_seg != split.seg_bytes || train->datagrams == (gso ? kMaxGsoSegments : 1) ||
+           train_bytes + bytes > kMaxGsoBytes)) {
+        submit_train();
       }
-      SendSlot& sl = *slp;
-      sl.dst.sin_addr.s_addr = hop->addr.raw;
-      sl.dst.sin_port = hop->port_be;
-      std::copy_n(tso_iov.begin() + 2 * first, 2 * count, sl.iov.begin());
-      sl.bids[0] = static_cast<uint16_t>(bid);
-      sl.nbids = 1;
+      if (train == nullptr) {
+        train = take_send_slot();
+        if (train == nullptr) {
+          stats().add(Counter::kNoBuffer);
+          stats().add(Counter::kDropSendError);
+          continue;
+        }
+        train->dst.sin_addr.s_addr = hop->addr.raw;
+        train->dst.sin_port = hop->port_be;
+        train->datagrams = 0;
+        train_seg = split.seg_bytes;
+        train_bytes = 0;
+      }
+      SendSlot& t = *train;
+      t.iov[2 * t.datagrams] = hdr;
+      t.iov[2 * t.datagrams + 1] = body;
+      t.bids[t.datagrams++] = static_cast<uint16_t>(bid);
       ++tun_refs[bid];
-      submit_send(sl, count, 2 * count, split.seg_bytes);
+      train_bytes += bytes;
+      if (bytes < train_seg) submit_train();  // only the last datagram may be shorter
     }
     if (--tun_refs[bid] == 0) recycle_tun(bid);
+  }
+
+  // Sends the train send_tso has been filling. A train stays open while TSO
+  // reads to the same peer with the same segment size follow each other in
+  // a loop turn: a 64 KiB super-packet does not fit one UDP GSO send (its
+  // segments' own headers take it past 65,507 bytes), and without this its
+  // last segments went out as a send of their own, doubling the sends.
+  void submit_train() {
+    if (train == nullptr) return;
+    SendSlot& t = *train;
+    train = nullptr;
+    t.nbids = t.datagrams;  // one buffer reference per datagram
+    submit_send(t, t.datagrams, 2 * t.datagrams, train_seg);
   }
 
   // Sized so that it cannot run dry (see setup); a null return is a bug
@@ -513,6 +541,7 @@ struct Worker::Impl {
   // with one iovec per packet; on the wire each is still its own datagram.
   void flush_tun() {
     if (tun_pkts.empty()) return;
+    submit_train();  // read before these packets, so it leaves first
     const core::RouteSnapshot* routes = w.routes_.current();
     const size_t n = tun_pkts.size();
     encap::encapsulate_batch(tun_pkts, *routes, tun_results);
@@ -868,6 +897,7 @@ struct Worker::Impl {
       }
       io_uring_cq_advance(ring->get(), seen);
       flush_tun();
+      submit_train();
       flush_udp();
       tun_bufs->commit();
       udp_bufs->commit();

@@ -91,6 +91,17 @@ TEST_P(Forwarding, TcpTransferOf64MiBIsByteExact) {
   EXPECT_GE(s1.at("udp_tx_bytes"), kBytes);
   EXPECT_EQ(s1.at("drop_truncated"), 0u);
   EXPECT_EQ(s1.at("drop_bad_header_udp"), 0u);
+  // --no-gso means one datagram per sendmsg for TSO reads too (it once
+  // covered only packets read singly).
+  const auto& flags = GetParam().flags;
+  const bool no_gso = std::find(flags.begin(), flags.end(), "--no-gso") != flags.end();
+  const auto s2 = daemon_stats(*d2_);
+  if (no_gso) {
+    EXPECT_EQ(s1.at("gso_sends"), 0u);
+    EXPECT_EQ(s2.at("gso_sends"), 0u);
+  } else if (d1_->log().find("UDP GSO self-test passed") != std::string::npos) {
+    EXPECT_GT(s1.at("gso_sends"), 0u);
+  }
 }
 
 TEST_P(Forwarding, UdpDatagramsOfOneByteAndOfTheLargestSize) {
@@ -277,6 +288,44 @@ TEST_P(ForwardingDetail, UdpBurstsArriveIntact) {
   } else {
     EXPECT_EQ(after1.at("tso_reads"), before1.at("tso_reads"));
   }
+}
+
+// Back-to-back super-packets to one peer share GSO trains: a train takes up
+// to 44 datagrams of 1472 bytes, and a super-packet of 30 no longer leaves
+// as a send of its own. Eight UDP GSO sends of 30 datagrams each are queued
+// on the TUN while udpringd is stopped, so that one loop turn reads them
+// all: packed, 240 segments need 6 trains; one per read would be 8.
+TEST(TsoTrains, BackToBackSuperPacketsShareSends) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
+  auto d2 = start_udpringd(topo, 2, {"--workers=1"});
+  ASSERT_TRUE(ping(topo.p1, "10.50.2.2"));
+  ASSERT_NE(d1->log().find("USO split"), std::string::npos) << "needs TUN UDP offload (Linux 6.2+)";
+  constexpr size_t kCount = 240, kSize = 1444, kPerSend = 30;
+  uint64_t reads = 0, sends = 0;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const auto b = daemon_stats(*d1);
+    ASSERT_EQ(kill(d1->pid(), SIGSTOP), 0);
+    std::thread resume([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      kill(d1->pid(), SIGCONT);
+    });
+    const size_t got = udp_burst(topo.p2.name(), "10.50.2.2", static_cast<uint16_t>(6200 + attempt),
+                                 topo.p1.name(), kCount, kSize, kPerSend, 2000);
+    resume.join();
+    EXPECT_EQ(got, kCount) << "datagrams lost or damaged";
+    const auto a = daemon_stats(*d1);
+    reads = a.at("tso_reads") - b.at("tso_reads");
+    sends = a.at("gso_sends") - b.at("gso_sends");
+    EXPECT_EQ(a.at("udp_tx_packets") - b.at("udp_tx_packets"), kCount);
+    // The reads must have been super-packets, or there is nothing to pack.
+    ASSERT_EQ(reads, kCount / kPerSend);
+    if (sends < reads) break;  // else the reads straddled two loop turns; again
+  }
+  EXPECT_LT(sends, reads) << "each super-packet still left as a send of its own";
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
 }
 
 // Without GRO the receive buffers are sized for the MTU: a bigger datagram

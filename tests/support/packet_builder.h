@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,14 @@ class PacketBuilder {
 };
 
 /// True when the header checksum of a packet verifies (sum folds to 0xffff).
+/// `n` pseudo-random bytes, the same for the same seed.
+inline std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
+
 inline bool header_checksum_ok(const std::vector<uint8_t>& p) {
   return core::ones_sum(p.data(), size_t{p[0] & 0x0fu} * 4) == 0xffff;
 }

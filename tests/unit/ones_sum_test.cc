@@ -2,9 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
 #include <string>
 #include <vector>
+
+#include "tests/support/packet_builder.h"
 
 namespace udpring {
 namespace {
@@ -34,13 +35,6 @@ uint32_t host_order(uint32_t native_folded) {
   return native_folded;
 }
 
-std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> v(n);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
-
 TEST(OnesSum, Rfc1071Example) {
   // RFC 1071 §3: these eight bytes sum to ddf2.
   const uint8_t b[8] = {0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7};
@@ -51,7 +45,7 @@ TEST(OnesSum, Rfc1071Example) {
 // dispatching entry point and for each loop on its own, against the
 // reference; lengths cross the 64-byte vector step and kWideSumMinBytes.
 TEST(OnesSum, EveryLoopMatchesTheReference) {
-  const auto data = random_bytes(1100 + 32, 7);
+  const auto data = test::random_bytes(1100 + 32, 7);
   const bool avx2 = core::detail::cpu_has_avx2();
   for (size_t off = 0; off < 32; ++off) {
     for (size_t len = 0; len + off <= data.size() && len <= 1100; ++len) {
@@ -71,7 +65,7 @@ TEST(OnesSum, EveryLoopMatchesTheReference) {
 TEST(OnesSum, LargeInputsDoNotOverflowTheLanes) {
   std::vector<uint8_t> ff(5u << 20, 0xff);
   EXPECT_EQ(core::ones_sum(ff.data(), ff.size()), reference_sum(ff.data(), ff.size()));
-  const auto rnd = random_bytes(5u << 20, 8);
+  const auto rnd = test::random_bytes(5u << 20, 8);
   EXPECT_EQ(core::ones_sum(rnd.data(), rnd.size()), reference_sum(rnd.data(), rnd.size()));
   if (core::detail::cpu_has_avx2()) {
     EXPECT_EQ(host_order(fold(core::detail::word_sum_avx2(ff.data(), ff.size()))),
@@ -80,7 +74,7 @@ TEST(OnesSum, LargeInputsDoNotOverflowTheLanes) {
 }
 
 TEST(OnesSum, ChainsAnInitialSum) {
-  const auto data = random_bytes(3000, 9);
+  const auto data = test::random_bytes(3000, 9);
   // Summing the halves with the first as `initial` equals summing the whole
   // (the split is at an even offset, so no byte changes its half of a word).
   const uint32_t first = core::ones_sum(data.data(), 1000);

@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
 
 #include "tests/support/packet_builder.h"
 
@@ -46,15 +45,8 @@ std::vector<uint8_t> tcp_packet(uint32_t seq, const std::vector<uint8_t>& data, 
   return p;
 }
 
-std::vector<uint8_t> bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> v(n);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
-
 TEST(FinishChecksum, CompletesAPartialTcpChecksum) {
-  auto p = tcp_packet(1, bytes(333, 1));
+  auto p = tcp_packet(1, test::random_bytes(333, 1));
   ASSERT_TRUE(encap::tcp_checksum_ok(p.data(), p.size()));
   const auto good = p;
   // What the kernel hands over with NEEDS_CSUM: the pseudo-header sum.
@@ -93,7 +85,7 @@ Split split(std::vector<uint8_t>& super, uint16_t mss, size_t max = 64) {
 }
 
 TEST(TsoSplit, SegmentsAreValidAndReassembleTheStream) {
-  const auto data = bytes(10000, 2);
+  const auto data = test::random_bytes(10000, 2);
   auto super = tcp_packet(1000, data, kAck | kPsh | kFin | kCwr);
   const uint16_t mss = 1408;
   Split s = split(super, mss);
@@ -129,7 +121,7 @@ TEST(TsoSplit, SegmentsAreValidAndReassembleTheStream) {
 // header copy) and every wrap-around must still give verifying segments. The
 // input's checksum fields hold garbage, as a NEEDS_CSUM super-packet's do.
 TEST(TsoSplit, ChecksumsHoldForEveryHeaderShapeAndWrapAround) {
-  const auto data = bytes(5000, 11);
+  const auto data = test::random_bytes(5000, 11);
   for (size_t ip_opts : {0u, 8u, 40u}) {
     for (size_t tcp_opts : {0u, 12u, 40u}) {
       for (uint32_t seq0 : {1000u, 0xfffffc00u}) {
@@ -182,14 +174,14 @@ TEST(TsoSplit, ChecksumsHoldForEveryHeaderShapeAndWrapAround) {
 TEST(TsoSplit, RejectsWhatItCannotCut) {
   auto udp = PacketBuilder().payload_bytes(3000).build();
   EXPECT_EQ(split(udp, 1400).r.status, TsoStatus::kMalformed);
-  auto tcp = tcp_packet(1, bytes(3000, 3));
+  auto tcp = tcp_packet(1, test::random_bytes(3000, 3));
   EXPECT_EQ(split(tcp, 0).r.status, TsoStatus::kMalformed);
   EXPECT_EQ(split(tcp, 100, 4).r.status, TsoStatus::kTooManySegments);
-  auto expiring = tcp_packet(1, bytes(3000, 3), kAck, 777, 12, 1);
+  auto expiring = tcp_packet(1, test::random_bytes(3000, 3), kAck, 777, 12, 1);
   EXPECT_EQ(split(expiring, 1400).r.status, TsoStatus::kTtlExpired);
   auto header_only = tcp_packet(1, {});
   EXPECT_EQ(split(header_only, 1400).r.status, TsoStatus::kMalformed);
-  auto cut = tcp_packet(1, bytes(10, 4));
+  auto cut = tcp_packet(1, test::random_bytes(10, 4));
   cut[32] = 0xf0;  // data offset 60 bytes: beyond the packet
   EXPECT_EQ(split(cut, 50).r.status, TsoStatus::kMalformed);
 }
@@ -214,7 +206,7 @@ std::vector<uint8_t> assemble(const std::vector<std::vector<uint8_t>>& pkts, con
 }
 
 TEST(Coalesce, MergesAStreamIntoOneGsoPacket) {
-  const auto data = bytes(5 * 1400 + 300, 5);
+  const auto data = test::random_bytes(5 * 1400 + 300, 5);
   std::vector<std::vector<uint8_t>> pkts;
   for (size_t off = 0; off < data.size(); off += 1400) {
     const size_t n = std::min<size_t>(1400, data.size() - off);
@@ -244,7 +236,7 @@ TEST(Coalesce, MergesAStreamIntoOneGsoPacket) {
 }
 
 TEST(Coalesce, SplitThenCoalesceRoundTrips) {
-  const auto data = bytes(30000, 6);
+  const auto data = test::random_bytes(30000, 6);
   auto super = tcp_packet(42, data);
   Split s = split(super, 1400);
   ASSERT_EQ(s.r.status, TsoStatus::kOk);
@@ -259,7 +251,7 @@ TEST(Coalesce, SplitThenCoalesceRoundTrips) {
 
 TEST(Coalesce, KeepsApartWhatMustNotMerge) {
   auto seg = [](uint32_t seq, uint8_t flags = kAck, uint32_t ack = 777, size_t n = 1000) {
-    return tcp_packet(seq, bytes(n, seq), flags, ack);
+    return tcp_packet(seq, test::random_bytes(n, seq), flags, ack);
   };
   struct Case {
     const char* name;
@@ -285,7 +277,7 @@ TEST(Coalesce, KeepsApartWhatMustNotMerge) {
     EXPECT_EQ(encap::plan_tcp_coalescing(refs, 64, r).checksum_failures, 1u);
   }
   cases.push_back({"bad_checksum", {seg(0), bad}, {1, 1}});
-  auto other_ttl = tcp_packet(1000, bytes(1000, 1000), kAck, 777, 12, 9);
+  auto other_ttl = tcp_packet(1000, test::random_bytes(1000, 1000), kAck, 777, 12, 9);
   cases.push_back({"different_ttl", {seg(0), other_ttl}, {1, 1}});
   for (auto& c : cases) {
     const auto before = c.pkts;
@@ -304,13 +296,13 @@ TEST(Coalesce, KeepsApartWhatMustNotMerge) {
 
 TEST(Coalesce, RespectsTheRunLimitAndTotalLength) {
   std::vector<std::vector<uint8_t>> pkts;
-  for (uint32_t k = 0; k < 10; ++k) pkts.push_back(tcp_packet(k * 100, bytes(100, k)));
+  for (uint32_t k = 0; k < 10; ++k) pkts.push_back(tcp_packet(k * 100, test::random_bytes(100, k)));
   const auto runs = plan(pkts, 4);
   ASSERT_EQ(runs.size(), 3u);
   EXPECT_EQ(runs[0].count, 4u);
   EXPECT_EQ(runs[2].count, 2u);
   std::vector<std::vector<uint8_t>> big;
-  for (uint32_t k = 0; k < 50; ++k) big.push_back(tcp_packet(k * 1400, bytes(1400, k)));
+  for (uint32_t k = 0; k < 50; ++k) big.push_back(tcp_packet(k * 1400, test::random_bytes(1400, k)));
   const auto big_runs = plan(big);
   size_t total = 0;
   for (const auto& r : big_runs) {
@@ -345,7 +337,7 @@ std::vector<uint8_t> udp_packet(const std::vector<uint8_t>& data, uint16_t sport
 }
 
 TEST(UsoSplit, SegmentsAreValidUdpDatagrams) {
-  const auto data = bytes(5000, 9);
+  const auto data = test::random_bytes(5000, 9);
   auto super = udp_packet(data);
   std::vector<uint8_t> scratch(64 * encap::kSegHdrSlotBytes);
   std::vector<iovec> iov(128);
@@ -369,7 +361,7 @@ TEST(UsoSplit, SegmentsAreValidUdpDatagrams) {
     joined.insert(joined.end(), seg.begin() + 28, seg.end());
   }
   EXPECT_EQ(joined, data);
-  auto tcp = tcp_packet(1, bytes(3000, 3));
+  auto tcp = tcp_packet(1, test::random_bytes(3000, 3));
   EXPECT_EQ(encap::uso_split_v4(tcp.data(), tcp.size(), 1200, scratch.data(), 64, iov.data()).status,
             TsoStatus::kMalformed);
 }
@@ -388,7 +380,7 @@ TEST(UdpCoalesce, MergesOneFlowIntoAUdpL4GsoPacket) {
   std::vector<std::vector<uint8_t>> pkts;
   std::vector<uint8_t> all;
   for (int k = 0; k < 6; ++k) {
-    auto d = bytes(k == 5 ? 300 : 1000, 100 + k);
+    auto d = test::random_bytes(k == 5 ? 300 : 1000, 100 + k);
     all.insert(all.end(), d.begin(), d.end());
     pkts.push_back(udp_packet(d));
   }
@@ -411,18 +403,18 @@ TEST(UdpCoalesce, MergesOneFlowIntoAUdpL4GsoPacket) {
 }
 
 TEST(UdpCoalesce, KeepsFlowsAndBadPacketsApart) {
-  std::vector<std::vector<uint8_t>> flows = {udp_packet(bytes(500, 1), 4000), udp_packet(bytes(500, 2), 4001)};
+  std::vector<std::vector<uint8_t>> flows = {udp_packet(test::random_bytes(500, 1), 4000), udp_packet(test::random_bytes(500, 2), 4001)};
   EXPECT_EQ(plan_udp(flows).size(), 2u) << "different source ports";
-  std::vector<std::vector<uint8_t>> zero = {udp_packet(bytes(500, 1), 4000, true),
-                                            udp_packet(bytes(500, 2), 4000, true)};
+  std::vector<std::vector<uint8_t>> zero = {udp_packet(test::random_bytes(500, 1), 4000, true),
+                                            udp_packet(test::random_bytes(500, 2), 4000, true)};
   EXPECT_EQ(plan_udp(zero).size(), 1u) << "packets without a checksum still merge";
-  auto bad = udp_packet(bytes(500, 2));
+  auto bad = udp_packet(test::random_bytes(500, 2));
   bad[40] ^= 1;
-  std::vector<std::vector<uint8_t>> corrupt = {udp_packet(bytes(500, 1)), bad};
+  std::vector<std::vector<uint8_t>> corrupt = {udp_packet(test::random_bytes(500, 1)), bad};
   size_t failures = 0;
   EXPECT_EQ(plan_udp(corrupt, &failures).size(), 2u);
   EXPECT_EQ(failures, 1u);
-  std::vector<std::vector<uint8_t>> off = {udp_packet(bytes(500, 1)), udp_packet(bytes(500, 2))};
+  std::vector<std::vector<uint8_t>> off = {udp_packet(test::random_bytes(500, 1)), udp_packet(test::random_bytes(500, 2))};
   std::vector<PacketRef> refs;
   for (auto& p : off) refs.push_back({p.data(), static_cast<uint32_t>(p.size())});
   std::vector<CoalescedRun> runs(2);
@@ -436,10 +428,10 @@ TEST(Coalesce, OuterVerifiedSegmentsAreNotSummedAgain) {
   auto run_with_bad_second = [](bool udp) {
     std::vector<std::vector<uint8_t>> pkts;
     if (udp) {
-      pkts = {udp_packet(bytes(500, 1)), udp_packet(bytes(500, 2)), udp_packet(bytes(500, 3))};
+      pkts = {udp_packet(test::random_bytes(500, 1)), udp_packet(test::random_bytes(500, 2)), udp_packet(test::random_bytes(500, 3))};
       pkts[1][40] ^= 1;
     } else {
-      pkts = {tcp_packet(0, bytes(1000, 0)), tcp_packet(1000, bytes(1000, 1)), tcp_packet(2000, bytes(1000, 2))};
+      pkts = {tcp_packet(0, test::random_bytes(1000, 0)), tcp_packet(1000, test::random_bytes(1000, 1)), tcp_packet(2000, test::random_bytes(1000, 2))};
       pkts[1][60] ^= 0xff;
     }
     return pkts;

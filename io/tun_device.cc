@@ -50,7 +50,9 @@ constexpr unsigned kTunFUso6 = 0x40;
 
 TunOffload enable_tun_offload(int fd, bool want_uso) {
   TunOffload r;
-  // The kernel takes USO only as the pair USO4|USO6.
+  // TSO6 is not asked for: the overlay carries IPv4 only (IPv6 is off on the
+  // TUN), so no IPv6 super-packet could reach us. USO6 comes along because
+  // the kernel takes USO only as the pair USO4|USO6.
   if (want_uso && ::ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | kTunFUso4 | kTunFUso6) == 0) {
     r.ok = r.uso = true;
     return r;

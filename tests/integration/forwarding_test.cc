@@ -539,8 +539,24 @@ TEST(PortSteering, WorkersPairUpAndShareTheConnections) {
   for (uint16_t port = 5040; port < 5056; ++port) {
     ASSERT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 1 << 20), 1u << 20);
   }
-  const std::string m1 = http_get(topo.n1.name(), 9102, "/metrics");
-  const std::string m2 = http_get(topo.n2.name(), 9102, "/metrics");
+  // The two nodes' metrics are read one after the other, and the last ACKs
+  // of a connection may still be crossing between the reads: read again
+  // until the pairs agree, for up to 2 s.
+  std::string m1, m2;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    m1 = http_get(topo.n1.name(), 9102, "/metrics");
+    m2 = http_get(topo.n2.name(), 9102, "/metrics");
+    bool paired = true;
+    for (int w = 0; w < 2; ++w) {
+      paired = paired &&
+               worker_metric(m1, "udpring_worker_udp_tx_packets_total", w) ==
+                   worker_metric(m2, "udpring_worker_udp_rx_packets_total", w) &&
+               worker_metric(m2, "udpring_worker_udp_tx_packets_total", w) ==
+                   worker_metric(m1, "udpring_worker_udp_rx_packets_total", w);
+    }
+    if (paired) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   for (int w = 0; w < 2; ++w) {
     SCOPED_TRACE("worker " + std::to_string(w));
     // Sent by worker w of one node = received by worker w of the other (a

@@ -91,6 +91,16 @@ struct Worker::Impl {
 
   // TSO split output: per TUN buffer, a header slot per segment.
   std::vector<uint8_t> tso_hdrs;
+  // With GSO off, each TSO segment is its own sendmsg. Its msghdr lives with
+  // the segment, [bid * kMaxTsoSegments + k], as long as the buffer is held,
+  // so a read of up to kMaxTsoSegments segments takes no send slots (a
+  // 4-stream run with --no-gso ran the slots dry and dropped 1.2 %).
+  struct SegmentSend {
+    msghdr msg;
+    sockaddr_in dst;
+    std::array<iovec, 2> iov;
+  };
+  std::vector<SegmentSend> segment_sends;
   std::array<iovec, 2 * kMaxTsoSegments> tso_iov;
 
   // ICMP replies are new bytes (not forwarded payload) and need a home while
@@ -193,7 +203,18 @@ struct Worker::Impl {
       send_free.push_back(i);
     }
     tun_refs.assign(o.tun_buffers, 0);
-    if (vnet) tso_hdrs.resize(size_t{o.tun_buffers} * kMaxTsoSegments * encap::kSegHdrSlotBytes);
+    if (vnet) {
+      tso_hdrs.resize(size_t{o.tun_buffers} * kMaxTsoSegments * encap::kSegHdrSlotBytes);
+      segment_sends.resize(size_t{o.tun_buffers} * kMaxTsoSegments);
+      for (SegmentSend& ss : segment_sends) {
+        std::memset(&ss, 0, sizeof ss);
+        ss.dst.sin_family = AF_INET;
+        ss.msg.msg_name = &ss.dst;
+        ss.msg.msg_namelen = sizeof ss.dst;
+        ss.msg.msg_iov = ss.iov.data();
+        ss.msg.msg_iovlen = 2;
+      }
+    }
 
     udp_refs.assign(o.udp_buffers, 0);
     if (vnet) {
@@ -370,13 +391,18 @@ struct Worker::Impl {
     stats().add(Counter::kTunRxPackets, split.segments);
     stats().add(Counter::kTsoReads);
     ++tun_refs[bid];  // held while the segments are being queued
+    if (!gso) {
+      for (uint32_t k = 0; k < split.segments; ++k) send_segment(bid, k, *hop);
+      if (--tun_refs[bid] == 0) recycle_tun(bid);
+      return;
+    }
     for (uint32_t k = 0; k < split.segments; ++k) {
       const iovec& hdr = tso_iov[2 * k];
       const iovec& body = tso_iov[2 * k + 1];
       const auto bytes = static_cast<uint32_t>(hdr.iov_len + body.iov_len);
       if (train != nullptr &&
           (train->dst.sin_addr.s_addr != hop->addr.raw || train->dst.sin_port != hop->port_be ||
-           train_seg != split.seg_bytes || train->datagrams == (gso ? kMaxGsoSegments : 1) ||
+           train_seg != split.seg_bytes || train->datagrams == kMaxGsoSegments ||
            train_bytes + bytes > kMaxGsoBytes)) {
         submit_train();
       }
@@ -402,6 +428,33 @@ struct Worker::Impl {
       if (bytes < train_seg) submit_train();  // only the last datagram may be shorter
     }
     if (--tun_refs[bid] == 0) recycle_tun(bid);
+  }
+
+  // Segment k of TUN buffer bid, alone, from its SegmentSend (GSO off).
+  void send_segment(uint32_t bid, uint32_t k, const core::NextHop& hop) {
+    const uint32_t index = bid * kMaxTsoSegments + k;
+    SegmentSend& ss = segment_sends[index];
+    ss.dst.sin_addr.s_addr = hop.addr.raw;
+    ss.dst.sin_port = hop.port_be;
+    ss.iov[0] = tso_iov[2 * k];
+    ss.iov[1] = tso_iov[2 * k + 1];
+    ++tun_refs[bid];
+    ++tun_in_flight;
+    io_uring_sqe* sqe = ring->sqe();
+    io_uring_prep_sendmsg(sqe, send_file, &ss.msg, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, UserData{Op::kUdpSendSegment, index}.encode());
+  }
+
+  void on_udp_send_segment(const io_uring_cqe* cqe, uint32_t index) {
+    if (cqe->res < 0) {
+      stats().add(Counter::kDropSendError);
+      stats().set(Counter::kLastSendErrno, static_cast<uint64_t>(-cqe->res));
+    } else {
+      stats().add(Counter::kUdpTxPackets);
+      stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(cqe->res));
+    }
+    release_tun(index / kMaxTsoSegments);
   }
 
   // Sends the train send_tso has been filling. A train stays open while TSO
@@ -820,6 +873,7 @@ struct Worker::Impl {
       case Op::kTunRead: on_tun_read(cqe); break;
       case Op::kUdpRecv: on_udp_recv(cqe); break;
       case Op::kUdpSend: on_udp_send(cqe, ud.index); break;
+      case Op::kUdpSendSegment: on_udp_send_segment(cqe, ud.index); break;
       case Op::kTunWrite: on_tun_write(cqe, ud.index); break;
       case Op::kTunWriteRun: on_tun_write_run(cqe, ud.index); break;
       case Op::kIcmpWrite: on_icmp_write(cqe, ud.index); break;

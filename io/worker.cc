@@ -190,9 +190,11 @@ struct Worker::Impl {
     udp_bufs.emplace(ring->get(), kUdpGroup, o.udp_buffers, o.udp_buf_bytes);
     vnet = o.vnet_hdr;
 
-    // Every send references at least one buffer and a buffer is in at most
-    // two sends (a TSO packet of more than 64 segments), so this never runs dry.
-    send_slots.resize(2 * size_t{o.tun_buffers});
+    // Every send references at least one buffer, and a buffer is in at most
+    // three: a TSO read of up to 128 segments may top up the train left open
+    // by the reads before it, fill one of 64, and leave one open. (With GSO
+    // off its segments use segment_sends instead.) So this never runs dry.
+    send_slots.resize(3 * size_t{o.tun_buffers});
     for (uint32_t i = 0; i < send_slots.size(); ++i) {
       SendSlot& sl = send_slots[i];
       std::memset(&sl, 0, sizeof sl);

@@ -449,13 +449,7 @@ struct Worker::Impl {
   }
 
   void on_udp_send_segment(const io_uring_cqe* cqe, uint32_t index) {
-    if (cqe->res < 0) {
-      stats().add(Counter::kDropSendError);
-      stats().set(Counter::kLastSendErrno, static_cast<uint64_t>(-cqe->res));
-    } else {
-      stats().add(Counter::kUdpTxPackets);
-      stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(cqe->res));
-    }
+    count_send(cqe->res, 1);
     release_tun(index / kMaxTsoSegments);
   }
 
@@ -536,15 +530,22 @@ struct Worker::Impl {
       stats().add(Counter::kSendZcFallback);
       stats().set(Counter::kLastSendErrno, EMSGSIZE);
       stats().add(Counter::kDropSendError, sl.datagrams);
-    } else if (cqe->res < 0) {
-      stats().add(Counter::kDropSendError, sl.datagrams);
-      stats().set(Counter::kLastSendErrno, static_cast<uint64_t>(-cqe->res));
     } else {
-      stats().add(Counter::kUdpTxPackets, sl.datagrams);
-      stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(cqe->res));
-      if (sl.datagrams > 1) stats().add(Counter::kGsoSends);
+      count_send(cqe->res, sl.datagrams);
+      if (cqe->res >= 0 && sl.datagrams > 1) stats().add(Counter::kGsoSends);
     }
     if (!notif_follows) finish_send(slot);
+  }
+
+  // The counters of a finished send of `datagrams` datagrams.
+  void count_send(int res, uint32_t datagrams) {
+    if (res < 0) {
+      stats().add(Counter::kDropSendError, datagrams);
+      stats().set(Counter::kLastSendErrno, static_cast<uint64_t>(-res));
+    } else {
+      stats().add(Counter::kUdpTxPackets, datagrams);
+      stats().add(Counter::kUdpTxBytes, static_cast<uint64_t>(res));
+    }
   }
 
   void finish_send(uint32_t slot) {

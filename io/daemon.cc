@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include "io/netlink.h"
 #include "io/nic_features.h"
 #include "io/port_steering.h"
+#include "io/tun_steering.h"
 #include "io/self_test.h"
 #include "io/tun_device.h"
 #include "io/udp_socket.h"
@@ -140,7 +142,8 @@ uint32_t round_up_pow2_bytes(uint32_t n) {
 // reason; the errno gauge stays a gauge.
 std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>& stats,
                            size_t routes, uint64_t iptables_rebuilds,
-                           const std::optional<LeaseStoreStatus>& lease) {
+                           const std::optional<LeaseStoreStatus>& lease,
+                           const TunSteering* tun_steering) {
   std::vector<const core::WorkerStats*> ptrs;
   for (const auto& s : stats) ptrs.push_back(s.get());
   const core::StatsTotals t = core::sum_stats(ptrs);
@@ -157,6 +160,11 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
   family("udpring_routes", "gauge", "Peer routes installed.", routes);
   family("udpring_iptables_rebuilds_total", "counter",
          "Rule sets rebuilt after a rule went missing.", iptables_rebuilds);
+  if (tun_steering) {
+    family("udpring_tun_flows_placed_total", "counter",
+           "Flows the TUN steering program placed on the next queue in turn.",
+           tun_steering->flows_placed());
+  }
   if (lease) {
     family("udpring_lease_expiry_timestamp_seconds", "gauge",
            "When our lease expires, in Unix seconds (0: never, a reservation).",
@@ -312,7 +320,9 @@ int run_daemon(const Options& opts) {
   std::unique_ptr<LeaseStore> store_owner;
   std::unique_ptr<core::PeerRoutes> peer_routes;
   std::unique_ptr<IptablesManager> iptables;
-  // What the HTTP thread may read: set (release) once `stats` is complete.
+  std::unique_ptr<TunSteering> tun_steering;  // with 2+ workers, unless off or refused
+  // What the HTTP thread may read: set (release) once `stats` and
+  // `tun_steering` are complete.
   std::atomic<bool> running{false};
   std::atomic<size_t> route_count{0};
   std::atomic<uint64_t> iptables_rebuilds{0};
@@ -340,7 +350,8 @@ int run_daemon(const Options& opts) {
           lease = lease_status;
         }
         return render_metrics(stats, route_count.load(std::memory_order_relaxed),
-                              iptables_rebuilds.load(std::memory_order_relaxed), lease);
+                              iptables_rebuilds.load(std::memory_order_relaxed), lease,
+                              tun_steering.get());
       });
       spdlog::info("health and metrics on {}:{} (/healthz, /readyz, /metrics)",
                    core::format_ipv4(opts.healthz_ip), http->port());
@@ -433,6 +444,21 @@ int run_daemon(const Options& opts) {
       }
     }
     for (unsigned i = 1; i < n_workers; ++i) tun_fds.push_back(open_tun_queue(opts.tun_name, vnet));
+    std::string queue_by = "the TUN's flow hash";
+    if (opts.tun_steering && n_workers > 1) {
+      try {
+        auto prog = std::make_unique<TunSteering>();
+        if (const int err = prog->attach(tun_fds[0].get()); err != 0) {
+          throw std::system_error(err, std::generic_category(), "TUNSETSTEERINGEBPF");
+        }
+        tun_steering = std::move(prog);
+        queue_by = "a steering program, new flows in turn";
+      } catch (const std::system_error& e) {
+        spdlog::warn("TUN steering off: {}; the TUN's flow hash spreads flows over the workers, "
+                     "unevenly at times",
+                     e.what());
+      }
+    }
     for (const std::string& failure : tune_tun_sysctls(opts.tun_name)) {
       spdlog::warn("{}: ICMP replies or IPv6 suppression on {} may not work", failure,
                    opts.tun_name);
@@ -454,9 +480,10 @@ int run_daemon(const Options& opts) {
         }
       }
     }
-    spdlog::info("TUN {}: {} queue(s), address {}/32, MTU {}, route {} dev {}", opts.tun_name,
-                 n_workers, core::format_ipv4(own.network), tun_mtu,
-                 core::format_prefix(net.network), opts.tun_name);
+    spdlog::info("TUN {}: {} queue(s){}, address {}/32, MTU {}, route {} dev {}", opts.tun_name,
+                 n_workers, n_workers > 1 ? " chosen by " + queue_by : std::string(),
+                 core::format_ipv4(own.network), tun_mtu, core::format_prefix(net.network),
+                 opts.tun_name);
 
     WorkerSockets socks = open_worker_sockets(opts, ext.addr, net.port, n_workers);
 

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <exception>
+#include <system_error>
 
 #include "core/ones_sum.h"
 #include "core/unique_fd.h"
 #include "io/ring.h"
+#include "io/tun_steering.h"
 
 namespace udpring::io {
 
@@ -43,6 +45,12 @@ std::string probe_kernel_features() {
        setsockopt(s.get(), SOL_UDP, UDP_SEGMENT, &seg, sizeof seg) == 0 ? "yes" : "no");
   line("/dev/net/tun", access("/dev/net/tun", R_OK | W_OK) == 0 ? "read/write" : "not accessible");
   line("TUN offload (IFF_VNET_HDR + TSO4)", "probed at start; a refusal falls back to plain TUN (logged)");
+  try {
+    TunSteering probe;  // loaded and dropped: attaching needs a TUN
+    line("TUN steering program (TUNSETSTEERINGEBPF)", "loads");
+  } catch (const std::system_error& e) {
+    line("TUN steering program (TUNSETSTEERINGEBPF)", std::string("unavailable: ") + e.what());
+  }
   line("checksum loop (TSO split, coalescing)", core::ones_sum_impl());
   return out;
 }

@@ -140,6 +140,7 @@ const std::map<std::string, FlagDef, std::less<>>& flag_table() {
       {"no-trust-outer-checksum", {true, [](Options& o, auto& f, auto& v) { o.trust_outer_checksum = !parse_bool(f, v); }}},
       {"no-source-port-spread", {true, [](Options& o, auto& f, auto& v) { o.source_port_spread = !parse_bool(f, v); }}},
       {"no-port-steering", {true, [](Options& o, auto& f, auto& v) { o.port_steering = !parse_bool(f, v); }}},
+      {"no-tun-steering", {true, [](Options& o, auto& f, auto& v) { o.tun_steering = !parse_bool(f, v); }}},
       {"cpu-affinity", {false, [](Options& o, auto& f, auto& v) {
          o.cpu_affinity.clear();
          size_t start = 0;
@@ -392,6 +393,12 @@ Data plane:
                              sends from ports the kernel picks and leaves the receiving
                              worker to the kernel's hash, which often puts all of a peer's
                              traffic on one worker.
+  --no-tun-steering          With 2+ workers, an eBPF program on the TUN (TUNSETSTEERINGEBPF)
+                             sends each new TCP or UDP flow out of the next queue in turn,
+                             so the workers share the flows evenly (fragments and other
+                             protocols go by a hash of the addresses). This flag leaves the
+                             choice to the TUN's flow hash, which puts 4 flows 2-2 on two
+                             workers only 3 times in 8.
   --send-zc / --no-send-zc   Send GSO trains with IORING_OP_SENDMSG_ZC (zero copy). Default
                              off: it lost in our benchmark (see docs/tuning.md).
 
@@ -513,6 +520,7 @@ std::string describe_options(const Options& o) {
   line("send-zc", b(o.send_zc));
   line("source-port-spread", b(o.source_port_spread));
   line("port-steering", b(o.port_steering));
+  line("tun-steering", b(o.tun_steering));
   line("peer-check", b(o.peer_check));
   line("healthz", o.healthz_port ? core::format_ipv4(o.healthz_ip) + ":" + std::to_string(o.healthz_port)
                                  : std::string("off"));

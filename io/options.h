@@ -59,6 +59,7 @@ struct Options {
   bool uso = true;
   bool source_port_spread = true;     // with 2+ workers, each sends from its own port
   bool port_steering = true;          // with 2+ workers, sender port picks the worker
+  bool tun_steering = true;           // with 2+ workers, new flows take the TUN queues in turn
   std::vector<int> cpu_affinity;      // worker i runs on cpu_affinity[i % size]
   unsigned ring_entries = 1024;       // SQ entries per worker ring
   unsigned batch = 64;                // packets per encap/decap call

@@ -130,6 +130,7 @@ INSTANTIATE_TEST_SUITE_P(
                     FlagSet{"no_multishot", {"--workers=2", "--no-multishot"}},
                     FlagSet{"no_uso", {"--workers=1", "--no-uso"}},
                     FlagSet{"no_port_steering", {"--workers=2", "--no-port-steering"}},
+                    FlagSet{"no_tun_steering", {"--workers=2", "--no-tun-steering"}},
                     FlagSet{"no_source_port_spread", {"--workers=2", "--no-source-port-spread"}},
                     FlagSet{"no_peer_check", {"--workers=1", "--no-peer-check"}},
                     FlagSet{"no_trust_outer_checksum", {"--workers=1", "--no-trust-outer-checksum"}},
@@ -550,10 +551,8 @@ long long worker_metric(const std::string& metrics, const std::string& name, int
 
 // Two udpringd nodes with two workers each: worker w of one node sends only
 // to worker w of the other, and connections spread over both workers of both
-// nodes, in both directions (the TUN sends a flow out of the queue its last
-// packet was written on, so this holds only if each flow keeps one worker per
-// node). Without steering the kernel's hash crosses or merges the pairs most
-// of the time.
+// nodes, in both directions. Without port steering the kernel's hash
+// crosses or merges the pairs most of the time.
 TEST(PortSteering, WorkersPairUpAndShareTheConnections) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
@@ -640,6 +639,60 @@ TEST(PortSteering, OriginalPeerStaysOnTheWorkerItsPortNames) {
   const std::string m = http_get(topo.n1.name(), 9102, "/metrics");
   EXPECT_EQ(worker_metric(m, "udpring_worker_udp_rx_packets_total", 0), 0) << m;
   EXPECT_GT(worker_metric(m, "udpring_worker_udp_rx_packets_total", 1), 8 * 700) << m;
+  EXPECT_EQ(d1->stop(), 0);
+}
+
+// Value of the unlabelled metric NAME, -1 if absent.
+long long metric(const std::string& metrics, const std::string& name) {
+  const std::string key = "\n" + name + " ";
+  const size_t at = metrics.find(key);
+  return at == std::string::npos ? -1 : std::stoll(metrics.substr(at + key.size()));
+}
+
+// With two workers, the TUN steering program hands each new connection the
+// next queue: consecutive connections from pod 1 are read by node 1's
+// workers in turn, each wholly by one. By the TUN's hash alone, 6
+// connections alternate with probability 2 / 64.
+TEST(TunSteering, ConsecutiveConnectionsTakeTheWorkersInTurn) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
+  auto d2 = start_udpringd(topo, 2, {"--workers=2"});
+  EXPECT_TRUE(d1->wait_for_log("chosen by a steering program, new flows in turn", 2000)) << d1->log();
+  const std::string rx = "udpring_worker_tun_rx_packets_total";
+  std::string before = http_get(topo.n1.name(), 9102, "/metrics");
+  int first = -1;
+  for (int conn = 0; conn < 6; ++conn) {
+    SCOPED_TRACE("connection " + std::to_string(conn));
+    ASSERT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", static_cast<uint16_t>(5070 + conn),
+                                    topo.p1.name(), 1 << 20),
+              1u << 20);
+    const std::string after = http_get(topo.n1.name(), 9102, "/metrics");
+    const long long w0 = worker_metric(after, rx, 0) - worker_metric(before, rx, 0);
+    const long long w1 = worker_metric(after, rx, 1) - worker_metric(before, rx, 1);
+    EXPECT_GT(w0 + w1, 10);
+    const int busy = w1 > w0 ? 1 : 0;
+    if (first < 0) first = busy;
+    EXPECT_EQ(busy, (first + conn) % 2) << w0 << " / " << w1;
+    EXPECT_EQ(std::min(w0, w1), 0) << "a connection was split over the workers";
+    EXPECT_EQ(metric(after, "udpring_tun_flows_placed_total") -
+                  metric(before, "udpring_tun_flows_placed_total"),
+              1)
+        << after;
+    before = after;
+  }
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// Turned off, the daemon says so and places nothing.
+TEST(TunSteering, OffLeavesTheChoiceToTheTunsHash) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(
+      topo, 1, {"--workers=2", "--no-tun-steering", "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
+  EXPECT_TRUE(d1->wait_for_log("chosen by the TUN's flow hash", 2000)) << d1->log();
+  EXPECT_EQ(metric(http_get(topo.n1.name(), 9102, "/metrics"), "udpring_tun_flows_placed_total"), -1);
   EXPECT_EQ(d1->stop(), 0);
 }
 

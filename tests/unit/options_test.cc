@@ -175,11 +175,23 @@ TEST(Options, TuningFlags) {
   EXPECT_NE(cfg.find("send-zc: on"), std::string::npos) << cfg;
 }
 
+TEST(Options, SteeringSwitches) {
+  const auto on = parse({});
+  EXPECT_TRUE(on.tun_steering);
+  EXPECT_TRUE(on.port_steering);
+  const auto off = parse({"--no-tun-steering", "--no-port-steering"});
+  EXPECT_FALSE(off.tun_steering);
+  EXPECT_FALSE(off.port_steering);
+  const std::string cfg = io::describe_options(off);
+  EXPECT_NE(cfg.find("tun-steering: off"), std::string::npos) << cfg;
+  EXPECT_NE(cfg.find("port-steering: off"), std::string::npos) << cfg;
+}
+
 TEST(Options, HelpMentionsEveryFlag) {
   const std::string help = io::usage_text();
   for (const char* flag : {"--subnet-mgr", "--net-config-path", "--static-subnet", "--static-peer",
                            "--iface", "--tun-name", "--workers", "--tun-txqueuelen",
-                           "--no-multishot", "--no-peer-check", "--subnet-file", "--healthz-ip", "--healthz-port", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "--no-uso", "--no-source-port-spread",
+                           "--no-multishot", "--no-peer-check", "--subnet-file", "--healthz-ip", "--healthz-port", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "--no-uso", "--no-source-port-spread", "--no-port-steering", "--no-tun-steering",
                            "--send-zc", "--no-send-zc", "--cpu-affinity", "--ring-entries", "--batch",
                            "--buffers", "--buffer-size", "--socket-rcvbuf", "--socket-sndbuf",
                            "--busy-poll", "--sqpoll", "--print-config", "-v", "--help", "--version"}) {

@@ -444,7 +444,7 @@ int run_daemon(const Options& opts) {
       }
     }
     for (unsigned i = 1; i < n_workers; ++i) tun_fds.push_back(open_tun_queue(opts.tun_name, vnet));
-    std::string queue_by = "the TUN's flow hash";
+    std::string queue_by = "the TUN's flow hash";  // what places a flow on a queue
     if (opts.tun_steering && n_workers > 1) {
       try {
         auto prog = std::make_unique<TunSteering>();
@@ -452,7 +452,7 @@ int run_daemon(const Options& opts) {
           throw std::system_error(err, std::generic_category(), "TUNSETSTEERINGEBPF");
         }
         tun_steering = std::move(prog);
-        queue_by = "a steering program, new flows in turn";
+        queue_by = "a steering program, new ones in turn";
       } catch (const std::system_error& e) {
         spdlog::warn("TUN steering off: {}; the TUN's flow hash spreads flows over the workers, "
                      "unevenly at times",
@@ -481,7 +481,7 @@ int run_daemon(const Options& opts) {
       }
     }
     spdlog::info("TUN {}: {} queue(s){}, address {}/32, MTU {}, route {} dev {}", opts.tun_name,
-                 n_workers, n_workers > 1 ? " chosen by " + queue_by : std::string(),
+                 n_workers, n_workers > 1 ? " (flows placed by " + queue_by + ")" : std::string(),
                  core::format_ipv4(own.network), tun_mtu, core::format_prefix(net.network),
                  opts.tun_name);
 

@@ -658,7 +658,7 @@ TEST(TunSteering, ConsecutiveConnectionsTakeTheWorkersInTurn) {
   Topology topo;
   auto d1 = start_udpringd(topo, 1, {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
   auto d2 = start_udpringd(topo, 2, {"--workers=2"});
-  EXPECT_TRUE(d1->wait_for_log("chosen by a steering program, new flows in turn", 2000)) << d1->log();
+  EXPECT_TRUE(d1->wait_for_log("flows placed by a steering program, new ones in turn", 2000)) << d1->log();
   const std::string rx = "udpring_worker_tun_rx_packets_total";
   std::string before = http_get(topo.n1.name(), 9102, "/metrics");
   int first = -1;
@@ -685,13 +685,31 @@ TEST(TunSteering, ConsecutiveConnectionsTakeTheWorkersInTurn) {
   EXPECT_EQ(d2->stop(), 0);
 }
 
+// Refused by the kernel (here: no CAP_BPF or CAP_SYS_ADMIN, as in a
+// container that lacks them), the daemon says why, keeps the TUN's hash and
+// still forwards on both workers.
+TEST(TunSteering, RefusedProgramFallsBackToTheTunsHash) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  const std::vector<std::string> flags = {"--workers=2"};
+  auto d1 = start_udpringd(topo, 1, flags, {"setpriv", "--bounding-set=-bpf,-sys_admin"});
+  auto d2 = start_udpringd(topo, 2, flags);
+  EXPECT_TRUE(d1->wait_for_log("TUN steering off: creating the TUN steering map", 2000)) << d1->log();
+  EXPECT_TRUE(d1->wait_for_log("flows placed by the TUN's flow hash", 2000)) << d1->log();
+  for (uint16_t port = 5080; port < 5084; ++port) {
+    EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 4 << 20), 4u << 20);
+  }
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
 // Turned off, the daemon says so and places nothing.
 TEST(TunSteering, OffLeavesTheChoiceToTheTunsHash) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
   auto d1 = start_udpringd(
       topo, 1, {"--workers=2", "--no-tun-steering", "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
-  EXPECT_TRUE(d1->wait_for_log("chosen by the TUN's flow hash", 2000)) << d1->log();
+  EXPECT_TRUE(d1->wait_for_log("flows placed by the TUN's flow hash", 2000)) << d1->log();
   EXPECT_EQ(metric(http_get(topo.n1.name(), 9102, "/metrics"), "udpring_tun_flows_placed_total"), -1);
   EXPECT_EQ(d1->stop(), 0);
 }

@@ -107,8 +107,10 @@ class Topology {
 };
 
 /// Starts udpringd in node `i` (1 or 2) of `topo` with the other node as its
-/// static peer, waits until it logs "ready". Extra flags are appended.
+/// static peer, waits until it logs "ready". Extra flags are appended;
+/// `launcher` (e.g. setpriv and its arguments) is put in front of the command.
 std::unique_ptr<Process> start_udpringd(Topology& topo, int node,
-                                        const std::vector<std::string>& extra = {});
+                                        const std::vector<std::string>& extra = {},
+                                        const std::vector<std::string>& launcher = {});
 
 }  // namespace udpring::test

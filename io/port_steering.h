@@ -4,10 +4,11 @@
 //
 // The kernel's SO_REUSEPORT hash of the outer 4-tuple is a coin toss per
 // sending port: with two workers, both of a peer's ports land on one socket
-// half of the time. And the choice sticks to both directions of a flow, since
-// a multi-queue TUN sends a flow out of the queue its last packet was written
-// on: whatever worker receives a flow's ACKs carries its data too. So a
-// collision left one worker per node with all the traffic.
+// half of the time. Without TUN steering (io/tun_steering.h) the choice also
+// sticks to both directions of a flow, since a multi-queue TUN then sends a
+// flow out of the queue its last packet was written on: whatever worker
+// receives a flow's ACKs carries its data too. So a collision left one
+// worker per node with all the traffic.
 //
 // Instead, worker w of a node sends from port base + w, base a multiple of
 // kSourcePortStride, and a classic BPF program on the receiving group picks

@@ -34,9 +34,9 @@
 #include "io/netlink.h"
 #include "io/nic_features.h"
 #include "io/port_steering.h"
-#include "io/tun_steering.h"
 #include "io/self_test.h"
 #include "io/tun_device.h"
+#include "io/tun_steering.h"
 #include "io/udp_socket.h"
 #include "io/worker.h"
 

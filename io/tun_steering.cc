@@ -15,6 +15,8 @@
 #include <system_error>
 #include <vector>
 
+static_assert(BPF_ANY == 0 && BPF_NOEXIST == 1, "the program computes the update flag");
+
 namespace udpring::io {
 namespace {
 
@@ -128,6 +130,20 @@ std::vector<bpf_insn> assemble(int flows_fd, int counter_fd) {
   a.emit(BPF_LD | BPF_IND | BPF_W, 0, R7, 0, 0);  // both ports, past the options
   a.emit(BPF_STX | BPF_MEM | BPF_W, R10, R0, kKey + 8, 0);
   a.emit(BPF_STX | BPF_MEM | BPF_W, R10, R8, kKey + 12, 0);
+  // A SYN (a connection's first packet either way) takes the next number
+  // even when its 4-tuple is remembered from an earlier connection, so
+  // connections that reuse ports still take turns. From here on r8 is the
+  // SYN bit: 2 for a SYN, else 0.
+  const auto tcp_flags = a.label(), lookup = a.label();
+  a.jump(BPF_JEQ, R8, IPPROTO_TCP, tcp_flags);
+  a.emit(BPF_ALU64 | BPF_MOV | BPF_K, R8, 0, 0, 0);
+  a.jump(BPF_JA, 0, 0, lookup);
+  a.bind(tcp_flags);
+  a.emit(BPF_LD | BPF_IND | BPF_B, 0, R7, 0, 13);  // TCP flags
+  a.emit(BPF_ALU64 | BPF_MOV | BPF_X, R8, R0, 0, 0);
+  a.emit(BPF_ALU64 | BPF_AND | BPF_K, R8, 0, 0, 0x02);
+  a.jump(BPF_JNE, R8, 0, place);
+  a.bind(lookup);
   a.load_map(R1, flows_fd);
   a.emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, R10, 0, 0);
   a.emit(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, kKey);
@@ -138,7 +154,8 @@ std::vector<bpf_insn> assemble(int flows_fd, int counter_fd) {
 
   // A new flow takes the next number. Two CPUs may both miss on one flow's
   // first packets: BPF_NOEXIST keeps the first store, and both return what
-  // the map then holds, so the flow still has one queue.
+  // the map then holds, so the flow still has one queue. A SYN stores with
+  // BPF_ANY instead, replacing an earlier connection's number.
   a.bind(place);
   a.emit(BPF_ST | BPF_MEM | BPF_W, R10, 0, kZero, 0);
   a.load_map(R1, counter_fd);
@@ -155,7 +172,9 @@ std::vector<bpf_insn> assemble(int flows_fd, int counter_fd) {
   a.emit(BPF_ALU64 | BPF_ADD | BPF_K, R2, 0, 0, kKey);
   a.emit(BPF_ALU64 | BPF_MOV | BPF_X, R3, R10, 0, 0);
   a.emit(BPF_ALU64 | BPF_ADD | BPF_K, R3, 0, 0, kValue);
-  a.emit(BPF_ALU64 | BPF_MOV | BPF_K, R4, 0, 0, BPF_NOEXIST);
+  a.emit(BPF_ALU64 | BPF_MOV | BPF_X, R4, R8, 0, 0);
+  a.emit(BPF_ALU64 | BPF_RSH | BPF_K, R4, 0, 0, 1);
+  a.emit(BPF_ALU64 | BPF_XOR | BPF_K, R4, 0, 0, 1);  // SYN: BPF_ANY (0), else BPF_NOEXIST (1)
   a.emit(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_map_update_elem);
   a.load_map(R1, flows_fd);
   a.emit(BPF_ALU64 | BPF_MOV | BPF_X, R2, R10, 0, 0);

@@ -660,14 +660,29 @@ TEST(TunSteering, ConsecutiveConnectionsTakeTheWorkersInTurn) {
   auto d2 = start_udpringd(topo, 2, {"--workers=2"});
   EXPECT_TRUE(d1->wait_for_log("flows placed by a steering program, new ones in turn", 2000)) << d1->log();
   const std::string rx = "udpring_worker_tun_rx_packets_total";
-  std::string before = http_get(topo.n1.name(), 9102, "/metrics");
+  // A connection's last ACK may leave pod 1 after the transfer has returned:
+  // read the counters once they have stopped moving, so that it is counted
+  // with its own connection.
+  auto settled = [&] {
+    std::string m = http_get(topo.n1.name(), 9102, "/metrics");
+    for (int i = 0; i < 20; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::string again = http_get(topo.n1.name(), 9102, "/metrics");
+      const bool same = worker_metric(again, rx, 0) == worker_metric(m, rx, 0) &&
+                        worker_metric(again, rx, 1) == worker_metric(m, rx, 1);
+      m = std::move(again);
+      if (same) break;
+    }
+    return m;
+  };
+  std::string before = settled();
   int first = -1;
   for (int conn = 0; conn < 6; ++conn) {
     SCOPED_TRACE("connection " + std::to_string(conn));
     ASSERT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", static_cast<uint16_t>(5070 + conn),
                                     topo.p1.name(), 1 << 20),
               1u << 20);
-    const std::string after = http_get(topo.n1.name(), 9102, "/metrics");
+    const std::string after = settled();
     const long long w0 = worker_metric(after, rx, 0) - worker_metric(before, rx, 0);
     const long long w1 = worker_metric(after, rx, 1) - worker_metric(before, rx, 1);
     EXPECT_GT(w0 + w1, 10);

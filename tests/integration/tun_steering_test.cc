@@ -58,6 +58,35 @@ TEST(TunSteering, NewFlowsTakeTheNextNumberAndKeepIt) {
   EXPECT_EQ(s.flows_placed(), 6u);
 }
 
+// A SYN starts a connection, so it takes the next number even for a
+// 4-tuple an earlier connection left in the map; the rest of the
+// connection keeps it. Without the SYN rule the reused 4-tuple would keep
+// its old number (0) and the turn would be skipped.
+TEST(TunSteering, SynTakesTheNextNumberForAReusedFourTuple) {
+  UDPRING_REQUIRE_INTEGRATION();
+  io::TunSteering s;
+  constexpr uint8_t kSyn = 0x02, kAck = 0x10;
+  const auto seg = [](uint16_t sport, uint8_t flags) {
+    return tcp_segment("10.50.1.2", "10.50.2.2", sport, 5201, 1, 0, flags, {});
+  };
+  EXPECT_EQ(s.run_on(seg(40000, kSyn)), 0u);
+  EXPECT_EQ(s.run_on(seg(40000, kAck)), 0u);
+  EXPECT_EQ(s.run_on(seg(40001, kSyn)), 1u);
+  EXPECT_EQ(s.run_on(seg(40000, kAck)), 0u);
+  // Port 40000 again, for a new connection.
+  EXPECT_EQ(s.run_on(seg(40000, kSyn)), 2u);
+  EXPECT_EQ(s.run_on(seg(40000, kAck)), 2u);
+  EXPECT_EQ(s.run_on(seg(40001, kAck)), 1u);
+  // The answering side's SYN-ACK too.
+  const auto syn_ack = tcp_segment("10.50.2.2", "10.50.1.2", 5201, 40001, 1, 2, kSyn | kAck, {});
+  EXPECT_EQ(s.run_on(syn_ack), 3u);
+  // A retransmitted SYN-ACK moves the flow once more; nothing of it is in
+  // flight yet, so nothing can be reordered.
+  EXPECT_EQ(s.run_on(syn_ack), 4u);
+  EXPECT_EQ(s.run_on(tcp_segment("10.50.2.2", "10.50.1.2", 5201, 40001, 2, 2, kAck, {})), 4u);
+  EXPECT_EQ(s.flows_placed(), 5u);
+}
+
 // The ports follow the IP options: read at a fixed offset, the packet with
 // options would be keyed on option bytes and placed as a new flow.
 TEST(TunSteering, PortsAreFoundBehindIpOptions) {

@@ -89,6 +89,18 @@ class EtcdLeases : public ::testing::Test {
     return p;
   }
   std::string lease_of(int i) const { return Cluster::lease_from_env(env_path(i)); }
+  // A /24 for a peer added by hand once nodes 0..n-1 run: 10.60.`third`.0/24,
+  // or the next one up that none of them holds. Their leases are random
+  // picks, so a fixed subnet was now and then a node's own, and a node that
+  // sees its subnet taken over shuts down (as flanneld does).
+  std::string unused_subnet(int third, int n) const {
+    for (;; ++third) {
+      const std::string subnet = "10.60." + std::to_string(third) + ".0/24";
+      bool taken = false;
+      for (int i = 0; i < n; ++i) taken = taken || lease_of(i) == subnet;
+      if (!taken) return subnet;
+    }
+  }
   static std::string key_of(const std::string& subnet) {
     std::string k = std::string(kPrefix) + "/subnets/" + subnet;
     k[k.rfind('/')] = '-';
@@ -272,12 +284,13 @@ TEST_F(EtcdLeases, OutageAndCompactionKeepForwardingAndResync) {
   sh_ok(ns0 + "iptables -I OUTPUT -p tcp -d 192.168.78.1 --dport 2379 -j REJECT --reject-with tcp-reset");
   std::this_thread::sleep_until(down + std::chrono::seconds(10));
   etcd_->start();
-  put(key_of("10.60.91.0/24"), R"({"PublicIP":"192.168.78.91","PublicIPv6":null})", grant(86400));
+  const std::string added = unused_subnet(91, 2);
+  put(key_of(added), R"({"PublicIP":"192.168.78.91","PublicIPv6":null})", grant(86400));
   etcd_->ctl("del " + key_of("10.60.90.0/24"));
   etcd_->ctl("compact " + std::to_string(etcd_->revision()));
   sh_ok(ns0 + "iptables -D OUTPUT -p tcp -d 192.168.78.1 --dport 2379 -j REJECT --reject-with tcp-reset");
 
-  EXPECT_TRUE(d0->wait_for_log("route 10.60.91.0/24 -> 192.168.78.91:8285", 8000)) << d0->log();
+  EXPECT_TRUE(d0->wait_for_log("route " + added + " -> 192.168.78.91:8285", 8000)) << d0->log();
   EXPECT_TRUE(d0->wait_for_log("route 10.60.90.0/24 removed", 2000)) << d0->log();
   EXPECT_NE(d0->log().find("re-listing leases"), std::string::npos) << d0->log();
   EXPECT_NE(d0->log().find("etcd watch re-established"), std::string::npos) << d0->log();
@@ -335,8 +348,9 @@ TEST_F(EtcdLeases, PasswordAuthentication) {
   auto good = start(0, {"--etcd-username=root", "--etcd-password=s3cret",
                         "--etcd-endpoints=http://192.168.78.1:4001," + etcd_->endpoint()});
   EXPECT_TRUE(get(key_of(lease_of(0))));
-  put(key_of("10.60.93.0/24"), R"({"PublicIP":"192.168.78.93","PublicIPv6":null})", grant(600));
-  EXPECT_TRUE(good->wait_for_log("route 10.60.93.0/24 -> 192.168.78.93:8285", 5000)) << good->log();
+  const std::string peer = unused_subnet(93, 1);
+  put(key_of(peer), R"({"PublicIP":"192.168.78.93","PublicIPv6":null})", grant(600));
+  EXPECT_TRUE(good->wait_for_log("route " + peer + " -> 192.168.78.93:8285", 5000)) << good->log();
 }
 
 TEST_F(EtcdLeases, TlsClientCertificates) {

@@ -32,7 +32,7 @@ class TunSteering {
 
   /// Creates the maps and loads the program. Throws std::system_error naming
   /// the step that failed (no bpf() in a container without CAP_BPF, a kernel
-  /// without 32-bit atomic fetch-and-add in BPF, before 5.12), with the
+  /// without atomic fetch-and-add in BPF, before 5.12), with the
   /// verifier's last line when it refused the program.
   TunSteering();
 

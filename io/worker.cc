@@ -524,12 +524,11 @@ struct Worker::Impl {
       resend_singly(sl);
     } else if (cqe->res == -EMSGSIZE && sl.zc) {
       // A zero-copy send must fit MAX_SKB_FRAGS pages; a GSO train of many
-      // iovecs does not. Stop using zero copy on this worker; this train is
-      // lost (TCP resends it), the next ones go out copied.
+      // iovecs does not. Stop using zero copy on this worker and send the
+      // train again, copied.
       zc = false;
       stats().add(Counter::kSendZcFallback);
-      stats().set(Counter::kLastSendErrno, EMSGSIZE);
-      stats().add(Counter::kDropSendError, sl.datagrams);
+      resend_copied(sl);
     } else {
       count_send(cqe->res, sl.datagrams);
       if (cqe->res >= 0 && sl.datagrams > 1) stats().add(Counter::kGsoSends);
@@ -571,6 +570,25 @@ struct Worker::Impl {
       ++tun_refs[one.bids[0]];
       submit_send(one, 1, per, 0);
     }
+  }
+
+  // The same train through a copying sendmsg; it takes its own buffer
+  // references, as the refused send lets go of the train's.
+  void resend_copied(const SendSlot& train) {
+    SendSlot* cp = take_send_slot();
+    if (cp == nullptr) {
+      stats().add(Counter::kNoBuffer);
+      stats().add(Counter::kDropSendError, train.datagrams);
+      return;
+    }
+    uint16_t seg = 0;
+    if (train.datagrams > 1) std::memcpy(&seg, CMSG_DATA(CMSG_FIRSTHDR(&train.msg)), sizeof seg);
+    cp->dst = train.dst;
+    std::copy_n(train.iov.begin(), train.msg.msg_iovlen, cp->iov.begin());
+    std::copy_n(train.bids.begin(), train.nbids, cp->bids.begin());
+    cp->nbids = train.nbids;
+    for (uint32_t k = 0; k < cp->nbids; ++k) ++tun_refs[cp->bids[k]];
+    submit_send(*cp, train.datagrams, static_cast<uint32_t>(train.msg.msg_iovlen), seg);
   }
 
   void send_icmp_unreachable(const encap::PacketRef& offender) {

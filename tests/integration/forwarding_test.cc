@@ -522,11 +522,14 @@ TEST(SourcePorts, WorkersSendFromTheirOwnPorts) {
 }
 
 // udpringd on node 1, the test's own implementation of the original protocol
-// on node 2: traffic must flow both ways.
-TEST(Interop, WithAnIndependentOriginalProtocolPeer) {
+// on node 2 (one datagram per packet, from and to port 8285): traffic must
+// flow both ways, with every fast path on and with each switched off.
+class Interop : public testing::TestWithParam<FlagSet> {};
+
+TEST_P(Interop, WithAnIndependentOriginalProtocolPeer) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=2"});
+  auto d1 = start_udpringd(topo, 1, GetParam().flags);
   OriginalPeer peer(topo.n2.name(), "flannel0", "10.50.2.0", 1472, "10.50.0.0/16", "192.168.77.2",
                     kPort, "10.50.1.0/24", "192.168.77.1");
   EXPECT_TRUE(ping(topo.p1, "10.50.2.2"));
@@ -539,8 +542,24 @@ TEST(Interop, WithAnIndependentOriginalProtocolPeer) {
   EXPECT_GT(peer.udp_to_tun(), 1000u);
   const auto s = daemon_stats(*d1);
   EXPECT_EQ(s.at("drop_bad_header_udp"), 0u);
+  EXPECT_EQ(s.at("drop_send_error"), 0u);
   EXPECT_EQ(d1->stop(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Flags, Interop,
+    testing::Values(FlagSet{"defaults", {"--workers=2"}},
+                    FlagSet{"no_tun_offload", {"--workers=2", "--no-tun-offload"}},
+                    FlagSet{"no_coalesce", {"--workers=2", "--no-coalesce"}},
+                    FlagSet{"no_gso", {"--workers=2", "--no-gso"}},
+                    FlagSet{"no_gro", {"--workers=2", "--no-gro"}},
+                    FlagSet{"no_multishot", {"--workers=2", "--no-multishot"}},
+                    FlagSet{"no_uso", {"--workers=2", "--no-uso"}},
+                    FlagSet{"no_steering", {"--workers=2", "--no-port-steering", "--no-tun-steering",
+                                            "--no-source-port-spread"}},
+                    FlagSet{"no_trust_outer_checksum", {"--workers=2", "--no-trust-outer-checksum"}},
+                    FlagSet{"send_zc", {"--workers=2", "--send-zc"}}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 // Per-worker counters from /metrics: value of NAME{worker="W"}, -1 if absent.
 long long worker_metric(const std::string& metrics, const std::string& name, int w) {

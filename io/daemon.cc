@@ -27,6 +27,7 @@
 #include "core/subnet_env.h"
 #include "core/worker_stats.h"
 #include "io/etcd_lease_store.h"
+#include "io/fast_paths.h"
 #include "io/file_lease_store.h"
 #include "io/file_util.h"
 #include "io/http_server.h"
@@ -46,11 +47,6 @@ namespace {
 // flannel's encapOverhead: outer IPv4 header (20) + UDP header (8).
 constexpr uint32_t kEncapOverhead = 28;
 constexpr uint32_t kMinTunMtu = 576;
-// recvmsg multishot puts io_uring_recvmsg_out (16) and the source address
-// (16) in front of every datagram.
-constexpr uint32_t kRecvHeaderBytes = 32;
-// Room for the UDP_GRO control message (CMSG_SPACE(sizeof(int)) = 24).
-constexpr uint32_t kGroCmsgBytes = 32;
 
 core::NetConfig load_net_config(const std::string& path) {
   std::ifstream in(path);
@@ -132,18 +128,13 @@ std::vector<core::Route> static_routes(const Options& opts, const core::NetConfi
   return routes;
 }
 
-uint32_t round_up_pow2_bytes(uint32_t n) {
-  uint32_t v = 2048;
-  while (v < n) v <<= 1;
-  return v;
-}
-
 // Prometheus text for /metrics. Drop counters become one family labelled by
 // reason; the errno gauge stays a gauge.
 std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>& stats,
                            size_t routes, uint64_t iptables_rebuilds,
                            const std::optional<LeaseStoreStatus>& lease,
-                           const TunSteering* tun_steering) {
+                           const TunSteering* tun_steering,
+                           const std::vector<FastPath>& fast_paths) {
   std::vector<const core::WorkerStats*> ptrs;
   for (const auto& s : stats) ptrs.push_back(s.get());
   const core::StatsTotals t = core::sum_stats(ptrs);
@@ -160,6 +151,7 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
   family("udpring_routes", "gauge", "Peer routes installed.", routes);
   family("udpring_iptables_rebuilds_total", "counter",
          "Rule sets rebuilt after a rule went missing.", iptables_rebuilds);
+  out += render_fast_paths(fast_paths);
   if (tun_steering) {
     family("udpring_tun_flows_placed_total", "counter",
            "Flows the TUN steering program placed on the next queue in turn.",
@@ -243,6 +235,7 @@ void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, con
 struct WorkerSockets {
   std::vector<core::UniqueFd> udp;
   std::vector<core::UniqueFd> send;  // empty fds: send from `udp`
+  bool steered = false;              // the port steering program is attached
 };
 
 WorkerSockets open_worker_sockets(const Options& opts, core::Be32 addr, uint16_t port,
@@ -270,6 +263,7 @@ WorkerSockets open_worker_sockets(const Options& opts, core::Be32 addr, uint16_t
                    std::strerror(err));
     } else {
       receive_by = "the sender's source port";
+      s.steered = true;
     }
   }
   std::string send_from = "Backend.Port";
@@ -321,8 +315,9 @@ int run_daemon(const Options& opts) {
   std::unique_ptr<core::PeerRoutes> peer_routes;
   std::unique_ptr<IptablesManager> iptables;
   std::unique_ptr<TunSteering> tun_steering;  // with 2+ workers, unless off or refused
-  // What the HTTP thread may read: set (release) once `stats` and
-  // `tun_steering` are complete.
+  std::vector<FastPath> fast_paths;
+  // What the HTTP thread may read: set (release) once `stats`,
+  // `tun_steering` and `fast_paths` are complete.
   std::atomic<bool> running{false};
   std::atomic<size_t> route_count{0};
   std::atomic<uint64_t> iptables_rebuilds{0};
@@ -351,7 +346,7 @@ int run_daemon(const Options& opts) {
         }
         return render_metrics(stats, route_count.load(std::memory_order_relaxed),
                               iptables_rebuilds.load(std::memory_order_relaxed), lease,
-                              tun_steering.get());
+                              tun_steering.get(), fast_paths);
       });
       spdlog::info("health and metrics on {}:{} (/healthz, /readyz, /metrics)",
                    core::format_ipv4(opts.healthz_ip), http->port());
@@ -526,22 +521,14 @@ int run_daemon(const Options& opts) {
     WorkerOptions wopts;
     wopts.sq_entries = opts.ring_entries;
     wopts.batch = opts.batch;
-    // TUN buffers: a TSO read is up to 64 KiB plus the 10-byte vnet header.
-    const uint32_t tun_need = vnet ? 65536 + 64 : tun_mtu;
-    // UDP buffers: a GRO receive is up to 64 KiB; recvmsg puts its header,
-    // the source address and the GRO cmsg in front of the payload.
-    const uint32_t udp_need = (opts.gro ? 65536 : tun_mtu) + kRecvHeaderBytes + kGroCmsgBytes;
-    if (opts.buffer_size && opts.buffer_size < std::max(tun_need, udp_need)) {
+    const BufferPlan bufs = plan_buffers(opts, vnet, opts.gro, tun_mtu);
+    if (opts.buffer_size && opts.buffer_size < std::max(bufs.tun_need, bufs.udp_need)) {
       throw std::runtime_error(
           "--buffer-size " + std::to_string(opts.buffer_size) + " is too small: " +
-          std::to_string(std::max(tun_need, udp_need)) + " bytes are needed for " +
+          std::to_string(std::max(bufs.tun_need, bufs.udp_need)) + " bytes are needed for " +
           (vnet || opts.gro ? "64 KiB TUN offload / UDP GRO packets (or pass --no-tun-offload --no-gro)"
                             : "the TUN MTU plus the receive header"));
     }
-    wopts.tun_buf_bytes = opts.buffer_size ? opts.buffer_size
-                                           : (vnet ? tun_need : round_up_pow2_bytes(tun_need));
-    wopts.udp_buf_bytes = opts.buffer_size ? opts.buffer_size
-                                           : (opts.gro ? udp_need : round_up_pow2_bytes(udp_need));
     // 64 KiB buffers (plus 16 KiB of split headers per TUN buffer with
     // offload): cap the count so a typo cannot ask for gigabytes.
     if (opts.buffers > 4096 && (vnet || opts.gro)) {
@@ -550,9 +537,10 @@ int run_daemon(const Options& opts) {
                                "offload or UDP GRO; each ring would take " +
                                std::to_string(uint64_t{opts.buffers} * 80 / 1024) + " MiB)");
     }
-    // 64 KiB buffers: 256 of them is 16 MiB per ring.
-    wopts.tun_buffers = opts.buffers ? opts.buffers : (vnet ? 256 : 1024);
-    wopts.udp_buffers = opts.buffers ? opts.buffers : (opts.gro ? 256 : 1024);
+    wopts.tun_buf_bytes = bufs.tun_bytes;
+    wopts.udp_buf_bytes = bufs.udp_bytes;
+    wopts.tun_buffers = bufs.tun_count;
+    wopts.udp_buffers = bufs.udp_count;
     wopts.vnet_hdr = vnet;
     wopts.coalesce = coalesce;
     wopts.uso = uso;
@@ -587,6 +575,38 @@ int run_daemon(const Options& opts) {
       }
     }
     spdlog::info("{} worker(s) forwarding: {}", n_workers, workers.front()->features());
+    // Every worker asks its kernel the same; the first speaks for all.
+    const WorkerPaths& got = workers.front()->paths();
+    if (opts.sqpoll && !got.sqpoll) {
+      spdlog::warn("--sqpoll: the kernel refused IORING_SETUP_SQPOLL; workers submit their own "
+                   "requests");
+    }
+    if (opts.multishot && !got.multishot_read) {
+      spdlog::warn("this kernel has no IORING_OP_READ_MULTISHOT (Linux 6.7+); the TUN is read "
+                   "with plain reads");
+    }
+    if (opts.gro && !got.gro) {
+      spdlog::warn("the kernel refused UDP_GRO (Linux 5.0+); one datagram per receive");
+    }
+    if (opts.send_zc && !got.send_zc) {
+      spdlog::warn("--send-zc: this kernel has no IORING_OP_SENDMSG_ZC (Linux 6.1+); sends are "
+                   "copied");
+    }
+    const bool many = n_workers > 1;
+    const bool offload = opts.tun_offload;
+    fast_paths = {
+        {"tun_offload", offload, vnet},
+        {"uso", offload && opts.uso, vnet && uso},
+        {"tcp_coalesce", offload && opts.coalesce, vnet && coalesce},
+        {"udp_coalesce", offload && opts.uso && opts.coalesce, vnet && coalesce && coalesce_udp},
+        {"gso", opts.gso, gso},
+        {"gro", opts.gro, got.gro},
+        {"multishot_read", opts.multishot, got.multishot_read},
+        {"send_zc", opts.send_zc, got.send_zc},
+        {"sqpoll", opts.sqpoll, got.sqpoll},
+        {"port_steering", opts.port_steering && many, socks.steered},
+        {"tun_steering", opts.tun_steering && many, tun_steering != nullptr},
+    };
     // flannel's order: masquerade rules, then forward rules, then subnet.env.
     std::vector<RuleSet> rule_sets;
     if (opts.ip_masq) {
@@ -634,6 +654,7 @@ int run_daemon(const Options& opts) {
   auto next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(opts.iptables_resync_s);
   const timespec no_wait{0, 0};
   const timespec tick{1, 0};
+  RuntimeFallbackLog fallbacks(workers.size());
   // Nothing the control plane throws may skip stopping the workers.
   try {
     for (;;) {
@@ -684,6 +705,7 @@ int run_daemon(const Options& opts) {
         }
         iptables_rebuilds.store(iptables->rebuilds(), std::memory_order_relaxed);
       }
+      fallbacks.check(stats);
       table->reclaim();
     }
   } catch (const std::exception& e) {
@@ -691,6 +713,7 @@ int run_daemon(const Options& opts) {
     exit_code = 1;
   }
   stop_workers();
+  fallbacks.check(stats);
   log_stats(stats, "exit");
   return exit_code;
 }

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <thread>
 
 #include "io/daemon.h"
 #include "io/features.h"
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (opts.print_config) {
-    std::fputs(describe_options(opts).c_str(), stdout);
+    std::fputs(describe_options(opts, std::thread::hardware_concurrency()).c_str(), stdout);
     std::fputs(probe_kernel_features().c_str(), stdout);
     return 0;
   }

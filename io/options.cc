@@ -423,7 +423,10 @@ Tuning (defaults are the fastest safe settings; see docs/tuning.md for measured 
                              USEC. 0: never spin.
   --sqpoll                   Let a kernel thread submit (IORING_SETUP_SQPOLL). Costs a core;
                              falls back to normal submission if refused. Default off.
-  --print-config             Print the effective settings and detected kernel features, exit.
+  --print-config             Print the effective settings (auto values resolved) and the
+                             kernel features detected, then exit. As root it also runs the
+                             daemon's offload checks (TUN offload, USO, TUN GSO writes, UDP
+                             GSO) in a network namespace of its own, which vanishes after.
 
   --no-peer-check            Accept datagrams from any source address. By default a datagram
                              whose source is not a known peer's public IP is dropped and
@@ -434,7 +437,7 @@ Other:
   --healthz-port=PORT        Serve GET /healthz (200 while running), /readyz (503 until the
                              TUN, sockets, workers and subnet.env are in place, then 200) and
                              /metrics (Prometheus text: packets and bytes each way, drops by
-                             reason, offload counters, routes). Default 0 = off, as flanneld.
+                             reason, offload counters, fast paths in use, routes). Default 0 = off, as flanneld.
   flanneld compatibility: the flanneld flags udpringd does not implement (--public-ipv6,
   --kube-api-url, --kubeconfig-file, --kube-annotation-prefix, --ip-blackhole-route,
   --set-node-network-unavailable, --vmodule, --log_backtrace_at) are accepted so a flanneld
@@ -450,7 +453,30 @@ SIGUSR1 logs one "stats:" line with every counter summed over the workers.
 )";
 }
 
-std::string describe_options(const Options& o) {
+BufferPlan plan_buffers(const Options& o, bool vnet, bool gro, uint32_t tun_mtu) {
+  // recvmsg multishot puts io_uring_recvmsg_out (16) and the source address
+  // (16) in front of every datagram, then room for the UDP_GRO cmsg (24).
+  constexpr uint32_t kRecvHeaderBytes = 32;
+  constexpr uint32_t kGroCmsgBytes = 32;
+  auto pow2 = [](uint32_t n) {
+    uint32_t v = 2048;
+    while (v < n) v <<= 1;
+    return v;
+  };
+  BufferPlan p{};
+  // A TSO read is up to 64 KiB plus the vnet header; a GRO receive up to
+  // 64 KiB after the recvmsg header.
+  p.tun_need = vnet ? 65536 + 64 : tun_mtu;
+  p.udp_need = (gro ? 65536 : tun_mtu) + kRecvHeaderBytes + kGroCmsgBytes;
+  p.tun_bytes = o.buffer_size ? o.buffer_size : (vnet ? p.tun_need : pow2(p.tun_need));
+  p.udp_bytes = o.buffer_size ? o.buffer_size : (gro ? p.udp_need : pow2(p.udp_need));
+  // 64 KiB buffers: 256 of them is 16 MiB per ring.
+  p.tun_count = o.buffers ? o.buffers : (vnet ? 256 : 1024);
+  p.udp_count = o.buffers ? o.buffers : (gro ? 256 : 1024);
+  return p;
+}
+
+std::string describe_options(const Options& o, unsigned online_cpus) {
   auto b = [](bool v) { return v ? "on" : "off"; };
   std::string cpus;
   for (int c : o.cpu_affinity) {
@@ -496,12 +522,23 @@ std::string describe_options(const Options& o) {
   line("iface", ifaces.empty() ? "(default-route interface)" : ifaces);
   line("subnet-file", o.subnet_file.empty() ? "(none)" : o.subnet_file);
   line("tun-name", o.tun_name);
-  line("workers", o.workers ? std::to_string(o.workers) : "0 (one per online CPU)");
+  const unsigned workers = o.workers ? o.workers : std::max(1u, online_cpus);
+  line("workers", std::to_string(workers) + (o.workers ? "" : " (one per online CPU)"));
   line("cpu-affinity", cpus.empty() ? "(none)" : cpus);
   line("ring-entries", std::to_string(o.ring_entries));
   line("batch", std::to_string(o.batch));
-  line("buffers", o.buffers ? std::to_string(o.buffers) : "auto");
-  line("buffer-size", o.buffer_size ? std::to_string(o.buffer_size) : "auto");
+  // As the daemon sizes them when every requested path is granted; the MTU
+  // only matters without offload and GRO, where 1472 (a 1500-byte link) is
+  // the usual case.
+  const BufferPlan bufs = plan_buffers(o, o.tun_offload, o.gro, 1472);
+  const bool mtu_sized = !o.buffer_size && (!o.tun_offload || !o.gro);
+  line("buffers", std::to_string(bufs.tun_count) + " per TUN ring, " + std::to_string(bufs.udp_count) +
+                      " per UDP ring, per worker" + (o.buffers ? "" : " (auto)"));
+  line("buffer-size", "TUN " + std::to_string(bufs.tun_bytes) + " B, UDP " +
+                          std::to_string(bufs.udp_bytes) + " B" +
+                          (o.buffer_size ? ""
+                           : mtu_sized   ? " (auto; MTU-sized ones for a TUN MTU of 1472)"
+                                         : " (auto)"));
   line("tun-txqueuelen", std::to_string(o.tun_txqueuelen));
   line("socket-rcvbuf", std::to_string(o.socket_rcvbuf));
   line("socket-sndbuf", std::to_string(o.socket_sndbuf));

@@ -93,7 +93,19 @@ Options parse_options(int argc, const char* const* argv, const EnvLookup& env = 
 /// The --help text: every flag with its default and meaning.
 std::string usage_text();
 
+/// The buffers of each worker's two rings, for the paths in use.
+struct BufferPlan {
+  uint32_t tun_count, udp_count;  // buffers per ring
+  uint32_t tun_bytes, udp_bytes;  // bytes per buffer
+  uint32_t tun_need, udp_need;    // the least a buffer must hold
+};
+/// --buffers / --buffer-size, or, left at 0 (auto), sized for what a read
+/// can bring: 64 KiB with TUN offload (`vnet`) or UDP GRO, else one packet
+/// of `tun_mtu` rounded up to a power of two.
+BufferPlan plan_buffers(const Options& o, bool vnet, bool gro, uint32_t tun_mtu);
+
 /// Every effective setting, one "name: value" per line, for --print-config.
-std::string describe_options(const Options& o);
+/// `online_cpus` resolves --workers=0.
+std::string describe_options(const Options& o, unsigned online_cpus);
 
 }  // namespace udpring::io

@@ -225,7 +225,8 @@ struct Worker::Impl {
       for (uint32_t i = 0; i < kRunSlots; ++i) run_free.push_back(i);
     }
     gso = o.gso;
-    zc = o.send_zc;
+    // Before 6.1 the opcode is unknown and every send would fail: copy instead.
+    zc = o.send_zc && opcode_supported(IORING_OP_SENDMSG_ZC);
     if (o.gro) {
       const int one = 1;
       gro = setsockopt(w.udp_.get(), SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
@@ -251,7 +252,8 @@ struct Worker::Impl {
     recv_template.msg_namelen = sizeof(sockaddr_in);
     recv_template.msg_controllen = gro ? CMSG_SPACE(sizeof(int)) : 0;
 
-    multishot_read = o.multishot_read && probe_read_multishot();
+    multishot_read = o.multishot_read && opcode_supported(kOpReadMultishot);
+    w.paths_ = {ring->features().sqpoll, multishot_read, gro, zc};
     w.features_ = describe(ring->features()) +
                   (multishot_read ? ", TUN READ_MULTISHOT" : ", TUN plain reads") +
                   (vnet ? std::string(", TUN offload (TSO split, ") + core::ones_sum_impl() + " checksums"
@@ -260,16 +262,16 @@ struct Worker::Impl {
                   (vnet && o.coalesce ? (o.uso ? ", TCP+UDP coalescing)" : ", TCP coalescing)")
                    : vnet ? ")" : "") +
                   ", UDP RECVMSG multishot" + (gso ? ", UDP GSO" : "") + (gro ? ", UDP GRO" : "") +
-                  (o.send_zc ? ", SENDMSG_ZC" : "") + (w.send_ ? ", own source port" : "") +
+                  (zc ? ", SENDMSG_ZC" : "") + (w.send_ ? ", own source port" : "") +
                   (o.busy_poll_us ? std::string(o.busy_poll_adaptive ? ", adaptive" : ", always") +
                                          " busy poll " + std::to_string(o.busy_poll_us) + " us"
                                    : "");
   }
 
-  bool probe_read_multishot() {
+  bool opcode_supported(int op) {
     io_uring_probe* probe = io_uring_get_probe_ring(ring->get());
     if (!probe) return false;
-    const bool ok = io_uring_opcode_supported(probe, kOpReadMultishot);
+    const bool ok = io_uring_opcode_supported(probe, op);
     io_uring_free_probe(probe);
     return ok;
   }

@@ -40,6 +40,16 @@ struct WorkerOptions {
   int cpu = -1;                    // pin the worker thread to this CPU (-1: no pinning)
 };
 
+/// The fast paths a worker asked its kernel for and was granted; a request
+/// the kernel refuses leaves the worker on the plain path, and the control
+/// thread logs and exports the difference.
+struct WorkerPaths {
+  bool sqpoll = false;          // the ring has IORING_SETUP_SQPOLL
+  bool multishot_read = false;  // the kernel has IORING_OP_READ_MULTISHOT
+  bool gro = false;             // UDP_GRO was accepted on the socket
+  bool send_zc = false;         // the kernel has IORING_OP_SENDMSG_ZC
+};
+
 /// Lifecycle as seen by the control thread.
 enum class WorkerState : int { kStarting, kRunning, kFailed, kStopped };
 
@@ -68,6 +78,8 @@ class Worker {
   const std::string& error() const noexcept { return error_; }
   /// One line describing the ring features and read mode, once running.
   const std::string& features() const noexcept { return features_; }
+  /// What the kernel granted of what WorkerOptions asked for, once running.
+  const WorkerPaths& paths() const noexcept { return paths_; }
 
  private:
   struct Impl;
@@ -82,7 +94,8 @@ class Worker {
   WorkerOptions opts_;
   std::string error_;
   std::string features_;
-  // Release on store so that error_/features_ written before are visible to
+  WorkerPaths paths_;
+  // Release on store so that error_/features_/paths_ written before are visible to
   // the control thread after its acquire load.
   std::atomic<WorkerState> state_{WorkerState::kStarting};
 };

@@ -102,6 +102,13 @@ TEST_P(Forwarding, TcpTransferOf64MiBIsByteExact) {
   } else if (d1_->log().find("UDP GSO self-test passed") != std::string::npos) {
     EXPECT_GT(s1.at("gso_sends"), 0u);
   }
+  // Zero copy cannot carry a TSO read's train (more iovecs than a send may
+  // pin): the first such send turns it off, which the log must say.
+  if (std::find(flags.begin(), flags.end(), "--send-zc") != flags.end()) {
+    EXPECT_GT(s1.at("send_zc_fallback"), 0u);
+    EXPECT_TRUE(d1_->wait_for_log("worker 0: a zero-copy send was refused with EMSGSIZE", 2000))
+        << d1_->log();
+  }
 }
 
 TEST_P(Forwarding, UdpDatagramsOfOneByteAndOfTheLargestSize) {
@@ -726,10 +733,15 @@ TEST(TunSteering, RefusedProgramFallsBackToTheTunsHash) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
   const std::vector<std::string> flags = {"--workers=2"};
-  auto d1 = start_udpringd(topo, 1, flags, {"setpriv", "--bounding-set=-bpf,-sys_admin"});
+  auto d1 = start_udpringd(topo, 1, {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9104"},
+                           {"setpriv", "--bounding-set=-bpf,-sys_admin"});
   auto d2 = start_udpringd(topo, 2, flags);
   EXPECT_TRUE(d1->wait_for_log("TUN steering off: creating the TUN steering map", 2000)) << d1->log();
   EXPECT_TRUE(d1->wait_for_log("flows placed by the TUN's flow hash", 2000)) << d1->log();
+  const std::string m = http_get(topo.n1.name(), 9104, "/metrics");
+  EXPECT_EQ(metric(m, "udpring_fast_path{path=\"tun_steering\"}"), 0) << m;
+  EXPECT_EQ(metric(m, "udpring_fast_path_refused{path=\"tun_steering\"}"), 1) << m;
+  EXPECT_EQ(metric(m, "udpring_fast_path{path=\"port_steering\"}"), 1) << m;
   for (uint16_t port = 5080; port < 5084; ++port) {
     EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 4 << 20), 4u << 20);
   }
@@ -880,6 +892,17 @@ TEST(Endpoints, ReadyzAndMetricsDuringTraffic) {
   ASSERT_GE(counter(before, "udpring_tun_rx_packets_total"), 0) << before;
   EXPECT_EQ(counter(before, "udpring_routes"), 1);
   EXPECT_NE(before.find("udpring_drops_total{reason=\"no_route\"}"), std::string::npos) << before;
+  // What the flags asked for and the kernel granted; one worker needs no steering.
+  for (const char* path : {"tun_offload", "uso", "tcp_coalesce", "gso", "gro", "multishot_read"}) {
+    EXPECT_EQ(counter(before, "udpring_fast_path{path=\"" + std::string(path) + "\"}"), 1) << path;
+    EXPECT_EQ(counter(before, "udpring_fast_path_refused{path=\"" + std::string(path) + "\"}"), 0)
+        << path;
+  }
+  for (const char* path : {"send_zc", "sqpoll", "tun_steering", "port_steering"}) {
+    EXPECT_EQ(counter(before, "udpring_fast_path{path=\"" + std::string(path) + "\"}"), 0) << path;
+    EXPECT_EQ(counter(before, "udpring_fast_path_refused{path=\"" + std::string(path) + "\"}"), 0)
+        << path;
+  }
   EXPECT_TRUE(ping(topo.p1, "10.50.2.2"));
   const std::string after = http_get(topo.n1.name(), 9101, "/metrics");
   EXPECT_GE(counter(after, "udpring_tun_rx_packets_total") - counter(before, "udpring_tun_rx_packets_total"), 3);

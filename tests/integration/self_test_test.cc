@@ -51,5 +51,31 @@ TEST(SelfTest, TunGsoWrite) {
   });
 }
 
+// --print-config runs the same checks as the daemon's start, in a network
+// namespace of its own: the results appear, and the caller's namespace
+// gains no device. Without root it says they did not run.
+TEST(SelfTest, PrintConfigRunsTheOffloadChecksInAScratchNamespace) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Netns ns("urst" + std::to_string(getpid() % 100000) + "p");
+  const std::string links_before = sh_out("ip -n " + ns.name() + " -o link show");
+  const std::string out = sh_out(ns.exec() + UDPRINGD_PATH " --print-config");
+  for (const char* want : {"UDP GSO self-test (loopback): passed",
+                           "TUN offload (IFF_VNET_HDR, TSO4): yes",
+                           "TUN TCP GSO write self-test: passed"}) {
+    EXPECT_NE(out.find(want), std::string::npos) << want << "\n" << out;
+  }
+  if (out.find("TUN USO (Linux 6.2+): yes") != std::string::npos) {
+    EXPECT_NE(out.find("TUN UDP GSO write self-test: passed"), std::string::npos) << out;
+  }
+  EXPECT_EQ(sh_out("ip -n " + ns.name() + " -o link show"), links_before);
+  const std::string user = sh_out(ns.exec() + "setpriv --reuid=65534 --regid=65534 --clear-groups " +
+                                  UDPRINGD_PATH " --print-config");
+  EXPECT_NE(user.find("offload probes (TUN offload, UDP GSO): not run: a scratch network namespace "
+                      "needs root"),
+            std::string::npos)
+      << user;
+  EXPECT_NE(user.find("workers: "), std::string::npos) << user;
+}
+
 }  // namespace
 }  // namespace udpring::test

@@ -91,11 +91,11 @@ TEST(Options, BusyPollIsAdaptiveByDefault) {
   const auto d = parse({});
   EXPECT_TRUE(d.busy_poll_auto);
   EXPECT_EQ(d.busy_poll_us, 100u);
-  EXPECT_NE(io::describe_options(d).find("busy-poll: auto (up to 100 us"), std::string::npos);
+  EXPECT_NE(io::describe_options(d, 2).find("busy-poll: auto (up to 100 us"), std::string::npos);
   const auto off = parse({"--busy-poll=0"});
   EXPECT_FALSE(off.busy_poll_auto);
   EXPECT_EQ(off.busy_poll_us, 0u);
-  EXPECT_NE(io::describe_options(off).find("busy-poll: 0 us (off)"), std::string::npos);
+  EXPECT_NE(io::describe_options(off, 2).find("busy-poll: 0 us (off)"), std::string::npos);
   EXPECT_TRUE(parse({"--busy-poll=0", "--busy-poll=auto"}).busy_poll_auto);
   EXPECT_THROW(parse({"--busy-poll=sometimes"}), UsageError);
 }
@@ -170,9 +170,45 @@ TEST(Options, TuningFlags) {
   EXPECT_TRUE(o.sqpoll);
   EXPECT_TRUE(o.send_zc);
   EXPECT_TRUE(o.print_config);
-  const std::string cfg = io::describe_options(o);
+  const std::string cfg = io::describe_options(o, 2);
   EXPECT_NE(cfg.find("cpu-affinity: 0,1"), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("send-zc: on"), std::string::npos) << cfg;
+}
+
+// --print-config shows what "auto" and 0 become, not the placeholders.
+TEST(Options, PrintConfigResolvesAutomaticSettings) {
+  const std::string d = io::describe_options(parse({}), 3);
+  EXPECT_NE(d.find("workers: 3 (one per online CPU)"), std::string::npos) << d;
+  EXPECT_NE(d.find("buffers: 256 per TUN ring, 256 per UDP ring, per worker (auto)"),
+            std::string::npos) << d;
+  EXPECT_NE(d.find("buffer-size: TUN 65600 B, UDP 65600 B (auto)\n"), std::string::npos) << d;
+  const std::string plain = io::describe_options(parse({"--workers=1", "--no-tun-offload", "--no-gro"}), 3);
+  EXPECT_NE(plain.find("workers: 1\n"), std::string::npos) << plain;
+  EXPECT_NE(plain.find("buffers: 1024 per TUN ring, 1024 per UDP ring"), std::string::npos) << plain;
+  EXPECT_NE(plain.find("buffer-size: TUN 2048 B, UDP 2048 B (auto; MTU-sized"), std::string::npos)
+      << plain;
+  const std::string set = io::describe_options(parse({"--buffers=512", "--buffer-size=70000"}), 3);
+  EXPECT_NE(set.find("buffers: 512 per TUN ring, 512 per UDP ring, per worker\n"), std::string::npos)
+      << set;
+  EXPECT_NE(set.find("buffer-size: TUN 70000 B, UDP 70000 B\n"), std::string::npos) << set;
+}
+
+// What a worker's buffers must hold: a TSO read or GRO receive with offload,
+// else one MTU-sized packet behind the receive header, rounded up.
+TEST(Options, BufferPlanFollowsThePathsInUse) {
+  const auto d = parse({});
+  const io::BufferPlan big = io::plan_buffers(d, true, true, 1472);
+  EXPECT_EQ(big.tun_need, 65600u);
+  EXPECT_EQ(big.udp_need, 65600u);
+  EXPECT_EQ(big.tun_bytes, 65600u);
+  EXPECT_EQ(big.tun_count, 256u);
+  // A refused TUN offload (vnet false) shrinks only the TUN side.
+  const io::BufferPlan mixed = io::plan_buffers(d, false, true, 8950);
+  EXPECT_EQ(mixed.tun_need, 8950u);
+  EXPECT_EQ(mixed.tun_bytes, 16384u);
+  EXPECT_EQ(mixed.tun_count, 1024u);
+  EXPECT_EQ(mixed.udp_bytes, 65600u);
+  EXPECT_EQ(mixed.udp_count, 256u);
 }
 
 TEST(Options, SteeringSwitches) {
@@ -182,7 +218,7 @@ TEST(Options, SteeringSwitches) {
   const auto off = parse({"--no-tun-steering", "--no-port-steering"});
   EXPECT_FALSE(off.tun_steering);
   EXPECT_FALSE(off.port_steering);
-  const std::string cfg = io::describe_options(off);
+  const std::string cfg = io::describe_options(off, 2);
   EXPECT_NE(cfg.find("tun-steering: off"), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("port-steering: off"), std::string::npos) << cfg;
 }

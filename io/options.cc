@@ -400,7 +400,9 @@ Data plane:
                              choice to the TUN's flow hash, which puts 4 flows 2-2 on two
                              workers only 3 times in 8.
   --send-zc / --no-send-zc   Send GSO trains with IORING_OP_SENDMSG_ZC (zero copy). Default
-                             off: it lost in our benchmark (see docs/tuning.md).
+                             off: a train has more iovecs than a zero-copy send may pin, so
+                             the kernel refuses it (EMSGSIZE) and the worker goes back to
+                             copying, resending that train (logged once, send_zc_fallback).
 
 Tuning (defaults are the fastest safe settings; see docs/tuning.md for measured effects):
   --cpu-affinity=LIST        Pin worker i to CPU LIST[i mod n], e.g. 0,1. Default: no pinning.

@@ -39,6 +39,11 @@ struct FlagSet {
   std::vector<std::string> flags;
 };
 
+// What ctest lists after each parameterized test: its flags, not 32 bytes of hex.
+void PrintTo(const FlagSet& f, std::ostream* os) {
+  for (const std::string& flag : f.flags) *os << (&flag == &f.flags.front() ? "" : " ") << flag;
+}
+
 class Forwarding : public testing::TestWithParam<FlagSet> {
  protected:
   void SetUp() override {

@@ -34,16 +34,23 @@ bool set_up(int sock, const char* ifname) {
 }
 
 const char* verdict(const SelfTest& t) {
-  return t.result == SelfTestResult::kPassed ? "passed" : t.result == SelfTestResult::kFailed ? "failed" : "skipped";
+  switch (t.result) {
+    case SelfTestResult::kPassed: return "passed";
+    case SelfTestResult::kFailed: return "failed";
+    case SelfTestResult::kSkipped: break;
+  }
+  return "skipped";
 }
 
 // The child's half of probe_in_scratch_netns: the probes as text on `out`.
 std::string scratch_probes() {
   std::string out;
-  auto line = [&](const char* k, const std::string& v) { out.append(k).append(": ").append(v).append("\n"); };
+  auto line = [&](const char* k, const std::string& v) {
+    out.append(k).append(": ").append(v).append("\n");
+  };
   core::UniqueFd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!sock || !set_up(sock.get(), "lo")) {
-    line("UDP GSO self-test", std::string("not run: loopback: ") + std::strerror(errno));
+    line("UDP GSO self-test (loopback)", std::string("not run: ") + std::strerror(errno));
   } else {
     const SelfTest t = self_test_udp_gso();
     line("UDP GSO self-test (loopback)", std::string(verdict(t)) + ": " + t.detail);
@@ -80,7 +87,9 @@ std::string probe_in_scratch_netns() {
   // A TUN probe creates a device; in a namespace of its own it touches
   // nothing of the host's and vanishes with the child.
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) return std::string("offload probes: not run: pipe: ") + std::strerror(errno) + "\n";
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    return std::string("offload probes: not run: pipe: ") + std::strerror(errno) + "\n";
+  }
   core::UniqueFd rd(fds[0]), wr(fds[1]);
   const pid_t pid = fork();
   if (pid < 0) return std::string("offload probes: not run: fork: ") + std::strerror(errno) + "\n";
@@ -89,7 +98,8 @@ std::string probe_in_scratch_netns() {
     std::string text;
     if (unshare(CLONE_NEWNET) < 0) {
       text = std::string("offload probes (TUN offload, UDP GSO): not run: a scratch network "
-                         "namespace needs root (") + std::strerror(errno) + "); the daemon probes at start\n";
+                         "namespace needs root (") +
+             std::strerror(errno) + "); the daemon probes at start\n";
     } else {
       text = scratch_probes();
     }

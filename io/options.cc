@@ -439,7 +439,8 @@ Other:
   --healthz-port=PORT        Serve GET /healthz (200 while running), /readyz (503 until the
                              TUN, sockets, workers and subnet.env are in place, then 200) and
                              /metrics (Prometheus text: packets and bytes each way, drops by
-                             reason, offload counters, fast paths in use, routes). Default 0 = off, as flanneld.
+                             reason, offload counters, fast paths in use, routes). Default
+                             0 = off, as flanneld.
   flanneld compatibility: the flanneld flags udpringd does not implement (--public-ipv6,
   --kube-api-url, --kubeconfig-file, --kube-annotation-prefix, --ip-blackhole-route,
   --set-node-network-unavailable, --vmodule, --log_backtrace_at) are accepted so a flanneld
@@ -534,8 +535,9 @@ std::string describe_options(const Options& o, unsigned online_cpus) {
   // the usual case.
   const BufferPlan bufs = plan_buffers(o, o.tun_offload, o.gro, 1472);
   const bool mtu_sized = !o.buffer_size && (!o.tun_offload || !o.gro);
-  line("buffers", std::to_string(bufs.tun_count) + " per TUN ring, " + std::to_string(bufs.udp_count) +
-                      " per UDP ring, per worker" + (o.buffers ? "" : " (auto)"));
+  line("buffers", std::to_string(bufs.tun_count) + " per TUN ring, " +
+                      std::to_string(bufs.udp_count) + " per UDP ring, per worker" +
+                      (o.buffers ? "" : " (auto)"));
   line("buffer-size", "TUN " + std::to_string(bufs.tun_bytes) + " B, UDP " +
                           std::to_string(bufs.udp_bytes) + " B" +
                           (o.buffer_size ? ""

@@ -49,7 +49,11 @@ std::string scratch_probes() {
     out.append(k).append(": ").append(v).append("\n");
   };
   core::UniqueFd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!sock || !set_up(sock.get(), "lo")) {
+  if (!sock) {
+    line("offload probes", std::string("not run: socket: ") + std::strerror(errno));
+    return out;
+  }
+  if (!set_up(sock.get(), "lo")) {
     line("UDP GSO self-test (loopback)", std::string("not run: ") + std::strerror(errno));
   } else {
     const SelfTest t = self_test_udp_gso();
@@ -124,7 +128,11 @@ std::string probe_in_scratch_netns() {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (text.empty()) text = "offload probes: the probing process died\n";
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    text += "offload probes: the probing process died";
+    if (WIFSIGNALED(status)) text += std::string(" (") + strsignal(WTERMSIG(status)) + ")";
+    text += "; the lines above, if any, are what it wrote before\n";
+  }
   return text;
 }
 

@@ -193,7 +193,10 @@ struct Worker::Impl {
     // Every send references at least one buffer, and a buffer is in at most
     // three: a TSO read of up to 128 segments may top up the train left open
     // by the reads before it, fill one of 64, and leave one open. (With GSO
-    // off its segments use segment_sends instead.) So this never runs dry.
+    // off its segments use segment_sends instead.) So this never runs dry,
+    // except for a moment after zero copy is refused: the refused sends keep
+    // their slots until their notifications while copies go out, and a copy
+    // that finds no slot is counted (no_buffer, drop_send_error).
     send_slots.resize(3 * size_t{o.tun_buffers});
     for (uint32_t i = 0; i < send_slots.size(); ++i) {
       SendSlot& sl = send_slots[i];

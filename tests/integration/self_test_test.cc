@@ -52,11 +52,15 @@ TEST(SelfTest, TunGsoWrite) {
 }
 
 // --print-config runs the same checks as the daemon's start, in a network
-// namespace of its own: the results appear, and the caller's namespace
-// gains no device. Without root it says they did not run.
+// namespace of its own. The caller's namespace here could not pass them:
+// its loopback is down (the UDP GSO check would be skipped) and a veth
+// holds the probe's TUN name (TUNSETIFF would fail). Without root it says
+// the checks did not run.
 TEST(SelfTest, PrintConfigRunsTheOffloadChecksInAScratchNamespace) {
   UDPRING_REQUIRE_INTEGRATION();
   Netns ns("urst" + std::to_string(getpid() % 100000) + "p");
+  sh_ok("ip -n " + ns.name() + " link set lo down");
+  sh_ok("ip -n " + ns.name() + " link add udpring-probe type veth peer name urprobe-peer");
   const std::string links_before = sh_out("ip -n " + ns.name() + " -o link show");
   const std::string out = sh_out(ns.exec() + UDPRINGD_PATH " --print-config");
   for (const char* want : {"UDP GSO self-test (loopback): passed",

@@ -11,10 +11,10 @@
 // shared counter and stores it for the flow, so consecutive new flows take
 // the queues in turn and every packet of a flow leaves on one queue, in
 // order. A TCP SYN always takes the next number, so a connection that
-// reuses an earlier one's ports takes its turn as well. Fragments and other protocols go by a hash of the addresses, as all
-// fragments of a datagram must agree and carry no ports. Nothing runs in the
-// daemon per flow or per packet: the choice is made in the kernel, for the
-// flow's first packet too.
+// reuses an earlier one's ports takes its turn as well. Fragments and other
+// protocols go by a hash of the addresses, as all fragments of a datagram
+// must agree and carry no ports. Nothing runs in the daemon per flow or per
+// packet: the choice is made in the kernel, for the flow's first packet too.
 
 #include <cstdint>
 #include <span>

@@ -8,8 +8,8 @@
 #include <atomic>
 #include <unistd.h>
 
-#include "io/netlink.h"
-#include "io/nic_features.h"
+#include "io/netlink/netlink.h"
+#include "io/kernel/nic_features.h"
 #include "tests/support/netns.h"
 
 namespace udpring::test {

@@ -4,7 +4,7 @@
 // inherit that thread's namespace, checked first), the test's through
 // `ip netns exec`. The host's own rules are never read or written.
 
-#include "io/iptables_rules.h"
+#include "io/control/iptables_rules.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -2,7 +2,7 @@
 // SO_REUSEPORT group in a namespace of the test's own, datagrams sent over
 // its loopback from chosen source ports, and a check of which socket got each.
 
-#include "io/port_steering.h"
+#include "io/kernel/port_steering.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,7 +20,7 @@
 
 #include "core/ipv4_addr.h"
 #include "core/unique_fd.h"
-#include "io/udp_socket.h"
+#include "io/kernel/udp_socket.h"
 #include "tests/support/netns.h"
 
 namespace udpring::test {

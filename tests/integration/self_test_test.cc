@@ -1,12 +1,12 @@
 // The start-up offload self-tests, run inside namespaces made for the test.
 
-#include "io/self_test.h"
+#include "io/kernel/self_test.h"
 
 #include <arpa/inet.h>
 
 #include <gtest/gtest.h>
 
-#include "io/tun_device.h"
+#include "io/kernel/tun_device.h"
 #include "tests/support/netns.h"
 
 namespace udpring::test {

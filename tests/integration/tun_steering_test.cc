@@ -2,7 +2,7 @@
 // (BPF_PROG_TEST_RUN), and attached to a real two-queue TUN in a namespace
 // of the test's own, where the kernel sends flows into it.
 
-#include "io/tun_steering.h"
+#include "io/kernel/tun_steering.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,7 +19,7 @@
 
 #include "core/ipv4.h"
 #include "core/unique_fd.h"
-#include "io/tun_device.h"
+#include "io/kernel/tun_device.h"
 #include "tests/support/netns.h"
 #include "tests/support/packet_builder.h"
 

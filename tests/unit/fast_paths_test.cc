@@ -1,6 +1,6 @@
 // The fast-path report: /metrics text and the once-per-worker fallback log.
 
-#include "io/fast_paths.h"
+#include "io/control/fast_paths.h"
 
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>

@@ -1,4 +1,4 @@
-#include "io/file_util.h"
+#include "io/control/file_util.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -1,6 +1,6 @@
 // The health/metrics server on 127.0.0.1 with a real socket (no root needed).
 
-#include "io/http_server.h"
+#include "io/control/http_server.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // flannel's iptables rules as text, and the drift check and restore input
 // built from iptables-save output. No iptables is run here.
 
-#include "io/iptables_rules.h"
+#include "io/control/iptables_rules.h"
 
 #include <gtest/gtest.h>
 

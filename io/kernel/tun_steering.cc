@@ -1,4 +1,4 @@
-#include "io/tun_steering.h"
+#include "io/kernel/tun_steering.h"
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "core/unique_fd.h"
-#include "io/lease_store.h"
+#include "io/control/leases/lease_store.h"
 
 namespace udpring::io {
 

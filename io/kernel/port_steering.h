@@ -4,7 +4,7 @@
 //
 // The kernel's SO_REUSEPORT hash of the outer 4-tuple is a coin toss per
 // sending port: with two workers, both of a peer's ports land on one socket
-// half of the time. Without TUN steering (io/tun_steering.h) the choice also
+// half of the time. Without TUN steering (io/kernel/tun_steering.h) the choice also
 // sticks to both directions of a flow, since a multi-queue TUN then sends a
 // flow out of the queue its last packet was written on: whatever worker
 // receives a flow's ACKs carries its data too. So a collision left one

@@ -20,7 +20,7 @@ struct ExternalInterface {
   uint32_t mtu = 0;      // the TUN gets mtu - 28
 };
 
-/// flanneld's interface flags. Aggregate, in this order: io/daemon.cc
+/// flanneld's interface flags. Aggregate, in this order: io/daemon/daemon.cc
 /// brace-initialises it.
 struct IfaceSelection {
   std::vector<std::string> ifaces;       // --iface: name or IPv4, first match wins

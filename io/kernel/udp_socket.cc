@@ -1,4 +1,4 @@
-#include "io/udp_socket.h"
+#include "io/kernel/udp_socket.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>

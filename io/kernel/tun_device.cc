@@ -1,4 +1,4 @@
-#include "io/tun_device.h"
+#include "io/kernel/tun_device.h"
 
 #include <fcntl.h>
 #include <linux/if.h>

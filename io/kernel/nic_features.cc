@@ -1,4 +1,4 @@
-#include "io/nic_features.h"
+#include "io/kernel/nic_features.h"
 
 #include <linux/ethtool.h>
 #include <linux/sockios.h>

@@ -1,4 +1,4 @@
-#include "io/iptables_rules.h"
+#include "io/control/iptables_rules.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -1,7 +1,7 @@
 #pragma once
 // The daemon's wiring: configuration, network setup, workers, signals.
 
-#include "io/options.h"
+#include "io/daemon/options.h"
 
 namespace udpring::io {
 

@@ -1,4 +1,4 @@
-#include "io/worker.h"
+#include "io/dataplane/worker.h"
 
 #include <netinet/in.h>
 #include <netinet/udp.h>
@@ -23,7 +23,7 @@
 #include "encap/tcp_offload.h"
 #include "encap/udp_decap.h"
 #include "encap/udp_encap.h"
-#include "io/ring.h"
+#include "io/dataplane/ring.h"
 
 namespace udpring::io {
 namespace {

@@ -1,4 +1,4 @@
-#include "io/etcd_client.h"
+#include "io/control/leases/etcd_client.h"
 
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>

@@ -1,4 +1,4 @@
-#include "io/file_lease_store.h"
+#include "io/control/leases/file_lease_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>

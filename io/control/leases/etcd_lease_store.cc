@@ -1,4 +1,4 @@
-#include "io/etcd_lease_store.h"
+#include "io/control/leases/etcd_lease_store.h"
 
 #include <spdlog/spdlog.h>
 

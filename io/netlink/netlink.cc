@@ -1,4 +1,4 @@
-#include "io/netlink.h"
+#include "io/netlink/netlink.h"
 
 #include <linux/if.h>
 #include <linux/rtnetlink.h>

@@ -1,4 +1,4 @@
-#include "io/self_test.h"
+#include "io/kernel/self_test.h"
 
 #include <arpa/inet.h>
 #include <net/if.h>

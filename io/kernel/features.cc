@@ -1,4 +1,4 @@
-#include "io/features.h"
+#include "io/kernel/features.h"
 
 #include <fcntl.h>
 #include <linux/if.h>
@@ -17,10 +17,10 @@
 
 #include "core/ones_sum.h"
 #include "core/unique_fd.h"
-#include "io/ring.h"
-#include "io/self_test.h"
-#include "io/tun_device.h"
-#include "io/tun_steering.h"
+#include "io/dataplane/ring.h"
+#include "io/kernel/self_test.h"
+#include "io/kernel/tun_device.h"
+#include "io/kernel/tun_steering.h"
 
 namespace udpring::io {
 namespace {

@@ -1,4 +1,4 @@
-#include "io/ring.h"
+#include "io/dataplane/ring.h"
 
 #include <sys/mman.h>
 

@@ -18,8 +18,8 @@
 #include <mutex>
 #include <thread>
 
-#include "io/etcd_client.h"
-#include "io/lease_store.h"
+#include "io/control/leases/etcd_client.h"
+#include "io/control/leases/lease_store.h"
 
 namespace udpring::io {
 

@@ -1,4 +1,4 @@
-#include "io/port_steering.h"
+#include "io/kernel/port_steering.h"
 
 #include <linux/filter.h>
 #include <sys/socket.h>
@@ -8,7 +8,7 @@
 #include <string>
 #include <system_error>
 
-#include "io/udp_socket.h"
+#include "io/kernel/udp_socket.h"
 
 namespace udpring::io {
 

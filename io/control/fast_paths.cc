@@ -1,4 +1,4 @@
-#include "io/fast_paths.h"
+#include "io/control/fast_paths.h"
 
 #include <spdlog/spdlog.h>
 

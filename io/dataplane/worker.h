@@ -59,7 +59,7 @@ class Worker {
   /// `stats` and `stop` must outlive the worker; `id` is its QSBR reader id.
   /// `send` is an optional second socket to send from (the worker's own
   /// source port, which names the peer's worker that receives it: see
-  /// io/port_steering.h); without it the worker sends from `udp`.
+  /// io/kernel/port_steering.h); without it the worker sends from `udp`.
   Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, core::UniqueFd send,
          const core::RouteTable& routes,
          core::Qsbr& qsbr, core::WorkerStats& stats, const std::atomic<bool>& stop,

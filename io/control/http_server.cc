@@ -1,4 +1,4 @@
-#include "io/http_server.h"
+#include "io/control/http_server.h"
 
 #include <netinet/in.h>
 #include <poll.h>

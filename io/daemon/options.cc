@@ -1,4 +1,4 @@
-#include "io/options.h"
+#include "io/daemon/options.h"
 
 #include <charconv>
 #include <functional>

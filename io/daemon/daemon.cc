@@ -1,4 +1,4 @@
-#include "io/daemon.h"
+#include "io/daemon/daemon.h"
 
 #include <signal.h>
 #include <sys/socket.h>
@@ -26,20 +26,20 @@
 #include "core/route_table.h"
 #include "core/subnet_env.h"
 #include "core/worker_stats.h"
-#include "io/etcd_lease_store.h"
-#include "io/fast_paths.h"
-#include "io/file_lease_store.h"
-#include "io/file_util.h"
-#include "io/http_server.h"
-#include "io/iptables_rules.h"
-#include "io/netlink.h"
-#include "io/nic_features.h"
-#include "io/port_steering.h"
-#include "io/self_test.h"
-#include "io/tun_device.h"
-#include "io/tun_steering.h"
-#include "io/udp_socket.h"
-#include "io/worker.h"
+#include "io/control/leases/etcd_lease_store.h"
+#include "io/control/fast_paths.h"
+#include "io/control/leases/file_lease_store.h"
+#include "io/control/file_util.h"
+#include "io/control/http_server.h"
+#include "io/control/iptables_rules.h"
+#include "io/netlink/netlink.h"
+#include "io/kernel/nic_features.h"
+#include "io/kernel/port_steering.h"
+#include "io/kernel/self_test.h"
+#include "io/kernel/tun_device.h"
+#include "io/kernel/tun_steering.h"
+#include "io/kernel/udp_socket.h"
+#include "io/dataplane/worker.h"
 
 namespace udpring::io {
 namespace {
@@ -231,7 +231,7 @@ void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, con
 
 // The sockets of the workers: one per worker in a SO_REUSEPORT group on
 // Backend.Port, and with 2+ workers one per worker to send from (see
-// io/port_steering.h for why and how they are numbered).
+// io/kernel/port_steering.h for why and how they are numbered).
 struct WorkerSockets {
   std::vector<core::UniqueFd> udp;
   std::vector<core::UniqueFd> send;  // empty fds: send from `udp`

@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <thread>
 
-#include "io/daemon.h"
-#include "io/features.h"
-#include "io/options.h"
+#include "io/daemon/daemon.h"
+#include "io/kernel/features.h"
+#include "io/daemon/options.h"
 
 #ifndef UDPRING_VERSION
 #define UDPRING_VERSION "unknown"

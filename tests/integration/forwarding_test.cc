@@ -16,8 +16,9 @@
 #include <thread>
 
 #include "core/unique_fd.h"
-#include "tests/integration/original_peer.h"
+#include "tests/support/metrics.h"
 #include "tests/support/netns.h"
+#include "tests/support/original_peer.h"
 #include "tests/support/packet_builder.h"
 #include "tests/support/traffic.h"
 
@@ -575,13 +576,6 @@ INSTANTIATE_TEST_SUITE_P(
                     FlagSet{"send_zc", {"--workers=2", "--send-zc"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
-// Per-worker counters from /metrics: value of NAME{worker="W"}, -1 if absent.
-long long worker_metric(const std::string& metrics, const std::string& name, int w) {
-  const std::string key = "\n" + name + "{worker=\"" + std::to_string(w) + "\"} ";
-  const size_t at = metrics.find(key);
-  return at == std::string::npos ? -1 : std::stoll(metrics.substr(at + key.size()));
-}
-
 // Two udpringd nodes with two workers each: worker w of one node sends only
 // to worker w of the other, and connections spread over both workers of both
 // nodes, in both directions. Without port steering the kernel's hash
@@ -673,13 +667,6 @@ TEST(PortSteering, OriginalPeerStaysOnTheWorkerItsPortNames) {
   EXPECT_EQ(worker_metric(m, "udpring_worker_udp_rx_packets_total", 0), 0) << m;
   EXPECT_GT(worker_metric(m, "udpring_worker_udp_rx_packets_total", 1), 8 * 700) << m;
   EXPECT_EQ(d1->stop(), 0);
-}
-
-// Value of the unlabelled metric NAME, -1 if absent.
-long long metric(const std::string& metrics, const std::string& name) {
-  const std::string key = "\n" + name + " ";
-  const size_t at = metrics.find(key);
-  return at == std::string::npos ? -1 : std::stoll(metrics.substr(at + key.size()));
 }
 
 // With two workers, the TUN steering program hands each new connection the
@@ -891,13 +878,9 @@ TEST(Endpoints, ReadyzAndMetricsDuringTraffic) {
   auto d2 = start_udpringd(topo, 2, {"--workers=1"});
   EXPECT_EQ(http_get(topo.n1.name(), 9101, "/readyz").rfind("HTTP/1.0 200", 0), 0u);
   EXPECT_EQ(http_get(topo.n1.name(), 9101, "/healthz").rfind("HTTP/1.0 200", 0), 0u);
-  auto counter = [&](const std::string& text, const std::string& name) -> long long {
-    const size_t at = text.find("\n" + name + " ");
-    return at == std::string::npos ? -1 : std::stoll(text.substr(at + name.size() + 2));
-  };
   const std::string before = http_get(topo.n1.name(), 9101, "/metrics");
-  ASSERT_GE(counter(before, "udpring_tun_rx_packets_total"), 0) << before;
-  EXPECT_EQ(counter(before, "udpring_routes"), 1);
+  ASSERT_GE(metric(before, "udpring_tun_rx_packets_total"), 0) << before;
+  EXPECT_EQ(metric(before, "udpring_routes"), 1);
   EXPECT_NE(before.find("udpring_drops_total{reason=\"no_route\"}"), std::string::npos) << before;
   // What the flags asked for and the kernel granted; one worker needs no
   // steering. USO (6.2+) and READ_MULTISHOT (6.7+) depend on the kernel: the
@@ -908,21 +891,21 @@ TEST(Endpoints, ReadyzAndMetricsDuringTraffic) {
       {"uso", log.find(", USO split") != std::string::npos},
       {"multishot_read", log.find(", TUN READ_MULTISHOT") != std::string::npos}};
   for (const auto& [path, granted] : asked) {
-    EXPECT_EQ(counter(before, "udpring_fast_path{path=\"" + std::string(path) + "\"}"), granted ? 1 : 0)
+    EXPECT_EQ(metric(before, "udpring_fast_path{path=\"" + std::string(path) + "\"}"), granted ? 1 : 0)
         << path;
-    EXPECT_EQ(counter(before, "udpring_fast_path_refused{path=\"" + std::string(path) + "\"}"),
+    EXPECT_EQ(metric(before, "udpring_fast_path_refused{path=\"" + std::string(path) + "\"}"),
               granted ? 0 : 1)
         << path;
   }
   for (const char* path : {"send_zc", "sqpoll", "tun_steering", "port_steering"}) {
-    EXPECT_EQ(counter(before, "udpring_fast_path{path=\"" + std::string(path) + "\"}"), 0) << path;
-    EXPECT_EQ(counter(before, "udpring_fast_path_refused{path=\"" + std::string(path) + "\"}"), 0)
+    EXPECT_EQ(metric(before, "udpring_fast_path{path=\"" + std::string(path) + "\"}"), 0) << path;
+    EXPECT_EQ(metric(before, "udpring_fast_path_refused{path=\"" + std::string(path) + "\"}"), 0)
         << path;
   }
   EXPECT_TRUE(ping(topo.p1, "10.50.2.2"));
   const std::string after = http_get(topo.n1.name(), 9101, "/metrics");
-  EXPECT_GE(counter(after, "udpring_tun_rx_packets_total") - counter(before, "udpring_tun_rx_packets_total"), 3);
-  EXPECT_GE(counter(after, "udpring_udp_rx_packets_total") - counter(before, "udpring_udp_rx_packets_total"), 3);
+  EXPECT_GE(metric(after, "udpring_tun_rx_packets_total") - metric(before, "udpring_tun_rx_packets_total"), 3);
+  EXPECT_GE(metric(after, "udpring_udp_rx_packets_total") - metric(before, "udpring_udp_rx_packets_total"), 3);
   EXPECT_EQ(d1->stop(), 0);
   EXPECT_EQ(d2->stop(), 0);
 }

@@ -1,4 +1,4 @@
-#include "tests/integration/original_peer.h"
+#include "tests/support/original_peer.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

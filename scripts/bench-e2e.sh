@@ -91,16 +91,12 @@
 # JSON members to MET_EXTRA; then register it with def_group and def_metric.
 # Adding a daemon variant: add_variant NAME udpring "ARGS...".
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+UR_TAG=bench
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
 # shellcheck source=scripts/netns.sh
 source "$ROOT/scripts/netns.sh"
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-warn() { printf '[bench] WARNING: %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 # ---------------------------------------------------------------------------
 # options
@@ -875,20 +871,13 @@ nfail=0
 P=""
 # The original stdout/stderr: a trap can fire while a function runs with its
 # output redirected (pod_iperf3 > raw file), and its messages belong here.
-exec {OUT_FD}>&1 {ERR_FD}>&2
+ur_keep_stdio
 cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM
-  exec 1>&"$OUT_FD" 2>&"$ERR_FD"
   local pid
   for pid in "${UR_BG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   [[ -z "$P" ]] || ur_teardown_all "$P"
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "interrupted" 2>&"$ERR_FD"; exit 130' INT
-trap 'log "terminated" 2>&"$ERR_FD"; exit 143' TERM
+ur_cleanup_trap cleanup
 
 if ((do_build)); then
   log "installing dependencies"

@@ -14,11 +14,9 @@
 #
 # Always builds with 2 jobs: the machine has 2 shared cores.
 set -euo pipefail
-
-log() { printf '[build] %s\n' "$*" >&2; }
-die() { printf '[build] ERROR: %s\n' "$*" >&2; exit 1; }
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+UR_TAG=build
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
 
 BUILD_DIR=${BUILD_DIR:-build}
@@ -33,7 +31,7 @@ while (($#)); do
       (($# >= 2)) || die "--target needs a target name"
       targets+=("$2"); shift 2 ;;
     --target=*) targets+=("${1#--target=}"); shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) cmake_args+=("$1"); shift ;;
   esac
 done

@@ -26,15 +26,12 @@
 # Exit status: non-zero if the daemons do not come up, ping fails or iperf3
 # fails.  Must run as root.
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+UR_TAG=demo
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
 # shellcheck source=scripts/netns.sh
 source "$ROOT/scripts/netns.sh"
-
-log() { printf '[demo] %s\n' "$*" >&2; }
-die() { printf '[demo] ERROR: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 do_build=1
 duration=5
@@ -55,9 +52,6 @@ done
 
 P=""
 cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM
   local pid
   for pid in "${UR_BG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   if [[ -n "$P" ]]; then
@@ -65,11 +59,8 @@ cleanup() {
     ur_teardown_all "$P"
   fi
   [[ -z "${LOGDIR:-}" ]] || log "logs kept in $LOGDIR"
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+ur_cleanup_trap cleanup
 
 if ((do_build)); then
   log "installing dependencies"

@@ -8,11 +8,9 @@
 # Steps 3 and 4 both run even if one fails; exits non-zero if any step failed.
 # Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan).
 set -euo pipefail
-
-log() { printf '[test] %s\n' "$*" >&2; }
-die() { printf '[test] ERROR: %s\n' "$*" >&2; exit 1; }
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+UR_TAG="test"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
 
 MAIN_DIR=${BUILD_DIR:-build}

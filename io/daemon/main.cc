@@ -27,6 +27,10 @@ int main(int argc, char** argv) {
     std::fputs(usage_text().c_str(), stdout);
     return 0;
   }
+  if (opts.help_markdown) {
+    std::fputs(flags_markdown().c_str(), stdout);
+    return 0;
+  }
   if (opts.print_config) {
     std::fputs(describe_options(opts, std::thread::hardware_concurrency()).c_str(), stdout);
     std::fputs(probe_kernel_features().c_str(), stdout);

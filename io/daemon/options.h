@@ -77,6 +77,7 @@ struct Options {
   uint16_t healthz_port = 0;      // 0 = no health/metrics endpoint
   int verbosity = 0;
   bool help = false;
+  bool help_markdown = false;
   bool version = false;
 };
 
@@ -92,6 +93,10 @@ Options parse_options(int argc, const char* const* argv, const EnvLookup& env = 
 
 /// The --help text: every flag with its default and meaning.
 std::string usage_text();
+
+/// docs/flags.md, which --help-markdown prints: every flag with what it
+/// accepts, its default, its FLANNELD_* variable and its meaning.
+std::string flags_markdown();
 
 /// The buffers of each worker's two rings, for the paths in use.
 struct BufferPlan {

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
+#include <set>
+#include <sstream>
+
+#include "io/daemon/flag_table.h"
 
 namespace udpring {
 namespace {
@@ -233,6 +238,125 @@ TEST(Options, HelpMentionsEveryFlag) {
                            "--busy-poll", "--sqpoll", "--print-config", "-v", "--help", "--version"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
+}
+
+// The flag table is the only description of the flags; these check that
+// what is generated from it holds together.
+
+TEST(Options, EveryFlagIsInHelpAndDocs) {
+  const std::string help = io::usage_text();
+  const std::string md = io::flags_markdown();
+  std::set<std::string> seen;
+  for (const io::Flag& f : io::flag_table()) {
+    EXPECT_FALSE(f.help.empty()) << f.name;
+    EXPECT_FALSE(f.value.accepts.empty()) << f.name;
+    EXPECT_EQ(f.value.is_bool, f.metavar.empty()) << f.name << ": a value flag needs a metavar";
+    EXPECT_TRUE(f.negation.empty() || f.value.is_bool) << f.name;
+    for (const std::string& s : io::flag_spellings(f)) {
+      EXPECT_TRUE(seen.insert(s).second) << "two flags spelled " << s;
+      const std::string dashed = io::flag_dashes(s);
+      EXPECT_NE(help.find(" " + dashed), std::string::npos) << dashed;
+      EXPECT_NE(md.find("`" + dashed), std::string::npos) << dashed;
+    }
+  }
+}
+
+// Feeding back a documented default changes nothing, so the docs cannot
+// advertise a default the parser would not produce.
+TEST(Options, DocumentedDefaultsRoundTrip) {
+  const std::string defaults = io::describe_options(parse({}), 4);
+  for (const io::Flag& f : io::flag_table()) {
+    if (f.value.default_value.empty()) continue;
+    const std::string arg = "--" + f.name + "=" + f.value.default_value;
+    const io::Options o = parse({arg.c_str()});
+    EXPECT_EQ(io::describe_options(o, 4), defaults) << arg;
+    EXPECT_TRUE(o.unimplemented.empty()) << arg;
+  }
+}
+
+TEST(Options, NegationsAndAliases) {
+  EXPECT_FALSE(parse({"--send-zc", "--no-send-zc"}).send_zc);
+  EXPECT_TRUE(parse({"--no-send-zc=false"}).send_zc);
+  EXPECT_TRUE(parse({"-h"}).help);
+  EXPECT_TRUE(parse({"--help-markdown"}).help_markdown);
+  EXPECT_FALSE(parse({}, {{"FLANNELD_SEND_ZC", "true"}, {"FLANNELD_NO_SEND_ZC", "true"}}).send_zc)
+      << "the later spelling in the table wins, as on a command line";
+  // Any spelling on the command line keeps the flag's variables out.
+  EXPECT_TRUE(parse({"--send-zc"}, {{"FLANNELD_NO_SEND_ZC", "true"}}).send_zc);
+  EXPECT_FALSE(parse({}, {{"FLANNELD_HELP", "true"}}).help) << "--help is not read from the environment";
+  try {
+    parse({"--no-send-zc=maybe"});
+    FAIL() << "accepted --no-send-zc=maybe";
+  } catch (const UsageError& e) {
+    EXPECT_STREQ(e.what(), "--no-send-zc \"maybe\": expected true or false");
+  }
+}
+
+TEST(Options, ErrorsSayWhatIsAccepted) {
+  auto error = [](std::vector<const char*> args) -> std::string {
+    try {
+      parse(args);
+    } catch (const UsageError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_EQ(error({"--ring-entries=4"}), "--ring-entries \"4\": expected a whole number from 8 to 32768");
+  EXPECT_EQ(error({"--busy-poll=sometimes"}),
+            "--busy-poll \"sometimes\": expected auto, or microseconds from 0 to 1000000");
+  EXPECT_EQ(error({"--buffers=x"}), "--buffers \"x\": expected a power of two from 16 to 32768");
+  EXPECT_EQ(error({"--tun-name="}), "--tun-name \"\": expected an interface name of 1-15 characters");
+  EXPECT_EQ(error({"--lease-dir="}), "--lease-dir \"\": expected a directory");
+  EXPECT_EQ(error({"-v=11"}), "-v \"11\": expected a whole number from 0 to 10");
+}
+
+TEST(Options, PrintConfigHasALinePerSetting) {
+  const std::string etcd = "\n" + io::describe_options(parse({}), 2);
+  for (const char* key : {"subnet-mgr", "etcd-endpoints", "etcd-prefix", "etcd-tls", "etcd-auth",
+                          "subnet-lease-ttl", "subnet-lease-renew-margin", "iface-regex",
+                          "iface-can-reach", "public-ip", "ip-masq", "ip-masq-random-fully",
+                          "iptables-forward-rules", "iptables-resync", "net-config-path",
+                          "static-subnet", "static-peer", "iface", "subnet-file", "tun-name",
+                          "workers", "cpu-affinity", "ring-entries", "batch", "buffers",
+                          "buffer-size", "tun-txqueuelen", "socket-rcvbuf", "socket-sndbuf",
+                          "busy-poll", "sqpoll", "tun-offload", "uso", "coalesce",
+                          "trust-outer-checksum", "gso", "gro", "multishot", "send-zc",
+                          "source-port-spread", "port-steering", "tun-steering", "peer-check",
+                          "healthz"}) {
+    EXPECT_NE(etcd.find(std::string("\n") + key + ": "), std::string::npos) << key << "\n" << etcd;
+  }
+  EXPECT_EQ(etcd.find("lease-dir:"), std::string::npos) << etcd;
+  const std::string file = io::describe_options(parse({"--subnet-mgr=file", "--lease-dir=/l"}), 2);
+  EXPECT_NE(file.find("lease-dir: /l\n"), std::string::npos) << file;
+  EXPECT_EQ(file.find("etcd-"), std::string::npos) << file;
+  EXPECT_NE(io::describe_options(parse({"--healthz-ip=127.0.0.1", "--healthz-port=9102"}), 2)
+                .find("healthz: 127.0.0.1:9102\n"),
+            std::string::npos);
+}
+
+// docs/flags.md is committed so that it can be read on the web; this keeps
+// it from drifting from the table.
+TEST(Options, DocsFlagsMdIsGenerated) {
+  std::ifstream in(UDPRING_FLAGS_MD);
+  ASSERT_TRUE(in) << "cannot read " << UDPRING_FLAGS_MD;
+  std::stringstream file;
+  file << in.rdbuf();
+  const std::string want = io::flags_markdown();
+  if (file.str() == want) return;
+  std::istringstream a(file.str()), b(want);
+  std::string la, lb;
+  int line = 0;
+  while (true) {
+    ++line;
+    const bool more_a = static_cast<bool>(std::getline(a, la));
+    const bool more_b = static_cast<bool>(std::getline(b, lb));
+    if (la != lb || more_a != more_b || !more_a) break;
+  }
+  ADD_FAILURE() << UDPRING_FLAGS_MD << " is not what the flag table generates (first difference at line "
+                << line << ").\n  file:      " << la << "\n  generated: " << lb
+                << "\nRegenerate it from the repository root with:\n"
+                   "  build/udpringd --help-markdown > docs/flags.md\n"
+                   "(with your build directory in place of build/).";
 }
 
 }  // namespace

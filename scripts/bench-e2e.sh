@@ -68,7 +68,7 @@
 #                         no-uso (only VXLAN's UDP-tunnel segmentation on:
 #                         udpring's GSO sends are segmented in software),
 #                         none (both segmented in software).  Recorded in
-#                         results.json; see scripts/netns.sh ur_nic_offloads
+#                         results.json; see scripts/lib/netns.sh ur_nic_offloads
 #   --udp-rate RATE       iperf3 -b for udp64 (default 0 = unlimited; e.g. 2G)
 #   --out DIR             output directory (default out/bench-<timestamp>)
 #   --no-build            skip install-deps and building udpringd
@@ -95,8 +95,8 @@ UR_TAG=bench
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
-# shellcheck source=scripts/netns.sh
-source "$ROOT/scripts/netns.sh"
+# shellcheck source=scripts/lib/netns.sh
+source "$ROOT/scripts/lib/netns.sh"
 
 # ---------------------------------------------------------------------------
 # options

@@ -30,8 +30,8 @@ UR_TAG=demo
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
-# shellcheck source=scripts/netns.sh
-source "$ROOT/scripts/netns.sh"
+# shellcheck source=scripts/lib/netns.sh
+source "$ROOT/scripts/lib/netns.sh"
 
 do_build=1
 duration=5

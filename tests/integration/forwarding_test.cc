@@ -1,75 +1,34 @@
 // End-to-end forwarding through udpringd: two nodes and two pods in network
 // namespaces (see tests/support/netns.h), real TUN devices, real sockets.
+// What every flag set must carry, the single packets' details, and interop
+// with the original protocol. Offloads are offload_test.cc's, daemon setup
+// and endpoints daemon_test.cc's, steering port_steering_test.cc's and
+// tun_steering_test.cc's.
 
 #include <arpa/inet.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <set>
 #include <thread>
 
-#include "core/unique_fd.h"
 #include "tests/support/metrics.h"
 #include "tests/support/netns.h"
 #include "tests/support/original_peer.h"
 #include "tests/support/packet_builder.h"
 #include "tests/support/traffic.h"
+#include "tests/support/two_nodes.h"
 
 namespace udpring::test {
 namespace {
 
-constexpr uint16_t kPort = 8285;
 // Largest UDP payload that fits the 1472-byte TUN MTU: 1472 - 20 - 8.
 constexpr size_t kMaxUdpPayload = 1444;
 
-bool ping(const Netns& from, const std::string& to, int count = 3) {
-  return sh(from.exec() + "ping -c " + std::to_string(count) + " -i 0.2 -W 2 -q " + to +
-            " >/dev/null 2>&1") == 0;
-}
-
-// A daemon configuration under test: a name for the test and udpringd flags.
-struct FlagSet {
-  const char* name;
-  std::vector<std::string> flags;
-};
-
-// What ctest lists after each parameterized test: its flags, not 32 bytes of hex.
-void PrintTo(const FlagSet& f, std::ostream* os) {
-  for (const std::string& flag : f.flags) *os << (&flag == &f.flags.front() ? "" : " ") << flag;
-}
-
-class Forwarding : public testing::TestWithParam<FlagSet> {
- protected:
-  void SetUp() override {
-    UDPRING_REQUIRE_INTEGRATION();
-    topo_ = std::make_unique<Topology>();
-    d1_ = start_udpringd(*topo_, 1, GetParam().flags);
-    d2_ = start_udpringd(*topo_, 2, GetParam().flags);
-  }
-  void TearDown() override {
-    if (HasFailure() && d1_) {
-      std::cerr << "--- n1 log ---\n" << d1_->log() << "--- n2 log ---\n" << d2_->log();
-    }
-    // Stop cleanly and check the exit code: SIGTERM must be a clean stop.
-    for (auto* d : {d1_.get(), d2_.get()}) {
-      if (d) {
-        EXPECT_EQ(d->stop(), 0);
-      }
-    }
-    d1_.reset();
-    d2_.reset();
-    topo_.reset();
-  }
-  std::unique_ptr<Topology> topo_;
-  std::unique_ptr<Process> d1_, d2_;
-};
+class Forwarding : public TwoNodes {};
 
 TEST_P(Forwarding, PingBothWays) {
   // subnet.env was written before "ready", in flannel's exact format.
@@ -306,110 +265,6 @@ TEST_P(ForwardingDetail, UdpBurstsArriveIntact) {
   }
 }
 
-// Back-to-back super-packets to one peer share GSO trains: a train takes up
-// to 44 datagrams of 1472 bytes, and a super-packet of 30 no longer leaves
-// as a send of its own. Eight UDP GSO sends of 30 datagrams each are queued
-// on the TUN while udpringd is stopped, so that one loop turn reads them
-// all: packed, 240 segments need 6 trains; one per read would be 8.
-TEST(TsoTrains, BackToBackSuperPacketsShareSends) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
-  auto d2 = start_udpringd(topo, 2, {"--workers=1"});
-  ASSERT_TRUE(ping(topo.p1, "10.50.2.2"));
-  ASSERT_NE(d1->log().find("USO split"), std::string::npos) << "needs TUN UDP offload (Linux 6.2+)";
-  constexpr size_t kCount = 240, kSize = 1444, kPerSend = 30;
-  uint64_t reads = 0, sends = 0;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    const auto b = daemon_stats(*d1);
-    ASSERT_EQ(kill(d1->pid(), SIGSTOP), 0);
-    std::thread resume([&] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      kill(d1->pid(), SIGCONT);
-    });
-    const size_t got = udp_burst(topo.p2.name(), "10.50.2.2", static_cast<uint16_t>(6200 + attempt),
-                                 topo.p1.name(), kCount, kSize, kPerSend, 2000);
-    resume.join();
-    EXPECT_EQ(got, kCount) << "datagrams lost or damaged";
-    const auto a = daemon_stats(*d1);
-    reads = a.at("tso_reads") - b.at("tso_reads");
-    sends = a.at("gso_sends") - b.at("gso_sends");
-    EXPECT_EQ(a.at("udp_tx_packets") - b.at("udp_tx_packets"), kCount);
-    // The reads must have been super-packets, or there is nothing to pack.
-    ASSERT_EQ(reads, kCount / kPerSend);
-    if (sends < reads) break;  // else the reads straddled two loop turns; again
-  }
-  EXPECT_LT(sends, reads) << "each super-packet still left as a send of its own";
-  EXPECT_EQ(d1->stop(), 0);
-  EXPECT_EQ(d2->stop(), 0);
-}
-
-// With GSO off every segment of a TSO read is its own sendmsg. Four
-// transfers at once must not run the daemon out of what those sends need
-// (a 4-stream run dropped 1.2 % when each took a send slot).
-TEST(GsoOff, SegmentsSentSinglyLoseNothing) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=1", "--no-gso"});
-  auto d2 = start_udpringd(topo, 2, {"--workers=1", "--no-gso"});
-  ASSERT_TRUE(ping(topo.p1, "10.50.2.2"));
-  constexpr uint64_t kBytes = 32ull << 20;
-  std::vector<uint64_t> got(4, 0);
-  std::vector<std::thread> flows;
-  for (size_t i = 0; i < got.size(); ++i) {
-    flows.emplace_back([&, i] {
-      got[i] = tcp_transfer_verified(topo.p2.name(), "10.50.2.2", static_cast<uint16_t>(5070 + i),
-                                     topo.p1.name(), kBytes);
-    });
-  }
-  for (auto& t : flows) t.join();
-  for (uint64_t g : got) EXPECT_EQ(g, kBytes);
-  const auto s1 = daemon_stats(*d1);
-  EXPECT_GT(s1.at("tso_reads"), 100u) << "no super-packets: nothing was sent segment by segment";
-  EXPECT_EQ(s1.at("gso_sends"), 0u);
-  EXPECT_EQ(s1.at("no_buffer"), 0u);
-  EXPECT_EQ(s1.at("drop_send_error"), 0u);
-  EXPECT_EQ(d1->stop(), 0);
-  EXPECT_EQ(d2->stop(), 0);
-}
-
-// Without GRO the receive buffers are sized for the MTU: a bigger datagram
-// is detected (MSG_TRUNC) and dropped, never forwarded cut short.
-TEST(Truncation, OversizedDatagramIsCountedNotTruncated) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=1", "--no-gro"});
-  const auto before = daemon_stats(*d1);
-  udp_send_raw(topo.n2.name(), "192.168.77.2", "192.168.77.1", kPort,
-               {PacketBuilder().dst("10.50.1.2").payload_bytes(3000).build()});
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const auto after = daemon_stats(*d1);
-  EXPECT_EQ(after.at("drop_truncated") - before.at("drop_truncated"), 1u);
-  EXPECT_EQ(after.at("tun_tx_packets"), before.at("tun_tx_packets"));
-  EXPECT_EQ(d1->stop(), 0);
-}
-
-// With GRO (the default) buffers hold 64 KiB, so a peer with a larger MTU
-// (mixed-MTU clusters) is still understood.
-TEST(Truncation, LargePacketFromPeerIsDeliveredWithGro) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
-  const auto before = daemon_stats(*d1);
-  auto udp = std::vector<uint8_t>(8 + 2972, 0x11);
-  udp[0] = 0x13; udp[1] = 0x88; udp[2] = 0x13; udp[3] = 0x89;  // ports 5000 -> 5001
-  udp[4] = static_cast<uint8_t>(udp.size() >> 8);
-  udp[5] = static_cast<uint8_t>(udp.size());
-  udp[6] = udp[7] = 0;  // no UDP checksum (allowed for IPv4)
-  udp_send_raw(topo.n2.name(), "192.168.77.2", "192.168.77.1", kPort,
-               {PacketBuilder().src("10.50.2.2").dst("10.50.1.2").frag(0).payload(udp).build()});
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const auto after = daemon_stats(*d1);
-  EXPECT_EQ(after.at("drop_truncated"), before.at("drop_truncated"));
-  EXPECT_EQ(after.at("tun_tx_packets") - before.at("tun_tx_packets"), 1u);
-  EXPECT_EQ(d1->stop(), 0);
-}
-
 // A burst leaves as UDP GSO sends, yet every datagram on the wire is one
 // inner packet no larger than the TUN MTU, as a stock flannel peer expects.
 TEST_P(ForwardingDetail, BurstsStayOnePacketPerDatagramOnTheWire) {
@@ -438,103 +293,6 @@ INSTANTIATE_TEST_SUITE_P(Flags, ForwardingDetail,
                          testing::Values(FlagSet{"offload", {"--workers=1"}},
                                          FlagSet{"no_offload", {"--workers=1", "--no-tun-offload"}}),
                          [](const auto& info) { return std::string(info.param.name); });
-
-// Four segments of one TCP flow from pod2's address to pod1's, the second
-// with a flipped payload byte (its TCP checksum no longer verifies), each
-// mergeable with the one before it.
-std::vector<std::vector<uint8_t>> flow_with_bad_second_segment(uint16_t sport) {
-  std::vector<std::vector<uint8_t>> segs;
-  for (uint32_t k = 0; k < 4; ++k) {
-    std::vector<uint8_t> data(1000);
-    for (size_t i = 0; i < data.size(); ++i) data[i] = pattern_byte(k * 1000 + i);
-    segs.push_back(tcp_segment("10.50.2.2", "10.50.1.2", sport, 9, 5000 + k * 1000, 77, 0x10, data));
-  }
-  segs[1][100] ^= 0xff;
-  return segs;
-}
-
-// Before merging TCP segments into one GSO write (which the pod's kernel
-// does not check again), udpringd sums each segment's checksum, unless the
-// segments came in a UDP GRO receive: the kernel builds those only from
-// datagrams whose non-zero UDP checksum (covering the inner packet) it
-// validated, or from a GSO send on this host. Datagrams that come singly
-// may carry checksum 0 and are always summed.
-class OuterChecksum : public Forwarding {};
-
-TEST_P(OuterChecksum, GroReceivesAreTrustedSingleDatagramsAreSummed) {
-  const auto& flags = GetParam().flags;
-  const bool trust = std::find(flags.begin(), flags.end(), "--no-trust-outer-checksum") == flags.end();
-  // One GSO send: n1 receives the four segments in one GRO receive.
-  const auto before = daemon_stats(*d1_);
-  udp_send_raw(topo_->n2.name(), "192.168.77.2", "192.168.77.1", kPort, flow_with_bad_second_segment(40001),
-               RawSend::kOneGsoSend);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const auto after = daemon_stats(*d1_);
-  EXPECT_EQ(after.at("gro_receives") - before.at("gro_receives"), 1u);
-  EXPECT_EQ(after.at("tun_tx_packets") - before.at("tun_tx_packets"), 4u);
-  if (trust) {
-    EXPECT_EQ(after.at("coalesce_checksum_failures"), before.at("coalesce_checksum_failures"));
-    EXPECT_EQ(after.at("coalesced_writes") - before.at("coalesced_writes"), 1u) << "all four in one write";
-  } else {
-    EXPECT_GE(after.at("coalesce_checksum_failures") - before.at("coalesce_checksum_failures"), 1u);
-  }
-
-  // The same flow as single datagrams with UDP checksum 0, queued while the
-  // daemon is stopped so that one loop turn sees all four: the bad segment
-  // is caught in both modes. (Retried in case a turn split them anyway.)
-  uint64_t failures = 0;
-  for (int attempt = 0; attempt < 3 && failures == 0; ++attempt) {
-    const auto b = daemon_stats(*d1_);
-    ASSERT_EQ(kill(d1_->pid(), SIGSTOP), 0);
-    udp_send_raw(topo_->n2.name(), "192.168.77.2", "192.168.77.1", kPort,
-                 flow_with_bad_second_segment(static_cast<uint16_t>(40002 + attempt)),
-                 RawSend::kSinglyNoChecksum);
-    ASSERT_EQ(kill(d1_->pid(), SIGCONT), 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    const auto a = daemon_stats(*d1_);
-    EXPECT_EQ(a.at("gro_receives"), b.at("gro_receives")) << "single datagrams were merged by GRO";
-    EXPECT_EQ(a.at("tun_tx_packets") - b.at("tun_tx_packets"), 4u);
-    failures = a.at("coalesce_checksum_failures") - b.at("coalesce_checksum_failures");
-  }
-  EXPECT_GE(failures, 1u) << "a bad segment from a datagram without checksum was not caught";
-  EXPECT_TRUE(ping(topo_->p1, "10.50.2.2"));
-}
-
-INSTANTIATE_TEST_SUITE_P(Flags, OuterChecksum,
-                         testing::Values(FlagSet{"trusted", {"--workers=1"}},
-                                         FlagSet{"summed", {"--workers=1", "--no-trust-outer-checksum"}}),
-                         [](const auto& info) { return std::string(info.param.name); });
-
-// With 2 workers each sends from its own source port, so the peer's
-// SO_REUSEPORT group can spread the flows; the destination stays 8285.
-TEST(SourcePorts, WorkersSendFromTheirOwnPorts) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=2"});
-  auto d2 = start_udpringd(topo, 2, {"--workers=2"});
-  std::set<int> src_ports;
-  const auto caps = capture_during(topo.n1.name(), {"u0"}, [&] {
-    // Several connections: the TUN's flow hash puts them on both queues.
-    for (uint16_t port = 5020; port < 5036; ++port) {  // 16: all on one queue has p = 2^-15
-      EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 256 << 10),
-                256u << 10);
-    }
-  });
-  for (const Captured& c : caps) {
-    const auto& o = c.bytes;
-    if (!c.outgoing || o.size() < 28 || o[9] != 17) continue;
-    EXPECT_EQ((o[22] << 8) | o[23], kPort) << "destination port must stay 8285";
-    src_ports.insert((o[20] << 8) | o[21]);
-  }
-  EXPECT_GE(src_ports.size(), 2u) << "all traffic left from one source port";
-  EXPECT_EQ(src_ports.count(kPort), 0u) << "with spreading, no worker sends from 8285";
-  // Worker w sends from base + w, base a multiple of 840 (port steering).
-  std::set<int> residues;
-  for (const int p : src_ports) residues.insert(p % 840);
-  EXPECT_EQ(residues, (std::set<int>{0, 1}));
-  EXPECT_EQ(d1->stop(), 0);
-  EXPECT_EQ(d2->stop(), 0);
-}
 
 // udpringd on node 1, the test's own implementation of the original protocol
 // on node 2 (one datagram per packet, from and to port 8285): traffic must
@@ -575,99 +333,6 @@ INSTANTIATE_TEST_SUITE_P(
                     FlagSet{"no_trust_outer_checksum", {"--workers=2", "--no-trust-outer-checksum"}},
                     FlagSet{"send_zc", {"--workers=2", "--send-zc"}}),
     [](const auto& info) { return std::string(info.param.name); });
-
-// Two udpringd nodes with two workers each: worker w of one node sends only
-// to worker w of the other, and connections spread over both workers of both
-// nodes, in both directions. Without port steering the kernel's hash
-// crosses or merges the pairs most of the time.
-TEST(PortSteering, WorkersPairUpAndShareTheConnections) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  const std::vector<std::string> flags = {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"};
-  auto d1 = start_udpringd(topo, 1, flags);
-  auto d2 = start_udpringd(topo, 2, flags);
-  for (auto* d : {d1.get(), d2.get()}) {
-    EXPECT_TRUE(d->wait_for_log("receiving worker chosen by the sender's source port", 2000)) << d->log();
-  }
-  // 16 connections: a worker with at most 1 of them fails the spread check
-  // below with probability 17 / 2^15 ~ 5e-4.
-  for (uint16_t port = 5040; port < 5056; ++port) {
-    ASSERT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 1 << 20), 1u << 20);
-  }
-  // The two nodes' metrics are read one after the other, and the last ACKs
-  // of a connection may still be crossing between the reads: read again
-  // until the pairs agree, for up to 2 s.
-  std::string m1, m2;
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    m1 = http_get(topo.n1.name(), 9102, "/metrics");
-    m2 = http_get(topo.n2.name(), 9102, "/metrics");
-    bool paired = true;
-    for (int w = 0; w < 2; ++w) {
-      paired = paired &&
-               worker_metric(m1, "udpring_worker_udp_tx_packets_total", w) ==
-                   worker_metric(m2, "udpring_worker_udp_rx_packets_total", w) &&
-               worker_metric(m2, "udpring_worker_udp_tx_packets_total", w) ==
-                   worker_metric(m1, "udpring_worker_udp_rx_packets_total", w);
-    }
-    if (paired) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  for (int w = 0; w < 2; ++w) {
-    SCOPED_TRACE("worker " + std::to_string(w));
-    // Sent by worker w of one node = received by worker w of the other (a
-    // veth between namespaces loses nothing).
-    EXPECT_EQ(worker_metric(m1, "udpring_worker_udp_tx_packets_total", w),
-              worker_metric(m2, "udpring_worker_udp_rx_packets_total", w)) << m1 << m2;
-    EXPECT_EQ(worker_metric(m2, "udpring_worker_udp_tx_packets_total", w),
-              worker_metric(m1, "udpring_worker_udp_rx_packets_total", w)) << m1 << m2;
-  }
-  for (const std::string* m : {&m1, &m2}) {
-    for (const char* name : {"udpring_worker_udp_rx_packets_total", "udpring_worker_tun_rx_packets_total"}) {
-      const long long w0 = worker_metric(*m, name, 0), w1 = worker_metric(*m, name, 1);
-      ASSERT_GE(std::min(w0, w1), 0) << *m;
-      EXPECT_GT(w0 + w1, 100) << name;  // data segments one way, ACKs the other
-      EXPECT_GT(std::min(w0, w1), (w0 + w1) / 16) << name << ": " << w0 << " / " << w1;
-    }
-  }
-  EXPECT_EQ(d1->stop(), 0);
-  EXPECT_EQ(d2->stop(), 0);
-}
-
-// Nodes with different worker counts: worker w sends to the peer's worker
-// w mod n, so a flow may move once before it settles; every byte must still
-// arrive, both ways.
-TEST(PortSteering, NodesWithDifferentWorkerCountsCarryEveryByte) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=2"});
-  auto d2 = start_udpringd(topo, 2, {"--workers=3"});
-  for (uint16_t port = 5060; port < 5064; ++port) {
-    EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 8 << 20), 8u << 20);
-    EXPECT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port, topo.p2.name(), 8 << 20), 8u << 20);
-  }
-  EXPECT_TRUE(ping(topo.p1, "10.50.2.2"));
-  EXPECT_EQ(d1->stop(), 0);
-  EXPECT_EQ(d2->stop(), 0);
-}
-
-// A stock flanneld sends everything from port 8285, one outer 4-tuple; UDP
-// GRO may merge its datagrams of different flows into one receive, so all of
-// it must reach one worker ((8285 mod 840) mod 2 = 1), or flows could be
-// reordered.
-TEST(PortSteering, OriginalPeerStaysOnTheWorkerItsPortNames) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
-  OriginalPeer peer(topo.n2.name(), "flannel0", "10.50.2.0", 1472, "10.50.0.0/16", "192.168.77.2",
-                    kPort, "10.50.1.0/24", "192.168.77.1");
-  for (uint16_t port = 5040; port < 5048; ++port) {
-    ASSERT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port, topo.p2.name(), 1 << 20), 1u << 20);
-  }
-  const std::string m = http_get(topo.n1.name(), 9102, "/metrics");
-  EXPECT_EQ(worker_metric(m, "udpring_worker_udp_rx_packets_total", 0), 0) << m;
-  EXPECT_GT(worker_metric(m, "udpring_worker_udp_rx_packets_total", 1), 8 * 700) << m;
-  EXPECT_EQ(d1->stop(), 0);
-}
 
 // With two workers, the TUN steering program hands each new connection the
 // next queue: consecutive connections from pod 1 are read by node 1's
@@ -752,218 +417,6 @@ TEST(TunSteering, OffLeavesTheChoiceToTheTunsHash) {
   EXPECT_TRUE(d1->wait_for_log("flows placed by the TUN's flow hash", 2000)) << d1->log();
   EXPECT_EQ(metric(http_get(topo.n1.name(), 9102, "/metrics"), "udpring_tun_flows_placed_total"), -1);
   EXPECT_EQ(d1->stop(), 0);
-}
-
-// An underlay NIC with UDP segmentation offload (veth's default; mlx5, ice and
-// virtio-net with host USO have it too) carries our GSO sends unsegmented, so
-// the peer's kernel receives one super-datagram: a peer with UDP_GRO takes it
-// whole, any other socket gets it segmented by the kernel. Every byte must
-// arrive either way, also at a peer speaking the original per-packet protocol.
-TEST(UsoUnderlay, TransfersAreByteExactWithGroPerPacketAndOriginalPeers) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  const std::string hint = "no UDP segmentation offload (tx-udp-segmentation off)";
-  for (const Netns* n : {&topo.n1, &topo.n2}) {
-    sh_ok(n->exec() + "ethtool -K u0 tx-udp-segmentation off");
-  }
-  {
-    auto d = start_udpringd(topo, 1, {"--workers=1"});  // the topology starts without USO
-    EXPECT_NE(d->log().find(hint), std::string::npos) << d->log();
-    EXPECT_EQ(d->stop(), 0);
-  }
-  for (const Netns* n : {&topo.n1, &topo.n2}) {
-    sh_ok(n->exec() + "ethtool -K u0 tx-udp-segmentation on");
-    ASSERT_NE(sh_out(n->exec() + "ethtool -k u0").find("tx-udp-segmentation: on"),
-              std::string::npos);
-  }
-  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
-  EXPECT_EQ(d1->log().find(hint), std::string::npos) << d1->log();
-  auto transfer_both_ways = [&](uint16_t port, const std::string& what) {
-    EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 32 << 20),
-              32u << 20) << what;
-    EXPECT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port + 1, topo.p2.name(),
-                                    16 << 20),
-              16u << 20) << what;
-  };
-  {
-    auto d2 = start_udpringd(topo, 2, {"--workers=1"});
-    transfer_both_ways(5040, "peer with UDP GRO");
-    const auto s2 = daemon_stats(*d2);
-    EXPECT_GT(s2.at("gro_receives"), 0u);
-    EXPECT_GT(s2.at("coalesced_writes"), 0u);
-    EXPECT_EQ(s2.at("coalesce_checksum_failures"), 0u);
-    EXPECT_EQ(s2.at("drop_truncated"), 0u);
-    EXPECT_EQ(d2->stop(), 0);
-  }
-  {
-    auto d2 = start_udpringd(topo, 2, {"--workers=1", "--no-gro"});
-    transfer_both_ways(5042, "peer without UDP GRO");
-    const auto s2 = daemon_stats(*d2);
-    EXPECT_EQ(s2.at("gro_receives"), 0u);
-    EXPECT_EQ(s2.at("drop_truncated"), 0u) << "a super-datagram reached a socket without GRO";
-    EXPECT_GT(s2.at("udp_rx_packets"), 20000u);  // 32 MiB in <= 1444-byte datagrams
-    EXPECT_EQ(d2->stop(), 0);
-  }
-  {
-    OriginalPeer peer(topo.n2.name(), "flannel0", "10.50.2.0", 1472, "10.50.0.0/16",
-                      "192.168.77.2", kPort, "10.50.1.0/24", "192.168.77.1");
-    transfer_both_ways(5044, "original-protocol peer");
-    EXPECT_GT(peer.udp_to_tun(), 20000u);
-  }
-  const auto s1 = daemon_stats(*d1);
-  EXPECT_GT(s1.at("gso_sends"), 0u) << "no GSO send crossed the USO underlay";
-  EXPECT_EQ(s1.at("drop_send_error"), 0u);
-  EXPECT_EQ(s1.at("gso_fallback"), 0u);
-  EXPECT_EQ(d1->stop(), 0);
-}
-
-// --busy-poll=auto: a worker spins after request/response traffic, where the
-// reply comes back within the spin and a sleep would cost a wake-up, but not
-// after bulk turns (a TSO read or GRO receive each turn), where spinning only
-// burns CPU.
-TEST(BusyPoll, SpinsForRequestResponseButNotForBulk) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
-  auto d2 = start_udpringd(topo, 2, {"--workers=1"});
-  ASSERT_TRUE(ping(topo.p1, "10.50.2.2"));
-  const auto s0 = daemon_stats(*d1);
-  EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", 5050, topo.p1.name(), 64 << 20),
-            64u << 20);
-  const auto s1 = daemon_stats(*d1);
-  const uint64_t tso = s1.at("tso_reads") - s0.at("tso_reads");
-  const uint64_t bulk_spins = s1.at("spin_hits") + s1.at("spin_misses") - s0.at("spin_hits") -
-                              s0.at("spin_misses");
-  EXPECT_GT(tso, 500u);  // 64 MiB in <= 64 KiB super-packets: >= 1024 if all were full
-  // The ACKs coming back make small turns, which may spin; the data turns must
-  // not (spinning after every turn gave 915 spins for 1044 reads). Slow start
-  // and a starved sender make some reads small, hence the margin.
-  EXPECT_LT(bulk_spins, tso / 2) << "spun " << bulk_spins << " times for " << tso << " TSO reads";
-
-  // Pings 2 ms apart: each request is followed by its reply within a spin.
-  ASSERT_TRUE(sh(topo.p1.exec() + "ping -c 300 -i 0.002 -W 1 -q 10.50.2.2 >/dev/null 2>&1") == 0);
-  const auto s2 = daemon_stats(*d1);
-  EXPECT_GT(s2.at("spin_hits") - s1.at("spin_hits"), 30u) << "request/response did not spin";
-  EXPECT_EQ(d1->stop(), 0);
-  EXPECT_EQ(d2->stop(), 0);
-}
-
-// A restart right after a stop must come up on the same port, although the
-// kernel releases the old io_uring's registered socket asynchronously (a
-// flags sweep of the benchmark hit EADDRINUSE here).
-TEST(DaemonSetup, RestartsAtOnceOnTheSamePort) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d2 = start_udpringd(topo, 2, {"--workers=1"});
-  for (const char* workers : {"--workers=1", "--workers=2", "--workers=2", "--workers=1"}) {
-    auto d1 = start_udpringd(topo, 1, {workers, "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
-    EXPECT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << workers << "\n" << d1->log();
-    // With 2 workers the reuseport group must be new, not the exiting
-    // daemon's: d2 (1 worker) sends from 8285, so (8285 mod 840) mod 2 = 1.
-    if (std::string(workers) == "--workers=2") {
-      const std::string m = http_get(topo.n1.name(), 9102, "/metrics");
-      EXPECT_EQ(worker_metric(m, "udpring_worker_udp_rx_packets_total", 0), 0) << m;
-      EXPECT_GE(worker_metric(m, "udpring_worker_udp_rx_packets_total", 1), 2) << m;
-    }
-    EXPECT_EQ(d1->stop(), 0);
-  }
-  EXPECT_EQ(d2->stop(), 0);
-}
-
-// /readyz and /metrics of a running daemon, scraped inside its namespace.
-TEST(Endpoints, ReadyzAndMetricsDuringTraffic) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--workers=1", "--healthz-ip=127.0.0.1", "--healthz-port=9101"});
-  auto d2 = start_udpringd(topo, 2, {"--workers=1"});
-  EXPECT_EQ(http_get(topo.n1.name(), 9101, "/readyz").rfind("HTTP/1.0 200", 0), 0u);
-  EXPECT_EQ(http_get(topo.n1.name(), 9101, "/healthz").rfind("HTTP/1.0 200", 0), 0u);
-  const std::string before = http_get(topo.n1.name(), 9101, "/metrics");
-  ASSERT_GE(metric(before, "udpring_tun_rx_packets_total"), 0) << before;
-  EXPECT_EQ(metric(before, "udpring_routes"), 1);
-  EXPECT_NE(before.find("udpring_drops_total{reason=\"no_route\"}"), std::string::npos) << before;
-  // What the flags asked for and the kernel granted; one worker needs no
-  // steering. USO (6.2+) and READ_MULTISHOT (6.7+) depend on the kernel: the
-  // metrics must agree with the features line the workers logged.
-  const std::string log = d1->log();
-  const std::pair<const char*, bool> asked[] = {
-      {"tun_offload", true}, {"tcp_coalesce", true}, {"gso", true}, {"gro", true},
-      {"uso", log.find(", USO split") != std::string::npos},
-      {"multishot_read", log.find(", TUN READ_MULTISHOT") != std::string::npos}};
-  for (const auto& [path, granted] : asked) {
-    EXPECT_EQ(metric(before, "udpring_fast_path{path=\"" + std::string(path) + "\"}"), granted ? 1 : 0)
-        << path;
-    EXPECT_EQ(metric(before, "udpring_fast_path_refused{path=\"" + std::string(path) + "\"}"),
-              granted ? 0 : 1)
-        << path;
-  }
-  for (const char* path : {"send_zc", "sqpoll", "tun_steering", "port_steering"}) {
-    EXPECT_EQ(metric(before, "udpring_fast_path{path=\"" + std::string(path) + "\"}"), 0) << path;
-    EXPECT_EQ(metric(before, "udpring_fast_path_refused{path=\"" + std::string(path) + "\"}"), 0)
-        << path;
-  }
-  EXPECT_TRUE(ping(topo.p1, "10.50.2.2"));
-  const std::string after = http_get(topo.n1.name(), 9101, "/metrics");
-  EXPECT_GE(metric(after, "udpring_tun_rx_packets_total") - metric(before, "udpring_tun_rx_packets_total"), 3);
-  EXPECT_GE(metric(after, "udpring_udp_rx_packets_total") - metric(before, "udpring_udp_rx_packets_total"), 3);
-  EXPECT_EQ(d1->stop(), 0);
-  EXPECT_EQ(d2->stop(), 0);
-}
-
-// READY=1 reaches $NOTIFY_SOCKET once the daemon is ready (systemd Type=notify).
-TEST(Endpoints, NotifiesSystemdWhenReady) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  const std::string sock_path = topo.dir + "/notify.sock";
-  core::UniqueFd rx(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::memcpy(sa.sun_path, sock_path.c_str(), sock_path.size() + 1);
-  ASSERT_EQ(bind(rx.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);  // inherited by the child only
-  // A flanneld flag udpringd does not implement is accepted and named in a warning.
-  auto d1 = start_udpringd(topo, 1, {"--workers=1", "--ip-blackhole-route"});
-  unsetenv("NOTIFY_SOCKET");
-  EXPECT_NE(d1->log().find("--ip-blackhole-route=true: a flanneld flag udpringd does not implement yet"),
-            std::string::npos)
-      << d1->log();
-  pollfd pfd{rx.get(), POLLIN, 0};
-  ASSERT_EQ(poll(&pfd, 1, 3000), 1) << "no notification";
-  char buf[64] = {};
-  ASSERT_GT(recv(rx.get(), buf, sizeof buf - 1, 0), 0);
-  EXPECT_STREQ(buf, "READY=1");
-  EXPECT_EQ(d1->stop(), 0);
-}
-
-// Setup failures are reported with the object named and leave nothing behind.
-TEST(DaemonSetup, BadConfigFailsLoudAndCleanly) {
-  UDPRING_REQUIRE_INTEGRATION();
-  Topology topo;
-  const std::string vxlan_conf = topo.dir + "/vxlan.json";
-  sh_ok("echo '{\"Network\":\"10.50.0.0/16\",\"Backend\":{\"Type\":\"vxlan\"}}' > " + vxlan_conf);
-  // Each start must exit 1 with a message naming the bad input.
-  struct Refusal {
-    std::string conf;
-    std::vector<std::string> flags;
-    std::string message;
-  };
-  const Refusal refusals[] = {
-      {vxlan_conf, {"--iface=u0"}, "Backend.Type \"vxlan\" is not supported"},
-      {topo.net_conf, {"--iface=nosuchif0"}, "nosuchif0"},
-      {topo.net_conf, {"--iface=u0", "--buffers=32768"}, "--buffers 32768 is too many"},
-      {topo.net_conf, {"--iface=u0", "--buffer-size=2048"}, "--buffer-size 2048 is too small"},
-  };
-  int n = 0;
-  for (const Refusal& r : refusals) {
-    std::vector<std::string> argv = {UDPRINGD_PATH, "--subnet-mgr=static", "--net-config-path=" + r.conf,
-                                     "--static-subnet=10.50.1.0/24"};
-    argv.insert(argv.end(), r.flags.begin(), r.flags.end());
-    Process p(topo.n1.name(), argv, topo.dir + "/bad" + std::to_string(n++) + ".log");
-    EXPECT_EQ(p.wait_exit(3000), 1) << r.message;
-    EXPECT_NE(p.log().find(r.message), std::string::npos) << p.log();
-    // The failed start left no TUN device behind.
-    EXPECT_NE(sh("ip -n " + topo.n1.name() + " link show flannel0 >/dev/null 2>&1"), 0) << r.message;
-  }
 }
 
 }  // namespace

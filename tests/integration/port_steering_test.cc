@@ -1,6 +1,9 @@
 // The port-steering program and the steered send sockets on real sockets: a
 // SO_REUSEPORT group in a namespace of the test's own, datagrams sent over
 // its loopback from chosen source ports, and a check of which socket got each.
+// Then the same end to end between two udpringd nodes (see
+// tests/support/netns.h): the workers' source ports, workers paired across
+// nodes, and a peer of the original protocol.
 
 #include "io/kernel/port_steering.h"
 
@@ -13,15 +16,22 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/ipv4_addr.h"
 #include "core/unique_fd.h"
 #include "io/kernel/udp_socket.h"
+#include "tests/support/metrics.h"
 #include "tests/support/netns.h"
+#include "tests/support/original_peer.h"
+#include "tests/support/traffic.h"
+#include "tests/support/two_nodes.h"
 
 namespace udpring::test {
 namespace {
@@ -179,6 +189,130 @@ TEST(PortSteering, RoundTripsComeBackToOneWorker) {
       }
     }
   }
+}
+
+// With 2 workers each sends from its own source port, so the peer's
+// SO_REUSEPORT group can spread the flows; the destination stays 8285.
+TEST(SourcePorts, WorkersSendFromTheirOwnPorts) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=2"});
+  auto d2 = start_udpringd(topo, 2, {"--workers=2"});
+  std::set<int> src_ports;
+  const auto caps = capture_during(topo.n1.name(), {"u0"}, [&] {
+    // Several connections: the TUN's flow hash puts them on both queues.
+    for (uint16_t port = 5020; port < 5036; ++port) {  // 16: all on one queue has p = 2^-15
+      EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 256 << 10),
+                256u << 10);
+    }
+  });
+  for (const Captured& c : caps) {
+    const auto& o = c.bytes;
+    if (!c.outgoing || o.size() < 28 || o[9] != 17) continue;
+    EXPECT_EQ((o[22] << 8) | o[23], kPort) << "destination port must stay 8285";
+    src_ports.insert((o[20] << 8) | o[21]);
+  }
+  EXPECT_GE(src_ports.size(), 2u) << "all traffic left from one source port";
+  EXPECT_EQ(src_ports.count(kPort), 0u) << "with spreading, no worker sends from 8285";
+  // Worker w sends from base + w, base a multiple of 840 (port steering).
+  std::set<int> residues;
+  for (const int p : src_ports) residues.insert(p % 840);
+  EXPECT_EQ(residues, (std::set<int>{0, 1}));
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// Two udpringd nodes with two workers each: worker w of one node sends only
+// to worker w of the other, and connections spread over both workers of both
+// nodes, in both directions. Without port steering the kernel's hash
+// crosses or merges the pairs most of the time.
+TEST(PortSteering, WorkersPairUpAndShareTheConnections) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  const std::vector<std::string> flags = {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"};
+  auto d1 = start_udpringd(topo, 1, flags);
+  auto d2 = start_udpringd(topo, 2, flags);
+  for (auto* d : {d1.get(), d2.get()}) {
+    EXPECT_TRUE(d->wait_for_log("receiving worker chosen by the sender's source port", 2000)) << d->log();
+  }
+  // 16 connections: a worker with at most 1 of them fails the spread check
+  // below with probability 17 / 2^15 ~ 5e-4.
+  for (uint16_t port = 5040; port < 5056; ++port) {
+    ASSERT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 1 << 20), 1u << 20);
+  }
+  // The two nodes' metrics are read one after the other, and the last ACKs
+  // of a connection may still be crossing between the reads: read again
+  // until the pairs agree, for up to 2 s.
+  std::string m1, m2;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    m1 = http_get(topo.n1.name(), 9102, "/metrics");
+    m2 = http_get(topo.n2.name(), 9102, "/metrics");
+    bool paired = true;
+    for (int w = 0; w < 2; ++w) {
+      paired = paired &&
+               worker_metric(m1, "udpring_worker_udp_tx_packets_total", w) ==
+                   worker_metric(m2, "udpring_worker_udp_rx_packets_total", w) &&
+               worker_metric(m2, "udpring_worker_udp_tx_packets_total", w) ==
+                   worker_metric(m1, "udpring_worker_udp_rx_packets_total", w);
+    }
+    if (paired) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (int w = 0; w < 2; ++w) {
+    SCOPED_TRACE("worker " + std::to_string(w));
+    // Sent by worker w of one node = received by worker w of the other (a
+    // veth between namespaces loses nothing).
+    EXPECT_EQ(worker_metric(m1, "udpring_worker_udp_tx_packets_total", w),
+              worker_metric(m2, "udpring_worker_udp_rx_packets_total", w)) << m1 << m2;
+    EXPECT_EQ(worker_metric(m2, "udpring_worker_udp_tx_packets_total", w),
+              worker_metric(m1, "udpring_worker_udp_rx_packets_total", w)) << m1 << m2;
+  }
+  for (const std::string* m : {&m1, &m2}) {
+    for (const char* name : {"udpring_worker_udp_rx_packets_total", "udpring_worker_tun_rx_packets_total"}) {
+      const long long w0 = worker_metric(*m, name, 0), w1 = worker_metric(*m, name, 1);
+      ASSERT_GE(std::min(w0, w1), 0) << *m;
+      EXPECT_GT(w0 + w1, 100) << name;  // data segments one way, ACKs the other
+      EXPECT_GT(std::min(w0, w1), (w0 + w1) / 16) << name << ": " << w0 << " / " << w1;
+    }
+  }
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// Nodes with different worker counts: worker w sends to the peer's worker
+// w mod n, so a flow may move once before it settles; every byte must still
+// arrive, both ways.
+TEST(PortSteering, NodesWithDifferentWorkerCountsCarryEveryByte) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=2"});
+  auto d2 = start_udpringd(topo, 2, {"--workers=3"});
+  for (uint16_t port = 5060; port < 5064; ++port) {
+    EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 8 << 20), 8u << 20);
+    EXPECT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port, topo.p2.name(), 8 << 20), 8u << 20);
+  }
+  EXPECT_TRUE(ping(topo.p1, "10.50.2.2"));
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// A stock flanneld sends everything from port 8285, one outer 4-tuple; UDP
+// GRO may merge its datagrams of different flows into one receive, so all of
+// it must reach one worker ((8285 mod 840) mod 2 = 1), or flows could be
+// reordered.
+TEST(PortSteering, OriginalPeerStaysOnTheWorkerItsPortNames) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
+  OriginalPeer peer(topo.n2.name(), "flannel0", "10.50.2.0", 1472, "10.50.0.0/16", "192.168.77.2",
+                    kPort, "10.50.1.0/24", "192.168.77.1");
+  for (uint16_t port = 5040; port < 5048; ++port) {
+    ASSERT_EQ(tcp_transfer_verified(topo.p1.name(), "10.50.1.2", port, topo.p2.name(), 1 << 20), 1u << 20);
+  }
+  const std::string m = http_get(topo.n1.name(), 9102, "/metrics");
+  EXPECT_EQ(worker_metric(m, "udpring_worker_udp_rx_packets_total", 0), 0) << m;
+  EXPECT_GT(worker_metric(m, "udpring_worker_udp_rx_packets_total", 1), 8 * 700) << m;
+  EXPECT_EQ(d1->stop(), 0);
 }
 
 }  // namespace

@@ -16,6 +16,9 @@ PACKAGES=(
   liburing-dev libnl-3-dev libnl-route-3-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcurl4-openssl-dev
+  # the TUN steering program: clang's BPF target, the kernel's UAPI headers,
+  # libbpf to load it and bpftool to build it in as a skeleton
+  clang linux-libc-dev libbpf-dev bpftool
   # test / benchmark tools
   iproute2 iptables iputils-ping iperf3 sockperf tcpdump ethtool
   etcd-server etcd-client openssl gnuplot-nox procps

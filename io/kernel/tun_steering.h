@@ -15,6 +15,7 @@
 // protocols go by a hash of the addresses, as all fragments of a datagram
 // must agree and carry no ports. Nothing runs in the daemon per flow or per
 // packet: the choice is made in the kernel, for the flow's first packet too.
+// The program is tun_steering.bpf.c, built into the library.
 
 #include <cstdint>
 #include <span>

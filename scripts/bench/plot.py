@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""plot_bench.py -- bar chart of a bench-e2e.sh run.
+"""plot.py -- bar chart of a bench-e2e.sh run.
 
-    scripts/plot_bench.py RESULTS.json [CHART.png]
+    scripts/bench/plot.py RESULTS.json [CHART.png]
 
 Reads the results.json that scripts/bench-e2e.sh writes and draws, with
 gnuplot, one panel per metric: one bar per variant (mode, or udpringd flag set
@@ -154,12 +154,12 @@ def main(argv):
                                                      "chart.png")
     gnuplot = shutil.which("gnuplot")
     if not gnuplot:
-        sys.stderr.write("plot_bench: gnuplot not found (Debian package gnuplot-nox)\n")
+        sys.stderr.write("plot: gnuplot not found (Debian package gnuplot-nox)\n")
         return 1
     try:
         results = json.load(open(results_path))
     except (OSError, ValueError) as e:
-        sys.stderr.write("plot_bench: cannot read %s: %s\n" % (results_path, e))
+        sys.stderr.write("plot: cannot read %s: %s\n" % (results_path, e))
         return 1
 
     terminal = os.environ.get("PLOT_TERMINAL")
@@ -168,7 +168,7 @@ def main(argv):
     try:
         script = build_script(results, png, terminal)
     except (KeyError, ValueError, TypeError) as e:
-        sys.stderr.write("plot_bench: unexpected results layout: %r\n" % (e,))
+        sys.stderr.write("plot: unexpected results layout: %r\n" % (e,))
         return 1
     gp_path = os.path.splitext(png)[0] + ".gp"
     with open(gp_path, "w") as f:
@@ -177,16 +177,16 @@ def main(argv):
         r = subprocess.run([gnuplot, gp_path], stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
-        sys.stderr.write("plot_bench: gnuplot failed: %s\n" % e)
+        sys.stderr.write("plot: gnuplot failed: %s\n" % e)
         return 1
     if r.returncode != 0 or not os.path.isfile(png) or os.path.getsize(png) == 0:
-        sys.stderr.write("plot_bench: gnuplot failed (rc=%d):\n%s" %
+        sys.stderr.write("plot: gnuplot failed (rc=%d):\n%s" %
                          (r.returncode, r.stderr.decode(errors="replace")[-2000:]))
         return 1
     # gnuplot warns (e.g. about fonts) without failing; pass those on.
     err = r.stderr.decode(errors="replace").strip()
     if err:
-        sys.stderr.write("plot_bench: gnuplot said:\n%s\n" % err[-2000:])
+        sys.stderr.write("plot: gnuplot said:\n%s\n" % err[-2000:])
     return 0
 
 

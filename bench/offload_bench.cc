@@ -1,4 +1,4 @@
-// Cost of the TCP offload helpers (encap/tcp_offload.h), which are bound by
+// Cost of the TCP offload helpers (encap/gso_split.h, encap/coalesce.h), which are bound by
 // the RFC 1071 ones'-complement sum over every payload byte they touch:
 //
 //  - BM_TsoSplit: cut one TSO super-packet (IPv4 20 + TCP 32 bytes with the
@@ -7,7 +7,7 @@
 //    is not copied but each segment's TCP checksum is computed over it, which
 //    dominates. tso_split_v4 only reads the super-packet (it writes the
 //    scratch headers and iovecs), so every iteration sees the same input.
-//  - BM_Coalesce: plan_tcp_coalescing over 44 in-order 1420-byte segments of
+//  - BM_Coalesce: plan_coalescing over 44 in-order 1420-byte segments of
 //    one flow (one run of 44), verifying each merged segment's checksum.
 //  - BM_CoalesceInterleaved: 64 segments of 4 flows interleaved in bursts of
 //    N packets, so runs break every N packets (N = 1: no merging at all).
@@ -33,7 +33,9 @@
 
 #include "core/ipv4.h"
 #include "encap/packet_ref.h"
-#include "encap/tcp_offload.h"
+#include "encap/coalesce.h"
+#include "encap/gso_split.h"
+#include "encap/vnet_hdr.h"
 
 namespace udpring {
 namespace {
@@ -188,7 +190,7 @@ CoalesceBatch make_coalesce_batch(size_t n, size_t flows, size_t burst, size_t m
 size_t prepare_restore(CoalesceBatch& b, std::vector<encap::CoalescedRun>& runs) {
   std::vector<std::array<uint8_t, kHdrBytes>> pristine(b.refs.size());
   for (size_t i = 0; i < b.refs.size(); ++i) std::memcpy(pristine[i].data(), b.refs[i].data, kHdrBytes);
-  const size_t n = encap::plan_tcp_coalescing(b.refs, kMaxSegments, runs).runs;
+  const size_t n = encap::plan_coalescing(b.refs, kMaxSegments, runs).runs;
   for (size_t r = 0; r < n; ++r) {
     if (runs[r].count > 1) {
       b.rewritten.push_back(runs[r].first);
@@ -210,7 +212,7 @@ void run_coalesce(benchmark::State& state, CoalesceBatch& b, size_t want_runs) {
     for (size_t k = 0; k < b.rewritten.size(); ++k) {
       std::memcpy(b.refs[b.rewritten[k]].data, b.saved[k].data(), kHdrBytes);
     }
-    n = encap::plan_tcp_coalescing(b.refs, kMaxSegments, runs).runs;
+    n = encap::plan_coalescing(b.refs, kMaxSegments, runs).runs;
     benchmark::DoNotOptimize(n);
     benchmark::ClobberMemory();
   }

@@ -519,7 +519,7 @@ int run_daemon(const Options& opts) {
     }
 
     WorkerOptions wopts;
-    wopts.sq_entries = opts.ring_entries;
+    wopts.ring_entries = opts.ring_entries;
     wopts.batch = opts.batch;
     const BufferPlan bufs = plan_buffers(opts, vnet, opts.gro, tun_mtu);
     if (opts.buffer_size && opts.buffer_size < std::max(bufs.tun_need, bufs.udp_need)) {
@@ -541,19 +541,19 @@ int run_daemon(const Options& opts) {
     wopts.udp_buf_bytes = bufs.udp_bytes;
     wopts.tun_buffers = bufs.tun_count;
     wopts.udp_buffers = bufs.udp_count;
-    wopts.vnet_hdr = vnet;
+    wopts.tun_offload = vnet;
     wopts.coalesce = coalesce;
     wopts.uso = uso;
     wopts.coalesce_udp = coalesce_udp;
     wopts.gso = gso;
     wopts.gro = opts.gro;
-    wopts.multishot_read = opts.multishot;
-    wopts.check_peer = opts.peer_check;
+    wopts.multishot = opts.multishot;
+    wopts.peer_check = opts.peer_check;
     wopts.trust_outer_checksum = opts.trust_outer_checksum;
     wopts.tun_addr = own.network;
     wopts.sqpoll = opts.sqpoll;
     wopts.busy_poll_us = opts.busy_poll_us;
-    wopts.busy_poll_adaptive = opts.busy_poll_auto;
+    wopts.busy_poll_auto = opts.busy_poll_auto;
     wopts.send_zc = opts.send_zc;
     for (unsigned i = 0; i < n_workers; ++i) {
       WorkerOptions w = wopts;
@@ -574,14 +574,14 @@ int run_daemon(const Options& opts) {
         throw std::runtime_error("worker setup failed: " + w->error());
       }
     }
-    spdlog::info("{} worker(s) forwarding: {}", n_workers, workers.front()->features());
+    spdlog::info("{} worker(s) forwarding: {}", n_workers, workers.front()->fast_paths_text());
     // Every worker asks its kernel the same; the first speaks for all.
-    const WorkerPaths& got = workers.front()->paths();
+    const FastPaths& got = workers.front()->fast_paths();
     if (opts.sqpoll && !got.sqpoll) {
       spdlog::warn("--sqpoll: the kernel refused IORING_SETUP_SQPOLL; workers submit their own "
                    "requests");
     }
-    if (opts.multishot && !got.multishot_read) {
+    if (opts.multishot && !got.multishot) {
       spdlog::warn("this kernel has no IORING_OP_READ_MULTISHOT (Linux 6.7+); the TUN is read "
                    "with plain reads");
     }
@@ -601,7 +601,7 @@ int run_daemon(const Options& opts) {
         {"udp_coalesce", offload && opts.uso && opts.coalesce, vnet && coalesce && coalesce_udp},
         {"gso", opts.gso, gso},
         {"gro", opts.gro, got.gro},
-        {"multishot_read", opts.multishot, got.multishot_read},
+        {"multishot_read", opts.multishot, got.multishot},
         {"send_zc", opts.send_zc, got.send_zc},
         {"sqpoll", opts.sqpoll, got.sqpoll},
         {"port_steering", opts.port_steering && many, socks.steered},

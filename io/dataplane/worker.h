@@ -16,36 +16,36 @@
 namespace udpring::io {
 
 struct WorkerOptions {
-  unsigned sq_entries = 1024;      // SQ slots; the CQ gets 4x the buffer count
+  unsigned ring_entries = 1024;    // SQ slots; the CQ gets 4x the buffer count
   uint32_t tun_buffers = 1024;     // power of two; each holds one TUN packet
   uint32_t udp_buffers = 1024;     // power of two; each holds one datagram
   uint32_t tun_buf_bytes = 2048;   // >= TUN MTU
   uint32_t udp_buf_bytes = 2048;   // >= largest datagram + recvmsg header and cmsg
                                    // (64 KiB + 128 with GRO)
   uint32_t batch = 64;             // packets classified per encap/decap call
-  bool multishot_read = true;      // use READ_MULTISHOT on the TUN if the kernel has it
-  bool check_peer = true;          // drop datagrams whose source is no peer
+  bool multishot = true;           // use READ_MULTISHOT on the TUN if the kernel has it
+  bool peer_check = true;          // drop datagrams whose source is no peer
   bool gso = true;                 // batch sends to one peer with UDP_SEGMENT
   bool gro = true;                 // receive coalesced datagrams with UDP_GRO
-  bool vnet_hdr = false;           // the TUN was opened with IFF_VNET_HDR + offloads
-  bool coalesce = true;            // with vnet_hdr: merge TCP segments into GSO writes
-  bool uso = false;                // with vnet_hdr: the TUN accepted UDP GSO (USO4/6)
+  bool tun_offload = false;        // the TUN was opened with IFF_VNET_HDR + offloads
+  bool coalesce = true;            // with tun_offload: merge TCP segments into GSO writes
+  bool uso = false;                // with tun_offload: the TUN accepted UDP GSO (USO4/6)
   bool coalesce_udp = false;       // with uso and coalesce: merge UDP runs too
   bool trust_outer_checksum = true; // coalesce GRO receives without summing each segment again
   core::Be32 tun_addr;             // source of ICMP errors (the flannel0 address)
   bool sqpoll = false;             // IORING_SETUP_SQPOLL: a kernel thread submits
   unsigned busy_poll_us = 0;       // spin this long for completions before blocking
-  bool busy_poll_adaptive = false; // spin only after activity; back off after misses
+  bool busy_poll_auto = false;     // spin only after activity; back off after misses
   bool send_zc = false;            // IORING_OP_SENDMSG_ZC for sends of 2+ datagrams
   int cpu = -1;                    // pin the worker thread to this CPU (-1: no pinning)
 };
 
 /// The fast paths a worker asked its kernel for and was granted; a request
 /// the kernel refuses leaves the worker on the plain path, and the control
-/// thread logs and exports the difference.
-struct WorkerPaths {
+/// thread logs and exports the difference (io/control/fast_paths.h).
+struct FastPaths {
   bool sqpoll = false;          // the ring has IORING_SETUP_SQPOLL
-  bool multishot_read = false;  // the kernel has IORING_OP_READ_MULTISHOT
+  bool multishot = false;       // the kernel has IORING_OP_READ_MULTISHOT
   bool gro = false;             // UDP_GRO was accepted on the socket
   bool send_zc = false;         // the kernel has IORING_OP_SENDMSG_ZC
 };
@@ -76,10 +76,10 @@ class Worker {
   WorkerState state() const noexcept { return state_.load(std::memory_order_acquire); }
   /// Valid once state() is kFailed.
   const std::string& error() const noexcept { return error_; }
-  /// One line describing the ring features and read mode, once running.
-  const std::string& features() const noexcept { return features_; }
+  /// The fast paths in use as one line for the log, once running.
+  const std::string& fast_paths_text() const noexcept { return fast_paths_text_; }
   /// What the kernel granted of what WorkerOptions asked for, once running.
-  const WorkerPaths& paths() const noexcept { return paths_; }
+  const FastPaths& fast_paths() const noexcept { return fast_paths_; }
 
  private:
   struct Impl;
@@ -93,9 +93,9 @@ class Worker {
   const std::atomic<bool>& stop_;
   WorkerOptions opts_;
   std::string error_;
-  std::string features_;
-  WorkerPaths paths_;
-  // Release on store so that error_/features_/paths_ written before are visible to
+  std::string fast_paths_text_;
+  FastPaths fast_paths_;
+  // Release on store so that error_/fast_paths_text_/fast_paths_ written before are visible to
   // the control thread after its acquire load.
   std::atomic<WorkerState> state_{WorkerState::kStarting};
 };

@@ -1,0 +1,35 @@
+#pragma once
+// What the two directions of one worker share: its ring, options, stats and
+// the route table, plus the fixed-file and buffer-group numbers both use.
+// Worker-only: built by the worker thread, never seen by another.
+
+#include <cstdint>
+
+#include "core/route_table.h"
+#include "core/worker_stats.h"
+#include "io/dataplane/ring.h"
+#include "io/dataplane/worker.h"
+
+namespace udpring::io {
+
+// Fixed-file slots registered with the ring.
+inline constexpr int kTunFile = 0;
+inline constexpr int kUdpFile = 1;
+inline constexpr int kSendFile = 2;  // only registered when the worker has a send socket
+// Provided-buffer groups.
+inline constexpr uint16_t kTunGroup = 0;
+inline constexpr uint16_t kUdpGroup = 1;
+// IORING_OP_READ_MULTISHOT (Linux 6.7). liburing 2.3's headers predate it.
+inline constexpr uint8_t kOpReadMultishot = 49;
+
+struct WorkerContext {
+  Ring& ring;
+  const WorkerOptions& opts;
+  core::WorkerStats& stats;
+  const core::RouteTable& routes;
+  // Bytes read from the TUN and the socket this turn: busy polling does not
+  // spin after bulk turns.
+  uint64_t turn_bytes = 0;
+};
+
+}  // namespace udpring::io

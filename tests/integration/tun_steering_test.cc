@@ -1,6 +1,9 @@
 // The TUN steering program: run by the kernel on packets of our own making
 // (BPF_PROG_TEST_RUN), and attached to a real two-queue TUN in a namespace
 // of the test's own, where the kernel sends flows into it.
+// Then the same end to end in udpringd between two nodes (see
+// tests/support/netns.h): new connections on the workers in turn, a
+// program the kernel refuses, and steering turned off.
 
 #include "io/kernel/tun_steering.h"
 
@@ -12,16 +15,21 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/ipv4.h"
 #include "core/unique_fd.h"
 #include "io/kernel/tun_device.h"
+#include "tests/support/metrics.h"
 #include "tests/support/netns.h"
 #include "tests/support/packet_builder.h"
+#include "tests/support/traffic.h"
 
 namespace udpring::test {
 namespace {
@@ -216,6 +224,91 @@ TEST(TunSteering, RealTunSendsEachNewFlowOutOfTheNextQueue) {
     }
   });
   EXPECT_EQ(s.flows_placed(), 8u);
+}
+
+// With two workers, the TUN steering program hands each new connection the
+// next queue: consecutive connections from pod 1 are read by node 1's
+// workers in turn, each wholly by one. By the TUN's hash alone, 6
+// connections alternate with probability 2 / 64.
+TEST(TunSteering, ConsecutiveConnectionsTakeTheWorkersInTurn) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(topo, 1, {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
+  auto d2 = start_udpringd(topo, 2, {"--workers=2"});
+  EXPECT_TRUE(d1->wait_for_log("flows placed by a steering program, new ones in turn", 2000)) << d1->log();
+  const std::string rx = "udpring_worker_tun_rx_packets_total";
+  // A connection's last ACK may leave pod 1 after the transfer has returned:
+  // read the counters once they have stopped moving, so that it is counted
+  // with its own connection.
+  auto settled = [&] {
+    std::string m = http_get(topo.n1.name(), 9102, "/metrics");
+    for (int i = 0; i < 20; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::string again = http_get(topo.n1.name(), 9102, "/metrics");
+      const bool same = worker_metric(again, rx, 0) == worker_metric(m, rx, 0) &&
+                        worker_metric(again, rx, 1) == worker_metric(m, rx, 1);
+      m = std::move(again);
+      if (same) break;
+    }
+    return m;
+  };
+  std::string before = settled();
+  int first = -1;
+  for (int conn = 0; conn < 6; ++conn) {
+    SCOPED_TRACE("connection " + std::to_string(conn));
+    ASSERT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", static_cast<uint16_t>(5070 + conn),
+                                    topo.p1.name(), 1 << 20),
+              1u << 20);
+    const std::string after = settled();
+    const long long w0 = worker_metric(after, rx, 0) - worker_metric(before, rx, 0);
+    const long long w1 = worker_metric(after, rx, 1) - worker_metric(before, rx, 1);
+    EXPECT_GT(w0 + w1, 10);
+    const int busy = w1 > w0 ? 1 : 0;
+    if (first < 0) first = busy;
+    EXPECT_EQ(busy, (first + conn) % 2) << w0 << " / " << w1;
+    EXPECT_EQ(std::min(w0, w1), 0) << "a connection was split over the workers";
+    EXPECT_EQ(metric(after, "udpring_tun_flows_placed_total") -
+                  metric(before, "udpring_tun_flows_placed_total"),
+              1)
+        << after;
+    before = after;
+  }
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// Refused by the kernel (here: no CAP_BPF or CAP_SYS_ADMIN, as in a
+// container that lacks them), the daemon says why, keeps the TUN's hash and
+// still forwards on both workers.
+TEST(TunSteering, RefusedProgramFallsBackToTheTunsHash) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  const std::vector<std::string> flags = {"--workers=2"};
+  auto d1 = start_udpringd(topo, 1, {"--workers=2", "--healthz-ip=127.0.0.1", "--healthz-port=9104"},
+                           {"setpriv", "--bounding-set=-bpf,-sys_admin"});
+  auto d2 = start_udpringd(topo, 2, flags);
+  EXPECT_TRUE(d1->wait_for_log("TUN steering off: creating the TUN steering map", 2000)) << d1->log();
+  EXPECT_TRUE(d1->wait_for_log("flows placed by the TUN's flow hash", 2000)) << d1->log();
+  const std::string m = http_get(topo.n1.name(), 9104, "/metrics");
+  EXPECT_EQ(metric(m, "udpring_fast_path{path=\"tun_steering\"}"), 0) << m;
+  EXPECT_EQ(metric(m, "udpring_fast_path_refused{path=\"tun_steering\"}"), 1) << m;
+  EXPECT_EQ(metric(m, "udpring_fast_path{path=\"port_steering\"}"), 1) << m;
+  for (uint16_t port = 5080; port < 5084; ++port) {
+    EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", port, topo.p1.name(), 4 << 20), 4u << 20);
+  }
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// Turned off, the daemon says so and places nothing.
+TEST(TunSteering, OffLeavesTheChoiceToTheTunsHash) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d1 = start_udpringd(
+      topo, 1, {"--workers=2", "--no-tun-steering", "--healthz-ip=127.0.0.1", "--healthz-port=9102"});
+  EXPECT_TRUE(d1->wait_for_log("flows placed by the TUN's flow hash", 2000)) << d1->log();
+  EXPECT_EQ(metric(http_get(topo.n1.name(), 9102, "/metrics"), "udpring_tun_flows_placed_total"), -1);
+  EXPECT_EQ(d1->stop(), 0);
 }
 
 }  // namespace

@@ -116,6 +116,16 @@ struct LeaseUpdate {
   std::vector<LeaseEvent> events;  // !reset: changes in order
 };
 
+/// Health of a lease store, for /metrics and logs.
+struct LeaseStoreStatus {
+  int64_t own_expiry_unix = 0;     // 0 = never (a reservation) or not acquired
+  uint64_t renewals = 0;           // successful renewals of our lease
+  uint64_t renew_failures = 0;
+  uint64_t watch_reconnects = 0;   // watch streams re-established after an error
+  uint64_t relists = 0;            // full re-lists (etcd compaction, file rescans)
+  bool watch_connected = false;
+};
+
 /// When to renew a lease that expires at `expiry_unix`: `margin_s` before
 /// (flannel's --subnet-lease-renew-margin), or half-way through when the TTL
 /// is not longer than the margin (short test TTLs).

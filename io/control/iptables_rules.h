@@ -40,7 +40,7 @@ struct RuleSet {
   std::vector<std::string> rules;  // specs exactly as iptables-save prints them after "-A <chain> "
 };
 
-/// flannel's masquerade rules (v0.21.0 and later, §8 of FLANNEL_COMPAT.md):
+/// flannel's masquerade rules (v0.21.0 and later; docs/flannel-compat.md):
 /// six rules in nat/FLANNEL-POSTRTG, entered from POSTROUTING, each with the
 /// comment "flanneld masq". `random_fully` adds --random-fully to the two
 /// MASQUERADE rules (pass iptables_supports_random_fully() unless

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "io/control/leases/lease_store.h"
+
 namespace udpring::io {
 
 struct EtcdConfig {
@@ -22,10 +24,11 @@ struct EtcdConfig {
   std::string username, password;
 };
 
-/// etcd answered with an error (HTTP status, gateway error message).
-class EtcdError : public std::runtime_error {
+/// etcd answered with an error (HTTP status, gateway error message); the
+/// daemon retries, as for an unreachable etcd.
+class EtcdError : public StoreUnavailable {
  public:
-  using std::runtime_error::runtime_error;
+  using StoreUnavailable::StoreUnavailable;
 };
 
 /// No endpoint could be reached (connection refused, timeout, TLS failure).

@@ -203,7 +203,8 @@ core::Lease EtcdLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 publi
     next_renew_ = l.reservation ? 0 : core::renew_time(l.expiry_unix, ttl_s_, margin_s_);
     return l;
   }
-  throw std::runtime_error("no lease after " + std::to_string(core::kAcquireAttempts) +
+  // Other nodes may be starting at the same moment; a later try may win.
+  throw StoreUnavailable("no lease after " + std::to_string(core::kAcquireAttempts) +
                            " attempts: every pick was taken by another node first");
 }
 
@@ -364,8 +365,8 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
   }
 }
 
-LeaseStoreStatus EtcdLeaseStore::status() const {
-  LeaseStoreStatus s;
+core::LeaseStoreStatus EtcdLeaseStore::status() const {
+  core::LeaseStoreStatus s;
   s.own_expiry_unix = own_expiry_.load();
   s.renewals = renewals_.load();
   s.renew_failures = renew_failures_.load();

@@ -34,7 +34,7 @@ class EtcdLeaseStore : public LeaseStore {
                       const std::optional<core::Ipv4Prefix>& previous) override;
   bool wait_update(std::chrono::milliseconds timeout, core::LeaseUpdate& out) override;
   void maintain() override;
-  LeaseStoreStatus status() const override;
+  core::LeaseStoreStatus status() const override;
 
  private:
   struct Listing {

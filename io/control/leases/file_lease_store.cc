@@ -214,7 +214,8 @@ core::Lease FileLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 publi
     next_renew_ = l.reservation ? 0 : core::renew_time(l.expiry_unix, ttl_s_, margin_s_);
     return l;
   }
-  throw std::runtime_error("no lease after " + std::to_string(core::kAcquireAttempts) +
+  // Other nodes may be starting at the same moment; a later try may win.
+  throw StoreUnavailable("no lease after " + std::to_string(core::kAcquireAttempts) +
                            " attempts: every pick was taken by another node first");
 }
 

@@ -29,7 +29,7 @@ class FileLeaseStore : public LeaseStore {
                       const std::optional<core::Ipv4Prefix>& previous) override;
   bool wait_update(std::chrono::milliseconds timeout, core::LeaseUpdate& out) override;
   void maintain() override;
-  LeaseStoreStatus status() const override { return status_; }
+  core::LeaseStoreStatus status() const override { return status_; }
 
  private:
   std::string path_of(const core::Ipv4Prefix& subnet) const;
@@ -50,7 +50,7 @@ class FileLeaseStore : public LeaseStore {
   std::chrono::steady_clock::time_point last_scan_{};
   std::optional<core::Lease> own_;
   int64_t next_renew_ = 0;
-  LeaseStoreStatus status_;
+  core::LeaseStoreStatus status_;
 };
 
 }  // namespace udpring::io

@@ -1,11 +1,12 @@
 #pragma once
-// The SubnetManager of DESIGN.md: where this node's lease and everyone
-// else's come from. One implementation per --subnet-mgr (etcd, file); the
+// The subnet manager: where this node's lease and everyone else's come
+// from. One implementation per --subnet-mgr (etcd, file); the
 // static mode needs none. Control thread only.
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "core/lease.h"
@@ -13,14 +14,12 @@
 
 namespace udpring::io {
 
-/// Health of a store, for /metrics and logs.
-struct LeaseStoreStatus {
-  int64_t own_expiry_unix = 0;     // 0 = never (a reservation) or not acquired
-  uint64_t renewals = 0;           // successful renewals of our lease
-  uint64_t renew_failures = 0;
-  uint64_t watch_reconnects = 0;   // watch streams re-established after an error
-  uint64_t relists = 0;            // full re-lists (etcd compaction, file rescans)
-  bool watch_connected = false;
+/// The store could not answer for now (unreachable, an error it may get
+/// over): the daemon retries every second, as flanneld does, and keeps
+/// forwarding to the peers it knows. Any other exception is final.
+class StoreUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 class LeaseStore {
@@ -48,7 +47,7 @@ class LeaseStore {
   /// later (every minute, as flanneld), never thrown.
   virtual void maintain() = 0;
 
-  virtual LeaseStoreStatus status() const = 0;
+  virtual core::LeaseStoreStatus status() const = 0;
 };
 
 }  // namespace udpring::io

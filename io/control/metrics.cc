@@ -1,0 +1,77 @@
+#include "io/control/metrics.h"
+
+#include <algorithm>
+#include <string_view>
+
+namespace udpring::io {
+
+std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>& stats,
+                           const MetricsInput& in, const std::vector<FastPath>& fast_paths,
+                           const std::string& version) {
+  std::vector<const core::WorkerStats*> ptrs;
+  for (const auto& s : stats) ptrs.push_back(s.get());
+  const core::StatsTotals t = core::sum_stats(ptrs);
+  std::string out;
+  // One unlabelled metric family: HELP, TYPE and the sample.
+  auto family = [&out](const char* name, const char* type, const char* help, uint64_t value) {
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+    out.append(name).append(" ").append(std::to_string(value)).append("\n");
+  };
+  out += "# HELP udpring_build_info udpringd version.\n# TYPE udpring_build_info gauge\n";
+  out += "udpring_build_info{version=\"" + version + "\"} 1\n";
+  family("udpring_workers", "gauge", "Forwarding workers.", stats.size());
+  family("udpring_routes", "gauge", "Peer routes installed.", in.routes);
+  family("udpring_iptables_rebuilds_total", "counter",
+         "Rule sets rebuilt after a rule went missing.", in.iptables_rebuilds);
+  out += render_fast_paths(fast_paths);
+  if (in.tun_flows_placed) {
+    family("udpring_tun_flows_placed_total", "counter",
+           "Flows the TUN steering program placed on the next queue in turn.",
+           *in.tun_flows_placed);
+  }
+  if (const auto& lease = in.lease) {
+    family("udpring_lease_expiry_timestamp_seconds", "gauge",
+           "When our lease expires, in Unix seconds (0: never, a reservation).",
+           static_cast<uint64_t>(std::max<int64_t>(0, lease->own_expiry_unix)));
+    family("udpring_lease_renewals_total", "counter", "Renewals of our lease.", lease->renewals);
+    family("udpring_lease_renew_failures_total", "counter", "Renewals that failed (retried).",
+           lease->renew_failures);
+    family("udpring_lease_watch_reconnects_total", "counter",
+           "Lease watch streams re-established after an error.", lease->watch_reconnects);
+    family("udpring_lease_relists_total", "counter",
+           "Full lease re-lists (after an etcd compaction).", lease->relists);
+    family("udpring_lease_watch_connected", "gauge", "1 while the lease watch is connected.",
+           lease->watch_connected ? 1 : 0);
+  }
+  out += "# HELP udpring_drops_total Packets dropped, by reason.\n# TYPE udpring_drops_total counter\n";
+  for (size_t i = 0; i < core::kCounterCount; ++i) {
+    const std::string_view name = core::kCounterNames[i];
+    if (name.substr(0, 5) == "drop_") {
+      out.append("udpring_drops_total{reason=\"").append(name.substr(5)).append("\"} ");
+      out += std::to_string(t.values[i]) + "\n";
+    }
+  }
+  for (size_t i = 0; i < core::kCounterCount; ++i) {
+    const std::string_view name = core::kCounterNames[i];
+    if (name.substr(0, 5) == "drop_") continue;
+    const bool gauge = i == static_cast<size_t>(core::Counter::kLastSendErrno);
+    std::string metric = "udpring_" + std::string(name) + (gauge ? "" : "_total");
+    out += "# TYPE " + metric + (gauge ? " gauge\n" : " counter\n");
+    out += metric + " " + std::to_string(t.values[i]) + "\n";
+  }
+  // Per worker, the counters that show how traffic spreads over them.
+  for (const core::Counter c : {core::Counter::kTunRxPackets, core::Counter::kUdpTxPackets,
+                                core::Counter::kUdpRxPackets}) {
+    const std::string metric =
+        "udpring_worker_" + std::string(core::kCounterNames[static_cast<size_t>(c)]) + "_total";
+    out += "# TYPE " + metric + " counter\n";
+    for (size_t w = 0; w < stats.size(); ++w) {
+      out += metric + "{worker=\"" + std::to_string(w) + "\"} " +
+             std::to_string(stats[w]->get(c)) + "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace udpring::io

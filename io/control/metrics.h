@@ -1,0 +1,32 @@
+#pragma once
+// The Prometheus text of /metrics: the workers' counters summed (drops as
+// one family labelled by reason), the daemon's gauges, the fast paths and
+// the lease store's health. Rendered on the HTTP server's thread.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/lease.h"
+#include "core/worker_stats.h"
+#include "io/control/fast_paths.h"
+
+namespace udpring::io {
+
+/// What one scrape shows besides the counters; the caller reads it from
+/// wherever it lives (atomics, the store's last status) just before.
+struct MetricsInput {
+  size_t routes = 0;
+  uint64_t iptables_rebuilds = 0;
+  std::optional<core::LeaseStoreStatus> lease;  // none in static mode
+  std::optional<uint64_t> tun_flows_placed;     // none without TUN steering
+};
+
+/// `version` is udpring_build_info's label.
+std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>& stats,
+                           const MetricsInput& in, const std::vector<FastPath>& fast_paths,
+                           const std::string& version);
+
+}  // namespace udpring::io

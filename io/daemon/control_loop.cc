@@ -1,0 +1,99 @@
+#include "io/daemon/control_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <ctime>
+#include <string>
+
+
+namespace udpring::io {
+namespace {
+
+// Lease events until none is queued (waiting up to 250 ms for the first);
+// false when our own lease was revoked.
+bool apply_lease_events(const ControlPlane& cp) {
+  core::LeaseUpdate update;
+  std::string lost;
+  auto wait = std::chrono::milliseconds(250);
+  while (lost.empty() && cp.store->wait_update(wait, update)) {
+    wait = std::chrono::milliseconds(0);  // drain what is queued, then tick
+    lost = cp.peer_routes.apply(update).own_lost;
+  }
+  cp.status.set_routes(cp.peer_routes.route_count());
+  if (!lost.empty()) {
+    spdlog::critical("{}: lease has been revoked, shutting down (as flanneld)", lost);
+    return false;
+  }
+  cp.store->maintain();
+  cp.status.set_lease(cp.store->status());
+  return true;
+}
+
+bool any_worker_failed(const ControlPlane& cp) {
+  bool failed = false;
+  for (const auto& w : cp.workers) {
+    if (w->state() == WorkerState::kFailed) {
+      spdlog::critical("worker failed: {}", w->error());
+      failed = true;
+    }
+  }
+  return failed;
+}
+
+void resync_rules(const ControlPlane& cp) {
+  try {
+    cp.iptables->resync();  // logs what was missing when it rebuilds
+  } catch (const std::exception& e) {
+    spdlog::warn("iptables resync failed: {}; trying again in {} s", e.what(),
+                 cp.opts.iptables_resync_s);
+  }
+  cp.status.set_iptables_rebuilds(cp.iptables->rebuilds());
+}
+
+}  // namespace
+
+void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, const char* when) {
+  std::vector<const core::WorkerStats*> ptrs;
+  for (const auto& s : stats) ptrs.push_back(s.get());
+  spdlog::info("stats ({}): {}", when, core::format_stats(core::sum_stats(ptrs)));
+}
+
+int run_control_loop(const ControlPlane& cp) {
+  const auto resync_every = std::chrono::seconds(cp.opts.iptables_resync_s);
+  auto next_resync = std::chrono::steady_clock::now() + resync_every;
+  const timespec no_wait{0, 0};
+  const timespec tick{1, 0};  // static mode has no lease events to wait on
+  int exit_code = 0;
+  try {
+    for (;;) {
+      if (cp.store && !apply_lease_events(cp)) {
+        exit_code = 1;
+        break;
+      }
+      const int sig = sigtimedwait(&cp.sigs, nullptr, cp.store ? &no_wait : &tick);
+      if (sig == SIGUSR1) {
+        log_stats(cp.stats, "SIGUSR1");
+      } else if (sig == SIGINT || sig == SIGTERM) {
+        spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+      }
+      if (any_worker_failed(cp)) {
+        exit_code = 1;
+        break;
+      }
+      if (cp.iptables && std::chrono::steady_clock::now() >= next_resync) {
+        next_resync = std::chrono::steady_clock::now() + resync_every;
+        resync_rules(cp);
+      }
+      cp.fallbacks.check(cp.stats);
+      cp.table.reclaim();
+    }
+  } catch (const std::exception& e) {
+    spdlog::critical("control thread: {}; stopping", e.what());
+    exit_code = 1;
+  }
+  return exit_code;
+}
+
+}  // namespace udpring::io

@@ -1,0 +1,45 @@
+#pragma once
+// The control thread's loop once the daemon is up: lease events become
+// routes, signals are handled, the lease is renewed, iptables rules are
+// kept, workers are watched and old route tables are freed.
+
+#include <signal.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/peer_routes.h"
+#include "core/route_table.h"
+#include "core/worker_stats.h"
+#include "io/control/fast_paths.h"
+#include "io/control/iptables_rules.h"
+#include "io/control/leases/lease_store.h"
+#include "io/daemon/daemon_status.h"
+#include "io/daemon/options.h"
+#include "io/dataplane/worker.h"
+
+namespace udpring::io {
+
+/// What the loop drives; the daemon owns all of it.
+struct ControlPlane {
+  const Options& opts;
+  const sigset_t& sigs;                 // blocked SIGINT, SIGTERM, SIGUSR1
+  LeaseStore* store;                    // null in static mode
+  core::PeerRoutes& peer_routes;
+  core::RouteTable& table;
+  const std::vector<std::unique_ptr<Worker>>& workers;
+  const std::vector<std::unique_ptr<core::WorkerStats>>& stats;
+  IptablesManager* iptables;            // null without rules
+  DaemonStatus& status;
+  RuntimeFallbackLog& fallbacks;        // checked every turn, and once more after the stop
+};
+
+/// Runs until SIGINT/SIGTERM (returns 0), our lease is revoked or a worker
+/// fails (1). A control-plane exception is logged and returns 1: the
+/// caller still stops the workers.
+int run_control_loop(const ControlPlane& cp);
+
+/// Logs the summed counters as one "stats (WHEN): ..." line.
+void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, const char* when);
+
+}  // namespace udpring::io

@@ -1,0 +1,42 @@
+#pragma once
+// What the control thread publishes for the HTTP server's thread to render.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+
+#include "core/lease.h"
+#include "io/control/metrics.h"
+
+namespace udpring::io {
+
+class DaemonStatus {
+ public:
+  // Relaxed: each is a value of its own; nothing else is published by them.
+  void set_routes(size_t n) noexcept { routes_.store(n, std::memory_order_relaxed); }
+  void set_iptables_rebuilds(uint64_t n) noexcept { rebuilds_.store(n, std::memory_order_relaxed); }
+  void set_lease(const core::LeaseStoreStatus& s) {
+    std::lock_guard lock(mu_);
+    lease_ = s;
+  }
+
+  /// The values for one scrape (any thread).
+  MetricsInput snapshot() const {
+    MetricsInput in;
+    in.routes = routes_.load(std::memory_order_relaxed);
+    in.iptables_rebuilds = rebuilds_.load(std::memory_order_relaxed);
+    std::lock_guard lock(mu_);
+    in.lease = lease_;
+    return in;
+  }
+
+ private:
+  std::atomic<size_t> routes_{0};
+  std::atomic<uint64_t> rebuilds_{0};
+  mutable std::mutex mu_;  // guards lease_: a struct, copied whole
+  std::optional<core::LeaseStoreStatus> lease_;
+};
+
+}  // namespace udpring::io

@@ -358,20 +358,24 @@ class Daemon {
   // Every worker asks its kernel the same; the first speaks for all.
   void report_fast_paths() {
     const FastPaths& got = workers_.front()->fast_paths();
-    if (opts_.sqpoll && !got.sqpoll) {
-      spdlog::warn("--sqpoll: the kernel refused IORING_SETUP_SQPOLL; workers submit their own "
-                   "requests");
-    }
-    if (opts_.multishot && !got.multishot) {
-      spdlog::warn("this kernel has no IORING_OP_READ_MULTISHOT (Linux 6.7+); the TUN is read "
-                   "with plain reads");
-    }
-    if (opts_.gro && !got.gro) {
-      spdlog::warn("the kernel refused UDP_GRO (Linux 5.0+); one datagram per receive");
-    }
-    if (opts_.send_zc && !got.send_zc) {
-      spdlog::warn("--send-zc: this kernel has no IORING_OP_SENDMSG_ZC (Linux 6.1+); sends are "
-                   "copied");
+    struct Refusal {
+      bool asked, granted;
+      const char* what;
+    };
+    for (const Refusal& r : {
+             Refusal{opts_.sqpoll, got.sqpoll,
+                     "--sqpoll: the kernel refused IORING_SETUP_SQPOLL; workers submit their own "
+                     "requests"},
+             Refusal{opts_.multishot, got.multishot,
+                     "this kernel has no IORING_OP_READ_MULTISHOT (Linux 6.7+); the TUN is read "
+                     "with plain reads"},
+             Refusal{opts_.gro, got.gro,
+                     "the kernel refused UDP_GRO (Linux 5.0+); one datagram per receive"},
+             Refusal{opts_.send_zc, got.send_zc,
+                     "--send-zc: this kernel has no IORING_OP_SENDMSG_ZC (Linux 6.1+); sends are "
+                     "copied"},
+         }) {
+      if (r.asked && !r.granted) spdlog::warn("{}", r.what);
     }
     const bool many = n_workers_ > 1;
     const bool offload = opts_.tun_offload;

@@ -9,8 +9,6 @@
 namespace udpring {
 namespace {
 
-using encap::CoalescedRun;
-using encap::PacketRef;
 using encap::TsoStatus;
 using test::kAck;
 using test::kCwr;

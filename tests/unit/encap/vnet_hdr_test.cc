@@ -9,19 +9,7 @@
 namespace udpring {
 namespace {
 
-using encap::CoalescedRun;
-using encap::PacketRef;
-using encap::TsoStatus;
-using test::kAck;
-using test::kCwr;
-using test::kFin;
-using test::kPsh;
-using test::load32;
-using test::PacketBuilder;
-using test::Split;
-using test::split;
 using test::tcp_packet;
-using test::udp_packet;
 
 TEST(FinishChecksum, CompletesAPartialTcpChecksum) {
   auto p = tcp_packet(1, test::random_bytes(333, 1));

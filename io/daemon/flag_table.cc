@@ -1,3 +1,9 @@
+// The table itself: one entry per flag (about 75 of them, flanneld's and
+// udpringd's), each with its parser, help text, default and --print-config
+// line. It is long because it is the one place every flag is written; the
+// helpers above make_table() keep each entry to a few lines, and splitting
+// the entries across files would only scatter them.
+
 #include "io/daemon/flag_table.h"
 
 #include <algorithm>

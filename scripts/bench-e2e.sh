@@ -61,6 +61,10 @@
 #                         Each round runs udpring once per SET, then vxlan
 #                         once as the reference.  Cannot be combined with
 #                         --modes.  The summary has one block per SET.
+#                         A SET may start with bin=PATH to run another
+#                         udpringd binary, for an A/B of two builds in one
+#                         run (each SET's own flags follow), e.g.
+#                           --flags-sweep "bin=/tmp/old/udpringd;bin=build/udpringd"
 #   --underlay PROFILE    segmentation offloads of the underlay link u0:
 #                         uso (default: UDP and UDP-tunnel segmentation on,
 #                         like veth and current NICs, so udpring's GSO sends
@@ -216,7 +220,7 @@ done
 # udpring, extra daemon arguments (a --flags-sweep set).
 # ---------------------------------------------------------------------------
 VARIANTS=()
-declare -A VARIANT_MODE=() VARIANT_ARGS=() VARIANT_LABEL=()
+declare -A VARIANT_MODE=() VARIANT_ARGS=() VARIANT_LABEL=() VARIANT_BIN=()
 add_variant() {  # add_variant NAME MODE [ARGS-STRING [LABEL]]
   VARIANTS+=("$1")
   VARIANT_MODE[$1]=$2
@@ -238,7 +242,15 @@ if ((sweep_given)); then
   for _set in "${_sets[@]}"; do
     _i=$((_i + 1))
     read -r -a _words <<<"$_set"   # normalise blanks; no globbing
-    add_variant "udpring-f$_i" udpring "${_words[*]}" "${_words[*]:-(default flags)}"
+    _label=""
+    if [[ "${_words[0]:-}" == bin=* ]]; then
+      _bin=${_words[0]#bin=}
+      [[ -x "$_bin" ]] || die "--flags-sweep: bin=$_bin is not an executable"
+      VARIANT_BIN["udpring-f$_i"]=$(cd "$(dirname "$_bin")" && pwd)/$(basename "$_bin")
+      _label="[$_bin] "
+      _words=("${_words[@]:1}")
+    fi
+    add_variant "udpring-f$_i" udpring "${_words[*]}" "$_label${_words[*]:-(default flags)}"
   done
   add_variant vxlan vxlan
 else
@@ -553,7 +565,8 @@ variant_up() {  # variant_up VARIANT ROUND
   local variant=$1 round=$2 mode=${VARIANT_MODE[$1]} flags=()
   if [[ "$mode" == udpring ]]; then
     mapfile -t flags < <(variant_flags "$variant")
-    LOGDIR="$OUT/logs/r${round}-${variant}" mode_up "$P" udpring "${flags[@]}"
+    UDPRINGD=${VARIANT_BIN[$variant]:-$UDPRINGD} LOGDIR="$OUT/logs/r${round}-${variant}" \
+      mode_up "$P" udpring "${flags[@]}"
   else
     mode_up "$P" "$mode"
   fi

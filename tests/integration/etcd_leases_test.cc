@@ -117,7 +117,7 @@ class EtcdLeases : public ::testing::Test {
 TEST_F(EtcdLeases, InteropWithStockFlanneldData) {
   make_cluster(1);
   const std::string lease = grant(86400);
-  // Exactly what stock flanneld nodes write (FLANNEL_COMPAT.md §4.1).
+  // Exactly what stock flanneld nodes write (docs/flannel-compat.md, leases in etcd).
   put(key_of("10.60.5.0/24"), R"({"PublicIP":"192.168.78.200","PublicIPv6":null})", lease);
   put(key_of("10.60.6.0/24"),
       R"({"PublicIP":"192.168.78.201","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"62:6f:2c:aa:bb:cc"}})",

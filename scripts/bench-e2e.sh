@@ -95,6 +95,9 @@
 # JSON members to MET_EXTRA; then register it with def_group and def_metric.
 # Adding a daemon variant: add_variant NAME udpring "ARGS...".
 set -euo pipefail
+# Over 500 lines: the options, the variants, one function per metric group
+# and the measurement loop belong to one command; the Python that parses
+# and summarises lives in scripts/bench/, the topology in scripts/lib/.
 UR_TAG=bench
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"

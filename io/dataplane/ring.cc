@@ -10,7 +10,7 @@ namespace udpring::io {
 Ring::Ring(unsigned sq_entries, unsigned cq_entries, bool sqpoll) {
   struct Attempt {
     unsigned flags;
-    RingFeatures features;
+    RingSetup setup;
   };
   if (sqpoll) {
     io_uring_params p{};
@@ -18,8 +18,8 @@ Ring::Ring(unsigned sq_entries, unsigned cq_entries, bool sqpoll) {
     p.cq_entries = cq_entries;
     p.sq_thread_idle = 1000;  // ms of idleness before the SQ thread sleeps
     if (io_uring_queue_init_params(sq_entries, &ring_, &p) == 0) {
-      features_.sqpoll = true;
-      features_.registered_ring_fd = io_uring_register_ring_fd(&ring_) == 1;
+      setup_.sqpoll = true;
+      setup_.registered_ring_fd = io_uring_register_ring_fd(&ring_) == 1;
       return;
     }
   }
@@ -35,7 +35,7 @@ Ring::Ring(unsigned sq_entries, unsigned cq_entries, bool sqpoll) {
     p.cq_entries = cq_entries;
     ret = io_uring_queue_init_params(sq_entries, &ring_, &p);
     if (ret == 0) {
-      features_ = a.features;
+      setup_ = a.setup;
       break;
     }
     if (ret != -EINVAL) break;  // EINVAL = flag unknown to this kernel; others are real
@@ -45,7 +45,7 @@ Ring::Ring(unsigned sq_entries, unsigned cq_entries, bool sqpoll) {
                             "io_uring_queue_init_params (io_uring needs Linux 5.19+ and "
                             "must not be disabled by kernel.io_uring_disabled or seccomp)");
   }
-  features_.registered_ring_fd = io_uring_register_ring_fd(&ring_) == 1;
+  setup_.registered_ring_fd = io_uring_register_ring_fd(&ring_) == 1;
 }
 
 Ring::~Ring() { io_uring_queue_exit(&ring_); }
@@ -109,7 +109,7 @@ BufRing::~BufRing() {
   munmap(br_, ring_bytes_);
 }
 
-std::string describe(const RingFeatures& f) {
+std::string describe(const RingSetup& f) {
   std::string s;
   if (f.single_issuer) s += "SINGLE_ISSUER ";
   if (f.defer_taskrun) s += "DEFER_TASKRUN ";

@@ -27,8 +27,9 @@ struct UserData {
 };
 static_assert(sizeof(uint64_t) == sizeof(io_uring_sqe::user_data));
 
-/// Setup features that the kernel accepted, for logging and fallbacks.
-struct RingFeatures {
+/// The io_uring setup flags the kernel accepted, for logging and fallbacks
+/// (the data plane's fast paths as a whole are FastPaths, io/dataplane/worker.h).
+struct RingSetup {
   bool single_issuer = false;
   bool defer_taskrun = false;
   bool coop_taskrun = false;
@@ -51,7 +52,7 @@ class Ring {
   Ring& operator=(const Ring&) = delete;
 
   io_uring* get() noexcept { return &ring_; }
-  const RingFeatures& features() const noexcept { return features_; }
+  const RingSetup& setup() const noexcept { return setup_; }
 
   /// An SQE, submitting queued ones first if the SQ is full. Never null: a
   /// submit frees SQ slots as soon as the kernel has consumed them.
@@ -62,7 +63,7 @@ class Ring {
 
  private:
   io_uring ring_{};
-  RingFeatures features_;
+  RingSetup setup_;
 };
 
 /// A provided-buffer ring (kernel 5.19) with its own arena of equal-size
@@ -108,6 +109,6 @@ class BufRing {
 };
 
 /// "SINGLE_ISSUER DEFER_TASKRUN ..." for the startup log.
-std::string describe(const RingFeatures& f);
+std::string describe(const RingSetup& f);
 
 }  // namespace udpring::io

@@ -42,7 +42,7 @@ void pin_to_cpu(size_t id, int cpu) {
   }
 }
 
-std::string describe(const RingFeatures& ring, const WorkerOptions& o, const FastPaths& p,
+std::string describe(const RingSetup& ring, const WorkerOptions& o, const FastPaths& p,
                      bool gso, bool own_port) {
   const bool vnet = o.tun_offload;
   return describe(ring) + (p.multishot ? ", TUN READ_MULTISHOT" : ", TUN plain reads") +
@@ -91,7 +91,7 @@ struct Worker::Impl {
     udp_bufs.emplace(ring->get(), kUdpGroup, o.udp_buffers, o.udp_buf_bytes);
 
     FastPaths& got = w.fast_paths_;
-    got.sqpoll = ring->features().sqpoll;
+    got.sqpoll = ring->setup().sqpoll;
     got.multishot = o.multishot && opcode_supported(*ring, kOpReadMultishot);
     // Before 6.1 the opcode is unknown and every send would fail: copy instead.
     got.send_zc = o.send_zc && opcode_supported(*ring, IORING_OP_SENDMSG_ZC);
@@ -103,7 +103,7 @@ struct Worker::Impl {
     tx.emplace(*ctx, *tun_bufs, w.send_ ? kSendFile : kUdpFile, o.gso, got.send_zc, got.multishot);
     rx.emplace(*ctx, *udp_bufs, got.gro);
     busy.emplace(*ring, w.stats_, w.stop_, o.busy_poll_us, o.busy_poll_auto);
-    w.fast_paths_text_ = describe(ring->features(), o, got, o.gso, static_cast<bool>(w.send_));
+    w.fast_paths_text_ = describe(ring->setup(), o, got, o.gso, static_cast<bool>(w.send_));
   }
 
   void handle(const io_uring_cqe* cqe) {

@@ -144,7 +144,7 @@ std::string probe_kernel_features() {
   line("kernel", u.release);
   try {
     Ring ring(8, 16);
-    line("io_uring", describe(ring.features()));
+    line("io_uring", describe(ring.setup()));
     io_uring_probe* probe = io_uring_get_probe_ring(ring.get());
     auto op = [&](int code) {
       return probe && io_uring_opcode_supported(probe, code) ? "yes" : "no";

@@ -1,5 +1,8 @@
 # shellcheck shell=bash
 # netns.sh -- two-node flannel-like test topology in network namespaces.
+# Over 500 lines: one library for the whole topology (namespaces, links,
+# each mode's set-up and tear-down, the daemon's start and stop, checks),
+# which the demo, the benchmark and the CLI all source.
 #
 # scripts/lib/netns.sh is the library, sourced by demo.sh / bench-e2e.sh;
 # scripts/netns.sh is its CLI for use by hand (see "CLI" below).

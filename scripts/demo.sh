@@ -12,7 +12,7 @@
 #   3. ping -c 3 pod1 -> pod2 and pod2 -> pod1
 #   4. one iperf3 TCP run pod1 -> pod2 (default 5 s) and prints
 #      "pod-to-pod TCP: X.XX Gbit/s"
-#   5. SIGUSR1 to each daemon, prints its latest "stats:" log line
+#   5. SIGUSR1 to each daemon, prints its latest "stats (SIGUSR1):" log line
 #   6. tears everything down (also on failure or Ctrl-C)
 #
 # Options:
@@ -142,7 +142,7 @@ if daemon_pids=$(udpring_pids "$P"); then
   done
   for n in 1 2; do
     line=$(grep -E "$STATS_RE" "$LOGDIR/n$n.log" | tail -n 1 || true)
-    echo "node$n: ${line:-(no \"stats:\" line in $LOGDIR/n$n.log)}"
+    echo "node$n: ${line:-(no \"stats (SIGUSR1):\" line in $LOGDIR/n$n.log)}"
   done
 fi
 

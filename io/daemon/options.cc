@@ -184,7 +184,7 @@ std::string usage_text() {
   out += "\n";
   append_wrapped(out, env_note(), 0, 0);
   out += "\nSignals: SIGTERM/SIGINT stop cleanly (the TUN and its route disappear, as with flanneld);\n"
-         "SIGUSR1 logs one \"stats:\" line with every counter summed over the workers.\n";
+         "SIGUSR1 logs one \"stats (SIGUSR1):\" line with every counter summed over the workers.\n";
   return out;
 }
 

@@ -22,6 +22,8 @@ PACKAGES=(
   # test / benchmark tools
   iproute2 iptables iputils-ping iperf3 sockperf tcpdump ethtool
   etcd-server etcd-client openssl gnuplot-nox procps
+  # systemd-analyze verify for deploy/udpringd.service
+  systemd
   # bench-e2e.sh does its JSON and statistics with Debian's python3
   python3
 )

@@ -21,10 +21,17 @@ core::UniqueFd open_tun_queue(const std::string& name, bool vnet_hdr) {
   if (!fd) {
     const int err = errno;
     std::string hint;
+    // Each names what to change where it is changed: the pod spec for the
+    // kube-flannel DaemonSet, whose udp backend crash-loops on exactly this.
     if (err == ENOENT) {
-      hint = " (the container needs the /dev/net/tun device mounted, or privileged: true)";
-    } else if (err == EACCES || err == EPERM) {
-      hint = " (needs root or CAP_NET_ADMIN)";
+      hint = " (no TUN device here: in a container, mount the host's /dev/net/tun; in a pod "
+             "spec, a hostPath volume with path /dev/net/tun and type CharDevice in volumes "
+             "plus a volumeMounts entry at /dev/net/tun, or securityContext.privileged: true)";
+    } else if (err == EPERM) {
+      hint = " (the container runtime's device list does not allow the TUN device, c 10:200: "
+             "allow it, or set securityContext.privileged: true in the pod spec)";
+    } else if (err == EACCES) {
+      hint = " (no read/write access to /dev/net/tun: run udpringd as root)";
     }
     throw std::system_error(err, std::generic_category(), "open /dev/net/tun" + hint);
   }
@@ -34,7 +41,10 @@ core::UniqueFd open_tun_queue(const std::string& name, bool vnet_hdr) {
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
     const int err = errno;
     std::string hint;
-    if (err == EPERM) hint = " (needs CAP_NET_ADMIN)";
+    if (err == EPERM) {
+      hint = " (needs CAP_NET_ADMIN: run as root, or in a pod spec add NET_ADMIN to "
+             "securityContext.capabilities.add)";
+    }
     if (err == EINVAL || err == EBUSY) {
       hint = " (a device of that name exists without IFF_MULTI_QUEUE or is not a TUN; is "
              "another flanneld running?)";

@@ -138,5 +138,40 @@ TEST(DaemonSetup, BadConfigFailsLoudAndCleanly) {
   }
 }
 
+// What the kube-flannel DaemonSet's udp backend crash-loops on: no TUN
+// device in the container, or no CAP_NET_ADMIN. The daemon must exit 1
+// naming the pod-spec field to change, and leave no device behind. Both are
+// made real: a mount namespace with an empty /dev/net, and a bounding set
+// without net_admin.
+TEST(DaemonSetup, MissingTunOrCapabilityNamesThePodSpecField) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  const std::vector<std::string> daemon = {UDPRINGD_PATH, "--subnet-mgr=static",
+                                           "--net-config-path=" + topo.net_conf,
+                                           "--static-subnet=10.50.1.0/24", "--iface=u0"};
+  struct Case {
+    std::vector<std::string> wrapper;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"unshare", "--mount", "sh", "-c", "mount -t tmpfs none /dev/net && exec \"$0\" \"$@\""},
+       "hostPath volume with path /dev/net/tun and type CharDevice"},
+      {{"setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"},
+       "add NET_ADMIN to securityContext.capabilities.add"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = c.wrapper;
+    argv.insert(argv.end(), daemon.begin(), daemon.end());
+    Process p(topo.n1.name(), argv, topo.dir + "/perm" + std::to_string(n++) + ".log");
+    EXPECT_EQ(p.wait_exit(5000), 1) << p.log();
+    EXPECT_NE(p.log().find(c.message), std::string::npos) << p.log();
+    EXPECT_NE(sh("ip -n " + topo.n1.name() + " link show flannel0 >/dev/null 2>&1"), 0) << p.log();
+  }
+  // The same daemon with neither taken away starts.
+  auto ok = start_udpringd(topo, 1, {"--workers=1"});
+  EXPECT_EQ(ok->stop(), 0);
+}
+
 }  // namespace
 }  // namespace udpring::test

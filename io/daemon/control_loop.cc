@@ -25,6 +25,10 @@ bool apply_lease_events(const ControlPlane& cp) {
     spdlog::critical("{}: lease has been revoked, shutting down (as flanneld)", lost);
     return false;
   }
+  // Before and after maintain(): a renewal is an etcd call that may take a
+  // while after an outage, and /metrics should show the re-list and the
+  // reconnected watch as soon as they are logged.
+  cp.status.set_lease(cp.store->status());
   cp.store->maintain();
   cp.status.set_lease(cp.store->status());
   return true;

@@ -293,7 +293,17 @@ TEST_F(EtcdLeases, OutageAndCompactionKeepForwardingAndResync) {
   EXPECT_TRUE(d0->wait_for_log("route 10.60.90.0/24 removed", 2000)) << d0->log();
   EXPECT_NE(d0->log().find("re-listing leases"), std::string::npos) << d0->log();
   EXPECT_NE(d0->log().find("etcd watch re-established"), std::string::npos) << d0->log();
-  const std::string metrics = http_get(cluster_->node(0).name(), 9099, "/metrics");
+  // The control thread publishes the store's health after it has applied
+  // the events the log lines above announce: give it a moment.
+  std::string metrics;
+  for (int i = 0; i < 40; ++i) {
+    metrics = http_get(cluster_->node(0).name(), 9099, "/metrics");
+    if (metric(metrics, "udpring_lease_relists_total") >= 1 &&
+        metric(metrics, "udpring_lease_watch_connected") == 1) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   const long long reconnects = metric(metrics, "udpring_lease_watch_reconnects_total");
   ASSERT_GE(reconnects, 0) << metrics;
   EXPECT_GT(reconnects, 0) << metrics;

@@ -35,9 +35,8 @@ class BusyPollPolicy {
   /// Before the worker blocks: spin now? `had_events`: the turn just done
   /// handled completions; `turn_bytes`: what it read from the TUN and socket.
   bool should_spin(bool had_events, uint64_t turn_bytes, Clock::time_point now) noexcept {
-    if (spin_us_ == 0) return false;
+    if (!may_spin(had_events)) return false;
     if (!adaptive_) return true;
-    if (!had_events) return false;
     if (turn_bytes >= kBulkTurnBytes) last_bulk_turn_ = now;
     if (now - last_bulk_turn_ < kBulkQuiet) return false;
     if (skip_ > 0) {
@@ -45,6 +44,11 @@ class BusyPollPolicy {
       return false;
     }
     return true;
+  }
+  /// The part of should_spin() that needs no clock: false means no spin
+  /// whatever the time, so an idle worker blocks without reading the clock.
+  bool may_spin(bool had_events) const noexcept {
+    return spin_us_ != 0 && (!adaptive_ || had_events);
   }
   /// A spin found completions: spin at the next chance again.
   void on_hit() noexcept { backoff_ = 0; }

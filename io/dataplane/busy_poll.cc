@@ -7,7 +7,7 @@
 namespace udpring::io {
 
 bool BusyPoll::wait(bool had_events, uint64_t turn_bytes) {
-  if (policy_.spin_us() == 0) return false;  // not even a clock read
+  if (!policy_.may_spin(had_events)) return false;  // an idle turn: not even a clock read
   const auto now = std::chrono::steady_clock::now();
   if (!policy_.should_spin(had_events, turn_bytes, now)) return false;
   const auto deadline = now + std::chrono::microseconds(policy_.spin_us());

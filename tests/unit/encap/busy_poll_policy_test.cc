@@ -21,6 +21,10 @@ TEST(BusyPollPolicy, ZeroNeverSpinsAndAlwaysModeAlwaysSpins) {
 
 TEST(BusyPollPolicy, AdaptiveSpinsOnlyAfterActivity) {
   BusyPollPolicy p(50, true);
+  EXPECT_FALSE(p.may_spin(false)) << "an idle turn needs no clock read to say no";
+  EXPECT_TRUE(p.may_spin(true));
+  EXPECT_FALSE(BusyPollPolicy(0, false).may_spin(true));
+  EXPECT_TRUE(BusyPollPolicy(50, false).may_spin(false));
   EXPECT_FALSE(p.should_spin(false, 0, kStart));
   EXPECT_TRUE(p.should_spin(true, 64, kStart));
 }

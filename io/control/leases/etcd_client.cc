@@ -1,73 +1,22 @@
 #include "io/control/leases/etcd_client.h"
 
-#include <curl/curl.h>
 #include <spdlog/spdlog.h>
-
-#include <mutex>
 
 #include "core/base64.h"
 
 namespace udpring::io {
-namespace {
 
 using Json = nlohmann::json;
 
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-struct Transfer {
-  std::string body;  // non-streaming answer, or the unconsumed stream tail
-  const std::function<bool(const char*, size_t)>* sink = nullptr;
-  const std::atomic<bool>* stop = nullptr;
-  bool sink_done = false;
-  std::exception_ptr error;  // thrown by the sink; rethrown after curl returns
-  const std::vector<std::string>* extra_headers = nullptr;
-};
-
-size_t on_data(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  const size_t bytes = size * n;
-  if (t->sink && !t->sink_done) {
-    // Nothing may unwind through libcurl's C frames.
-    try {
-      if (!(*t->sink)(data, bytes)) {
-        t->sink_done = true;
-        return 0;  // abort the transfer: the consumer has what it wanted
-      }
-    } catch (...) {
-      t->error = std::current_exception();
-      t->sink_done = true;
-      return 0;
-    }
-    return bytes;
-  }
-  t->body.append(data, bytes);
-  return bytes;
-}
-
-int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* t = static_cast<Transfer*>(user);
-  return t->stop && t->stop->load(std::memory_order_relaxed) ? 1 : 0;
-}
-
-}  // namespace
-
-struct EtcdClient::Curl {
-  CURL* h = nullptr;
-  ~Curl() {
-    if (h) curl_easy_cleanup(h);
-  }
-};
-
-EtcdClient::EtcdClient(EtcdConfig cfg) : cfg_(std::move(cfg)), curl_(std::make_unique<Curl>()) {
+EtcdClient::EtcdClient(EtcdConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.endpoints.empty()) throw std::invalid_argument("no etcd endpoints");
-  global_init();
-  curl_->h = curl_easy_init();
-  if (!curl_->h) throw std::runtime_error("curl_easy_init failed");
-  // flanneld's rule: TLS only with both a key and a certificate.
-  tls_ = !cfg_.certfile.empty() && !cfg_.keyfile.empty();
+  // flanneld's rule: a client certificate only with both a key and a
+  // certificate; the CA alone still verifies an https endpoint.
+  if (!cfg_.certfile.empty() && !cfg_.keyfile.empty()) {
+    tls_.cert_file = cfg_.certfile;
+    tls_.key_file = cfg_.keyfile;
+  }
+  tls_.ca_file = cfg_.cafile;
 }
 
 EtcdClient::~EtcdClient() = default;
@@ -96,52 +45,22 @@ int64_t EtcdClient::int64(const Json& obj, const char* field) {
 std::string EtcdClient::perform(const std::string& url, const std::string& body, long timeout_ms,
                                 long& status, const std::function<bool(const char*, size_t)>* sink,
                                 const std::atomic<bool>* stop) {
-  CURL* h = curl_->h;
-  curl_easy_reset(h);
-  Transfer t;
-  t.sink = sink;
-  t.stop = stop;
-  t.extra_headers = extra_headers_;
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  if (!token_.empty()) headers = curl_slist_append(headers, ("Authorization: " + token_).c_str());
-  if (t.extra_headers) {
-    for (const std::string& hdr : *t.extra_headers) headers = curl_slist_append(headers, hdr.c_str());
-  }
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);  // 0 = none (streams)
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 10L);
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 5L);
-  if (stop) {
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
-  }
-  if (tls_) {
-    curl_easy_setopt(h, CURLOPT_SSLCERT, cfg_.certfile.c_str());
-    curl_easy_setopt(h, CURLOPT_SSLKEY, cfg_.keyfile.c_str());
-    if (!cfg_.cafile.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, cfg_.cafile.c_str());
-    curl_easy_setopt(h, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
-  } else if (!cfg_.cafile.empty() && url.rfind("https://", 0) == 0) {
-    curl_easy_setopt(h, CURLOPT_CAINFO, cfg_.cafile.c_str());
-  }
-  const CURLcode rc = curl_easy_perform(h);
-  curl_slist_free_all(headers);
-  status = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  if (t.error) std::rethrow_exception(t.error);
-  if (rc == CURLE_WRITE_ERROR && t.sink_done) return {};
-  if (rc == CURLE_ABORTED_BY_CALLBACK) return {};
-  if (rc != CURLE_OK) throw EtcdUnavailable(url + ": " + curl_easy_strerror(rc));
-  return t.body;
+  HttpRequest req;
+  req.method = "POST";
+  req.url = url;
+  req.body = body;
+  req.timeout_ms = timeout_ms;  // 0 = none (streams)
+  req.headers.push_back("Content-Type: application/json");
+  if (!token_.empty()) req.headers.push_back("Authorization: " + token_);
+  if (extra_headers_) req.headers.insert(req.headers.end(), extra_headers_->begin(), extra_headers_->end());
+  req.tls = &tls_;
+  req.sink = sink;
+  req.stop = stop;
+  HttpResult r = http_.perform(req);
+  status = r.status;
+  if (r.ended_by_us) return {};
+  if (!r.transferred) throw EtcdUnavailable(url + ": " + r.error);
+  return std::move(r.body);
 }
 
 void EtcdClient::authenticate() {

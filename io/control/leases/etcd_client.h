@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "io/control/leases/http_transfer.h"
 #include "io/control/leases/lease_store.h"
 
 namespace udpring::io {
@@ -68,18 +69,17 @@ class EtcdClient {
   static int64_t int64(const nlohmann::json& obj, const char* field);  // 0 if absent
 
  private:
-  struct Curl;
   void authenticate();
   std::string perform(const std::string& url, const std::string& body, long timeout_ms,
                       long& status, const std::function<bool(const char*, size_t)>* sink,
                       const std::atomic<bool>* stop);
 
   EtcdConfig cfg_;
-  bool tls_ = false;
+  TlsOptions tls_;
   size_t current_ = 0;
   std::string token_;
   const std::vector<std::string>* extra_headers_ = nullptr;  // for the next perform()
-  std::unique_ptr<Curl> curl_;
+  HttpTransfer http_;
 };
 
 }  // namespace udpring::io

@@ -15,7 +15,7 @@ PACKAGES=(
   # libraries
   liburing-dev libnl-3-dev libnl-route-3-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev libyaml-cpp-dev
   # the TUN steering program: clang's BPF target, the kernel's UAPI headers,
   # libbpf to load it and bpftool to build it in as a skeleton
   clang linux-libc-dev libbpf-dev bpftool

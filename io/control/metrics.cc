@@ -40,7 +40,7 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
     family("udpring_lease_watch_reconnects_total", "counter",
            "Lease watch streams re-established after an error.", lease->watch_reconnects);
     family("udpring_lease_relists_total", "counter",
-           "Full lease re-lists (after an etcd compaction).", lease->relists);
+           "Full lease re-lists (etcd compaction, Kubernetes 410 Expired or resync).", lease->relists);
     family("udpring_lease_watch_connected", "gauge", "1 while the lease watch is connected.",
            lease->watch_connected ? 1 : 0);
   }

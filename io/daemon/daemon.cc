@@ -30,6 +30,7 @@
 #include "io/control/iptables_rules.h"
 #include "io/control/leases/etcd_lease_store.h"
 #include "io/control/leases/file_lease_store.h"
+#include "io/control/leases/kube_lease_store.h"
 #include "io/control/metrics.h"
 #include "io/control/systemd_notify.h"
 #include "io/daemon/control_loop.h"
@@ -74,8 +75,13 @@ std::unique_ptr<LeaseStore> make_lease_store(const Options& opts) {
                                             margin_s);
   }
   if (opts.subnet_mgr == "kube") {
-    throw std::runtime_error(
-        "--subnet-mgr=kube (--kube-subnet-mgr) is not implemented yet; use etcd, file or static");
+    KubeStoreOptions k;
+    k.access = resolve_kube_access(opts.kube_api_url, opts.kubeconfig_file,
+                                   [](const char* name) { return std::getenv(name); });
+    k.net_config_path = opts.net_config_path;
+    k.annotation_prefix = opts.kube_annotation_prefix;
+    k.set_network_unavailable = opts.set_node_network_unavailable;
+    return std::make_unique<KubeLeaseStore>(std::move(k));
   }
   throw std::runtime_error("--subnet-mgr=" + opts.subnet_mgr + " is not available");
 }
@@ -225,6 +231,7 @@ class Daemon {
         throw std::runtime_error("--subnet-mgr=static needs --static-subnet (this node's lease)");
       }
       own_ = *opts_.static_subnet;
+      own_ip_ = ext_.public_ip;
       if (!net_.network.contains(own_)) {
         throw std::runtime_error("--static-subnet " + core::format_prefix(own_) +
                                  " is outside Network " + core::format_prefix(net_.network));
@@ -238,7 +245,9 @@ class Daemon {
     // etcd may be down for a moment (a restart, a leader election): keep
     // trying, as for the config, until it answers or we are told to stop.
     return retry_every_second<StoreUnavailable>(sigs_, "acquiring a lease", [&] {
-      own_ = store_->acquire(net_, ext_.public_ip, previous).subnet;
+      const core::Lease lease = store_->acquire(net_, ext_.public_ip, previous);
+      own_ = lease.subnet;
+      own_ip_ = lease.public_ip;
     });
   }
 
@@ -255,7 +264,7 @@ class Daemon {
   bool route_peers() {
     qsbr_ = std::make_unique<core::Qsbr>(n_workers_);
     table_ = std::make_unique<core::RouteTable>(*qsbr_);
-    peer_routes_ = std::make_unique<core::PeerRoutes>(*table_, own_, ext_.public_ip, net_.port);
+    peer_routes_ = std::make_unique<core::PeerRoutes>(*table_, own_, own_ip_, net_.port);
     core::LeaseUpdate update;
     if (static_mode()) {
       update.reset = true;
@@ -454,6 +463,7 @@ class Daemon {
   ExternalInterface ext_;
   uint32_t tun_mtu_ = 0;
   core::Ipv4Prefix own_;
+  core::Be32 own_ip_;  // what our lease advertises (kube: maybe an annotation's)
   unsigned n_workers_ = 0;
   TunSetup tun_;
   WorkerSockets socks_;

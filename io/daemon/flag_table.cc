@@ -174,7 +174,9 @@ std::vector<Flag> make_table() {
        .help = "Where leases come from. etcd: flannel's keys in etcd v3, shared with stock flanneld "
                "nodes. file: the embedded store, a directory of lease files (--lease-dir) for nodes "
                "on one machine, e.g. in network namespaces; no server needed. static: "
-               "--static-subnet and --static-peer. kube: not implemented yet.",
+               "--static-subnet and --static-peer. kube: the Kubernetes API, as flanneld's "
+               "--kube-subnet-mgr: the lease is this Node's spec.podCIDR, the peers are the Nodes "
+               "annotated by flannel, and the network config is --net-config-path.",
        .shown = shown_text("subnet-mgr", &Options::subnet_mgr)});
   add({.group = G::kLeases,
        .name = "kube-subnet-mgr",
@@ -184,6 +186,56 @@ std::vector<Flag> make_table() {
                        },
                        "false"),
        .help = "flanneld's spelling of --subnet-mgr=kube."});
+  add({.group = G::kLeases,
+       .name = "kube-api-url",
+       .metavar = "URL",
+       .value = custom(false, "an http:// or https:// URL",
+                       [](Options& o, const std::string& s, const std::string& v) {
+                         if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) {
+                           reject(s, v, "expected an http:// or https:// URL");
+                         }
+                         o.kube_api_url = v;
+                       }),
+       .default_note = "in a pod: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
+       .help = "--subnet-mgr=kube: the API server. With --kubeconfig-file, it replaces the "
+               "cluster's server; alone, the pod's service-account token and CA are used when "
+               "mounted.",
+       .shown = {"kube-api", [](const Options& o, unsigned) -> std::optional<std::string> {
+                   if (o.subnet_mgr != "kube") return std::nullopt;
+                   if (!o.kubeconfig_file.empty()) return "kubeconfig " + o.kubeconfig_file;
+                   return o.kube_api_url.empty() ? std::string("in-cluster") : o.kube_api_url;
+                 }}});
+  add({.group = G::kLeases,
+       .name = "kubeconfig-file",
+       .metavar = "FILE",
+       .value = text(&Options::kubeconfig_file, "a kubeconfig file"),
+       .default_note = "none: in-cluster",
+       .help = "--subnet-mgr=kube: a kubeconfig; its current-context's server, CA and user "
+               "(token, tokenFile or client certificate) are used."});
+  add({.group = G::kLeases,
+       .name = "kube-annotation-prefix",
+       .metavar = "PREFIX",
+       .value = custom(false, "a DNS-style annotation prefix",
+                       [](Options& o, const std::string& s, const std::string& v) {
+                         if (v.empty() || v.find('/') != std::string::npos) {
+                           reject(s, v, "expected a prefix such as flannel.alpha.coreos.com");
+                         }
+                         o.kube_annotation_prefix = v;
+                       },
+                       defaults().kube_annotation_prefix),
+       .default_note = "as flanneld",
+       .help = "--subnet-mgr=kube: the prefix of the Node annotations read and written "
+               "(PREFIX/public-ip and others); every node of a cluster must use the same.",
+       .shown = {"kube-annotation-prefix", [](const Options& o, unsigned) -> std::optional<std::string> {
+                   if (o.subnet_mgr != "kube") return std::nullopt;
+                   return o.kube_annotation_prefix;
+                 }}});
+  add({.group = G::kLeases,
+       .name = "set-node-network-unavailable",
+       .value = switch_on(&Options::set_node_network_unavailable),
+       .default_note = "as flanneld",
+       .help = "--subnet-mgr=kube: once forwarding, set the Node's condition "
+               "NetworkUnavailable=False (reason FlannelIsUp)."});
   add({.group = G::kLeases,
        .name = "etcd-endpoints",
        .metavar = "URLS",
@@ -705,28 +757,9 @@ std::vector<Flag> make_table() {
        .value = unimplemented(false),
        .help = "flanneld: the IPv6 address peers send to."});
   add({.group = G::kCompat,
-       .name = "kube-api-url",
-       .metavar = "URL",
-       .value = unimplemented(false),
-       .help = "flanneld: the Kubernetes API server of --kube-subnet-mgr."});
-  add({.group = G::kCompat,
-       .name = "kubeconfig-file",
-       .metavar = "FILE",
-       .value = unimplemented(false),
-       .help = "flanneld: the kubeconfig of --kube-subnet-mgr."});
-  add({.group = G::kCompat,
-       .name = "kube-annotation-prefix",
-       .metavar = "PREFIX",
-       .value = unimplemented(false),
-       .help = "flanneld: the prefix of the node annotations --kube-subnet-mgr writes."});
-  add({.group = G::kCompat,
        .name = "ip-blackhole-route",
        .value = unimplemented(true),
        .help = "flanneld: a blackhole route for this node's whole lease."});
-  add({.group = G::kCompat,
-       .name = "set-node-network-unavailable",
-       .value = unimplemented(true),
-       .help = "flanneld: clear the node's NetworkUnavailable condition once ready."});
   add({.group = G::kCompat,
        .name = "vmodule",
        .metavar = "PATTERN",

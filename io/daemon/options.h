@@ -35,6 +35,9 @@ struct Options {
   std::string etcd_prefix = "/coreos.com/network";
   std::string etcd_keyfile, etcd_certfile, etcd_cafile;
   std::string etcd_username, etcd_password;
+  std::string kube_api_url, kubeconfig_file;  // --subnet-mgr=kube; both empty = in-cluster
+  std::string kube_annotation_prefix = "flannel.alpha.coreos.com";
+  bool set_node_network_unavailable = true;
   std::vector<std::string> iface_regex;
   std::optional<core::Be32> iface_can_reach;
   std::optional<core::Be32> public_ip;

@@ -131,12 +131,28 @@ TEST(Options, FlanneldFlagsTakeEffect) {
 }
 
 TEST(Options, UnimplementedFlanneldFlagsAreAcceptedAndListed) {
-  const auto o = parse({"--ip-blackhole-route", "--kube-api-url=https://k:6443",
-                        "--set-node-network-unavailable=false"});
+  const auto o = parse({"--ip-blackhole-route", "--vmodule=x=2"});
   EXPECT_EQ(o.unimplemented,
-            (std::vector<std::string>{"--ip-blackhole-route=true", "--kube-api-url=https://k:6443",
-                                      "--set-node-network-unavailable=false"}));
+            (std::vector<std::string>{"--ip-blackhole-route=true", "--vmodule=x=2"}));
   EXPECT_THROW(parse({"--ip-blackhole-route=perhaps"}), UsageError);
+}
+
+TEST(Options, KubeFlags) {
+  const auto d = parse({"--kube-subnet-mgr"});
+  EXPECT_EQ(d.kube_annotation_prefix, "flannel.alpha.coreos.com");
+  EXPECT_TRUE(d.set_node_network_unavailable);
+  EXPECT_TRUE(d.kube_api_url.empty());
+  EXPECT_TRUE(d.kubeconfig_file.empty());
+  const auto o = parse({"--kube-subnet-mgr", "--kube-api-url=https://k:6443",
+                           "--kubeconfig-file=/etc/kubeconfig", "--kube-annotation-prefix=example.com",
+                           "--set-node-network-unavailable=false"});
+  EXPECT_TRUE(o.unimplemented.empty());
+  EXPECT_EQ(o.kube_api_url, "https://k:6443");
+  EXPECT_EQ(o.kubeconfig_file, "/etc/kubeconfig");
+  EXPECT_EQ(o.kube_annotation_prefix, "example.com");
+  EXPECT_FALSE(o.set_node_network_unavailable);
+  EXPECT_THROW(parse({"--kube-api-url=k:6443"}), UsageError);
+  EXPECT_THROW(parse({"--kube-annotation-prefix=a/b"}), UsageError);
 }
 
 TEST(Options, EnvironmentOnlyWhenTheFlagIsAbsent) {

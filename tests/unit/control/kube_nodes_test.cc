@@ -1,0 +1,155 @@
+// What a Node means to the kube lease store: its lease, the annotations
+// and condition this node writes, and the events a change implies.
+
+#include "io/control/leases/kube_nodes.h"
+
+#include <gtest/gtest.h>
+
+namespace udpring::io {
+namespace {
+
+using Json = nlohmann::json;
+using K = core::LeaseEvent::Kind;
+const core::Ipv4Prefix kNet = *core::parse_prefix("10.244.0.0/16");
+
+Json stock_node(const std::string& cidr, const std::string& ip) {
+  return Json::parse(R"({"metadata":{"name":"n1","resourceVersion":"42","annotations":{
+      "flannel.alpha.coreos.com/kube-subnet-manager":"true",
+      "flannel.alpha.coreos.com/backend-type":"",
+      "flannel.alpha.coreos.com/backend-data":"null",
+      "flannel.alpha.coreos.com/public-ip":")" + ip + R"("}},
+      "spec":{"podCIDR":")" + cidr + R"(","podCIDRs":[")" + cidr + R"("]}})");
+}
+
+TEST(KubeNodes, StockUdpNodeIsALease) {
+  NodeView v = view_node(stock_node("10.244.3.0/24", "192.168.1.3"), kDefaultAnnotationPrefix);
+  EXPECT_EQ(v.name, "n1");
+  EXPECT_EQ(v.resource_version, "42");
+  EXPECT_TRUE(v.managed);
+  const auto l = node_lease(v, kNet);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(core::format_prefix(l->subnet), "10.244.3.0/24");
+  EXPECT_EQ(core::format_ipv4(l->public_ip), "192.168.1.3");
+  EXPECT_EQ(l->backend_type, "");
+}
+
+TEST(KubeNodes, NodesWithoutALeaseSayWhy) {
+  Json unmanaged = stock_node("10.244.3.0/24", "192.168.1.3");
+  unmanaged["metadata"]["annotations"].erase("flannel.alpha.coreos.com/kube-subnet-manager");
+  NodeView u = view_node(unmanaged, kDefaultAnnotationPrefix);
+  EXPECT_FALSE(u.managed);
+  EXPECT_FALSE(node_lease(u, kNet));
+
+  NodeView bad_ip = view_node(stock_node("10.244.3.0/24", "not-an-ip"), kDefaultAnnotationPrefix);
+  EXPECT_FALSE(node_lease(bad_ip, kNet));
+  EXPECT_NE(bad_ip.problem.find("public-ip \"not-an-ip\""), std::string::npos) << bad_ip.problem;
+
+  NodeView outside = view_node(stock_node("10.9.3.0/24", "192.168.1.3"), kDefaultAnnotationPrefix);
+  EXPECT_FALSE(node_lease(outside, kNet));
+  EXPECT_NE(outside.problem.find("outside Network 10.244.0.0/16"), std::string::npos);
+
+  Json no_cidr = stock_node("", "192.168.1.3");
+  no_cidr["spec"] = Json::object();
+  NodeView n = view_node(no_cidr, kDefaultAnnotationPrefix);
+  EXPECT_FALSE(n.pod_cidr);
+  EXPECT_FALSE(node_lease(n, kNet));
+  EXPECT_EQ(n.problem, "no IPv4 podCIDR");
+
+  // Not an object at all, or fields of the wrong type: no crash, no lease.
+  NodeView junk = view_node(Json::parse(R"({"metadata":{"annotations":[]},"spec":{"podCIDRs":7}})"),
+                            kDefaultAnnotationPrefix);
+  EXPECT_FALSE(node_lease(junk, kNet));
+  NodeView scalar = view_node(Json(3), kDefaultAnnotationPrefix);
+  EXPECT_FALSE(node_lease(scalar, kNet));
+}
+
+TEST(KubeNodes, DualStackTakesTheIpv4PodCidr) {
+  Json n = stock_node("fd00:10:244:3::/64", "192.168.1.3");
+  n["spec"]["podCIDRs"] = {"fd00:10:244:3::/64", "10.244.3.0/24"};
+  NodeView v = view_node(n, kDefaultAnnotationPrefix);
+  const auto l = node_lease(v, kNet);
+  ASSERT_TRUE(l) << v.problem;
+  EXPECT_EQ(core::format_prefix(l->subnet), "10.244.3.0/24");
+}
+
+TEST(KubeNodes, OtherPrefixesAreOtherAnnotations) {
+  NodeView v = view_node(stock_node("10.244.3.0/24", "192.168.1.3"), "example.com");
+  EXPECT_FALSE(v.managed);
+}
+
+TEST(KubeNodes, AnnotationPatchHasOnlyWhatDiffers) {
+  const core::Be32 ip = *core::parse_ipv4("192.168.1.3");
+  EXPECT_TRUE(annotation_patch(stock_node("10.244.3.0/24", "192.168.1.3"), kDefaultAnnotationPrefix, ip)
+                  .is_null());
+  const Json fresh = Json::parse(R"({"metadata":{"name":"n1"}})");
+  const Json all = annotation_patch(fresh, kDefaultAnnotationPrefix, ip);
+  EXPECT_EQ(all, Json::parse(R"({"metadata":{"annotations":{
+      "flannel.alpha.coreos.com/kube-subnet-manager":"true",
+      "flannel.alpha.coreos.com/backend-type":"",
+      "flannel.alpha.coreos.com/backend-data":"null",
+      "flannel.alpha.coreos.com/public-ip":"192.168.1.3"}}})"));
+  const Json moved = annotation_patch(stock_node("10.244.3.0/24", "192.168.1.9"),
+                                      kDefaultAnnotationPrefix, ip);
+  EXPECT_EQ(moved, Json::parse(
+                       R"({"metadata":{"annotations":{"flannel.alpha.coreos.com/public-ip":"192.168.1.3"}}})"));
+}
+
+TEST(KubeNodes, AdvertisedIpHonoursOverwriteThenNodePublicIp) {
+  const core::Be32 detected = *core::parse_ipv4("192.168.1.3");
+  Json n = stock_node("10.244.3.0/24", "192.168.1.3");
+  std::string note;
+  EXPECT_EQ(advertised_ip(n, kDefaultAnnotationPrefix, detected, note), detected);
+  EXPECT_TRUE(note.empty());
+  n["metadata"]["annotations"]["flannel.alpha.coreos.com/node-public-ip"] = "203.0.113.7";
+  EXPECT_EQ(core::format_ipv4(advertised_ip(n, kDefaultAnnotationPrefix, detected, note)), "203.0.113.7");
+  EXPECT_NE(note.find("node-public-ip"), std::string::npos);
+  n["metadata"]["annotations"]["flannel.alpha.coreos.com/public-ip-overwrite"] = "198.51.100.1";
+  EXPECT_EQ(core::format_ipv4(advertised_ip(n, kDefaultAnnotationPrefix, detected, note)), "198.51.100.1");
+  n["metadata"]["annotations"]["flannel.alpha.coreos.com/public-ip-overwrite"] = "bogus";
+  EXPECT_EQ(core::format_ipv4(advertised_ip(n, kDefaultAnnotationPrefix, detected, note)), "203.0.113.7");
+  EXPECT_NE(note.find("from annotation"), std::string::npos) << note;
+}
+
+TEST(KubeNodes, NetworkAvailablePatchOnlyWhenNeeded) {
+  Json n = Json::parse(R"({"status":{"conditions":[{"type":"Ready","status":"True"}]}})");
+  const Json p = network_available_patch(n, "2026-12-01T00:00:00Z");
+  ASSERT_FALSE(p.is_null());
+  const Json& c = p["status"]["conditions"][0];
+  EXPECT_EQ(c["type"], "NetworkUnavailable");
+  EXPECT_EQ(c["status"], "False");
+  EXPECT_EQ(c["reason"], "FlannelIsUp");
+  EXPECT_EQ(c["message"], "Flannel is running on this node");
+  EXPECT_EQ(p["status"]["conditions"].size(), 1u);  // Ready is left to the merge
+  n["status"]["conditions"].push_back(c);
+  EXPECT_TRUE(network_available_patch(n, "2026-12-01T00:00:01Z").is_null());
+}
+
+TEST(KubeNodes, NodeChangeEvents) {
+  core::Lease a{*core::parse_prefix("10.244.3.0/24"), *core::parse_ipv4("192.168.1.3"), "", 0, 0, false};
+  core::Lease same = a;
+  core::Lease new_ip = a;
+  new_ip.public_ip = *core::parse_ipv4("192.168.1.4");
+  core::Lease moved = a;
+  moved.subnet = *core::parse_prefix("10.244.9.0/24");
+  EXPECT_TRUE(node_change(std::nullopt, std::nullopt).empty());
+  EXPECT_TRUE(node_change(a, same).empty());
+  auto ev = node_change(std::nullopt, a);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, K::kAdded);
+  ev = node_change(a, std::nullopt);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, K::kRemoved);
+  ev = node_change(a, new_ip);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, K::kAdded);
+  EXPECT_EQ(ev[0].lease.public_ip, new_ip.public_ip);
+  ev = node_change(a, moved);
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].kind, K::kRemoved);
+  EXPECT_EQ(ev[0].lease.subnet, a.subnet);
+  EXPECT_EQ(ev[1].kind, K::kAdded);
+  EXPECT_EQ(ev[1].lease.subnet, moved.subnet);
+}
+
+}  // namespace
+}  // namespace udpring::io

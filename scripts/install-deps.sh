@@ -21,10 +21,11 @@ PACKAGES=(
   clang linux-libc-dev libbpf-dev bpftool
   # test / benchmark tools
   iproute2 iptables iputils-ping iperf3 sockperf tcpdump ethtool
-  etcd-server etcd-client openssl gnuplot-nox procps
+  etcd-server etcd-client openssl gnuplot-nox procps curl
   # systemd-analyze verify for deploy/udpringd.service
   systemd
-  # bench-e2e.sh does its JSON and statistics with Debian's python3
+  # bench-e2e.sh does its JSON and statistics with Debian's python3, and
+  # the kube-mode tests run their API server stand-in with it (curl drives it)
   python3
 )
 

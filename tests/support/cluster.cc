@@ -115,27 +115,28 @@ std::string Cluster::add_pod(int i, const std::string& subnet_env) {
   return pod_ip;
 }
 
+void make_test_pki(const std::string& d, const std::string& ip) {
+  const std::string q = " >/dev/null 2>&1";
+  sh_ok("mkdir -p " + d);
+  sh_ok("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=udpring-test-ca -keyout " + d +
+        "/ca.key -out " + d + "/ca.crt" + q);
+  for (const std::string who : {"server", "client"}) {
+    sh_ok("openssl req -newkey rsa:2048 -nodes -subj /CN=" + who + " -keyout " + d + "/" + who +
+          ".key -out " + d + "/" + who + ".csr" + q);
+    std::ofstream(d + "/" + who + ".ext")
+        << "subjectAltName=IP:" << ip << ",IP:127.0.0.1\nextendedKeyUsage="
+        // etcd's JSON gateway dials etcd's gRPC side with the server
+        // certificate, so that one needs clientAuth too.
+        << (who == "server" ? "serverAuth,clientAuth" : "clientAuth") << "\n";
+    sh_ok("openssl x509 -req -days 2 -in " + d + "/" + who + ".csr -CA " + d + "/ca.crt -CAkey " +
+          d + "/ca.key -CAcreateserial -extfile " + d + "/" + who + ".ext -out " + d + "/" + who +
+          ".crt" + q);
+  }
+}
+
 Etcd::Etcd(const Netns& ns, std::string ip, std::string data_dir, std::string pki_dir)
     : ns_(ns), ip_(std::move(ip)), data_dir_(std::move(data_dir)), pki_(std::move(pki_dir)) {
-  if (!pki_.empty()) {
-    const std::string d = pki_;
-    const std::string q = " >/dev/null 2>&1";
-    sh_ok("mkdir -p " + d);
-    sh_ok("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=udpring-test-ca -keyout " + d +
-          "/ca.key -out " + d + "/ca.crt" + q);
-    for (const std::string who : {"server", "client"}) {
-      sh_ok("openssl req -newkey rsa:2048 -nodes -subj /CN=" + who + " -keyout " + d + "/" + who +
-            ".key -out " + d + "/" + who + ".csr" + q);
-      std::ofstream(d + "/" + who + ".ext")
-          << "subjectAltName=IP:" << ip_ << ",IP:127.0.0.1\nextendedKeyUsage="
-          // etcd's JSON gateway dials etcd's gRPC side with the server
-          // certificate, so that one needs clientAuth too.
-          << (who == "server" ? "serverAuth,clientAuth" : "clientAuth") << "\n";
-      sh_ok("openssl x509 -req -days 2 -in " + d + "/" + who + ".csr -CA " + d + "/ca.crt -CAkey " +
-            d + "/ca.key -CAcreateserial -extfile " + d + "/" + who + ".ext -out " + d + "/" + who +
-            ".crt" + q);
-    }
-  }
+  if (!pki_.empty()) make_test_pki(pki_, ip_);
   start();
 }
 

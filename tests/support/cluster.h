@@ -57,6 +57,11 @@ class Cluster {
   std::vector<std::unique_ptr<Netns>> pods_;
 };
 
+/// A CA (ca.crt, ca.key) and a server and a client certificate signed by
+/// it (server.crt/.key with subjectAltName IP:ip and 127.0.0.1,
+/// client.crt/.key), made in `dir` with openssl.
+void make_test_pki(const std::string& dir, const std::string& ip);
+
 /// Debian's etcd-server inside namespace `ns` on ip:2379 (peer URL on the
 /// namespace's loopback), with a temporary data directory. With `pki_dir`,
 /// a CA, a server and a client certificate are made there with openssl and

@@ -46,7 +46,17 @@ void PeerRoutes::remove(const Lease& l, Result& r) {
 }
 
 PeerRoutes::Result PeerRoutes::apply(const LeaseUpdate& update) {
+  return apply(std::span<const LeaseUpdate>(&update, 1));
+}
+
+PeerRoutes::Result PeerRoutes::apply(std::span<const LeaseUpdate> updates) {
   Result r;
+  for (const LeaseUpdate& update : updates) apply_one(update, r);
+  if (r.added || r.removed) table_.publish();
+  return r;
+}
+
+void PeerRoutes::apply_one(const LeaseUpdate& update, Result& r) {
   if (update.reset) {
     bool own_seen = false;
     LeaseMap next;
@@ -70,8 +80,6 @@ PeerRoutes::Result PeerRoutes::apply(const LeaseUpdate& update) {
       }
     }
   }
-  if (r.added || r.removed) table_.publish();
-  return r;
 }
 
 }  // namespace udpring::core

@@ -6,6 +6,7 @@
 // backend ignores it. Control thread only.
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "core/lease.h"
@@ -26,10 +27,15 @@ class PeerRoutes {
   /// Applies `update` and publishes the table once if anything changed.
   /// Each change is logged at info level.
   Result apply(const LeaseUpdate& update);
+  /// Applies `updates` in order and publishes once: the table is rebuilt
+  /// per publish, so a burst of lease events costs one rebuild, not one
+  /// per event.
+  Result apply(std::span<const LeaseUpdate> updates);
 
   size_t route_count() const { return peers_.size(); }
 
  private:
+  void apply_one(const LeaseUpdate& update, Result& r);
   void add(const Lease& l, Result& r);
   void remove(const Lease& l, Result& r);
 

@@ -230,6 +230,14 @@ bool KubeLeaseStore::wait_update(std::chrono::milliseconds timeout, core::LeaseU
   if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return false;
   out = std::move(queue_.front());
   queue_.pop_front();
+  // Every update is one route-table publish, which rebuilds the table: a
+  // burst of events (a rollout touching every Node) goes in as one.
+  while (!out.reset && !queue_.empty() && !queue_.front().reset) {
+    auto& more = queue_.front().events;
+    out.events.insert(out.events.end(), std::make_move_iterator(more.begin()),
+                      std::make_move_iterator(more.end()));
+    queue_.pop_front();
+  }
   return true;
 }
 

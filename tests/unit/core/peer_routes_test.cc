@@ -78,5 +78,33 @@ TEST_F(PeerRoutesTest, LosingOurLeaseIsReported) {
   EXPECT_NE(routes.apply(reset).own_lost.find("no longer in the store"), std::string::npos);
 }
 
+// A batch is applied in order, as if one update after the other, and
+// published once at the end.
+TEST_F(PeerRoutesTest, BatchAppliesInOrderAndPublishesTheEndState) {
+  using K = LeaseEvent::Kind;
+  core::LeaseUpdate reset;
+  reset.reset = true;
+  reset.leases = {L("10.5.1.0/24", "192.168.1.1"), L("10.5.2.0/24", "192.168.1.2")};
+  std::vector<core::LeaseUpdate> batch(3);
+  batch[0] = reset;
+  batch[1].events = {{K::kAdded, L("10.5.3.0/24", "192.168.1.3")},
+                     {K::kRemoved, L("10.5.2.0/24", "192.168.1.2")}};
+  batch[2].events = {{K::kAdded, L("10.5.3.0/24", "192.168.1.33")},
+                     {K::kAdded, L("10.5.4.0/24", "192.168.1.4")}};
+  const core::RouteSnapshot* before = table.current();
+  const auto r = routes.apply(std::span<const core::LeaseUpdate>(batch));
+  EXPECT_NE(table.current(), before);
+  EXPECT_TRUE(r.own_lost.empty());
+  EXPECT_EQ(routes.route_count(), 2u);
+  EXPECT_EQ(hop("10.5.2.9"), nullptr);
+  ASSERT_NE(hop("10.5.3.9"), nullptr);
+  EXPECT_EQ(hop("10.5.3.9")->addr, A("192.168.1.33"));
+  ASSERT_NE(hop("10.5.4.9"), nullptr);
+  // Nothing changed: no new snapshot.
+  const core::RouteSnapshot* now = table.current();
+  EXPECT_EQ(routes.apply(std::span<const core::LeaseUpdate>(batch.data() + 2, 1)).added, 0u);
+  EXPECT_EQ(table.current(), now);
+}
+
 }  // namespace
 }  // namespace udpring

@@ -97,6 +97,14 @@ class KubeLeases : public ::testing::Test {
     }
     return false;
   }
+  // /metrics is refreshed by the control loop (every 250 ms at most).
+  bool wait_metric(int node, uint16_t port, const std::string& sample, long long want, int ms) const {
+    for (const auto end = Clock::now() + std::chrono::milliseconds(ms); Clock::now() < end;) {
+      if (metric(http_get(cluster_->node(node).name(), port, "/metrics"), sample) == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
   // The HTTP status of /readyz (0: no answer).
   static int readyz(const Netns& ns, uint16_t port) {
     const std::string r = http_get(ns.name(), port, "/readyz");
@@ -265,6 +273,40 @@ TEST_F(KubeLeases, CompactionWhileDisconnectedReListsToTheRightRoutes) {
   EXPECT_EQ(metric(metrics, "udpring_routes"), 2) << metrics;
   EXPECT_EQ(metric(metrics, "udpring_lease_relists_total"), 1) << metrics;
   EXPECT_EQ(d0->stop(), 0);
+}
+
+// The API server unreachable (every packet to it refused): forwarding to
+// the known peers goes on, the watch reconnects with backoff, and what
+// changed meanwhile arrives once it is back, without a re-list.
+TEST_F(KubeLeases, ApiServerOutageKeepsForwardingAndCatchesUp) {
+  make(2);
+  api_->add_node(name(0), cidr(0));
+  api_->add_node(name(1), cidr(1));
+  auto d0 = start(0, {"--healthz-port=9107"});
+  auto d1 = start(1);
+  ASSERT_FALSE(HasFailure());
+  cluster_->add_pod(0, env_path(0));
+  const std::string pod1 = cluster_->add_pod(1, env_path(1));
+  ASSERT_TRUE(Cluster::reachable_within(cluster_->pod(0), pod1, 3000));
+
+  const std::string rule = "INPUT -i br0 -p tcp --dport 6443 -j REJECT --reject-with tcp-reset";
+  sh_ok(cluster_->lan.exec() + "iptables -I " + rule);
+  api_->close_watches();  // the open stream ends; the reconnect is refused
+  EXPECT_TRUE(d0->wait_for_log("Couldn't connect to server", 5000)) << d0->log();
+  EXPECT_TRUE(d0->wait_for_log("forwarding to known peers continues", 100)) << d0->log();
+  api_->add_node("during", "10.60.60.0/24", KubeApi::flannel_annotations("192.168.78.90"));
+  EXPECT_TRUE(wait_metric(0, 9107, "udpring_lease_watch_connected", 0, 2000));
+  EXPECT_EQ(tcp_transfer_verified(cluster_->pod(1).name(), pod1, 5305, cluster_->pod(0).name(), 1u << 20),
+            1u << 20);
+  EXPECT_TRUE(d0->running());
+
+  sh_ok(cluster_->lan.exec() + "iptables -D " + rule);
+  EXPECT_TRUE(d0->wait_for_log("route 10.60.60.0/24 -> 192.168.78.90:8285", 8000)) << d0->log();
+  EXPECT_TRUE(d0->wait_for_log("node watch connected again", 100)) << d0->log();
+  EXPECT_TRUE(wait_metric(0, 9107, "udpring_lease_watch_connected", 1, 2000));
+  const std::string metrics = http_get(cluster_->node(0).name(), 9107, "/metrics");
+  EXPECT_GE(metric(metrics, "udpring_lease_watch_reconnects_total"), 1) << metrics;
+  EXPECT_EQ(metric(metrics, "udpring_lease_relists_total"), 0) << metrics;
 }
 
 // Bookmarks carry the watch past changes it does not see (other kinds):

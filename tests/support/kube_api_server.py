@@ -18,8 +18,8 @@ the semantics a client can get wrong, the way kube-apiserver has them:
   replaced whole) and JSON patch; the status subresource keeps spec, the
   main resource keeps status;
 - test controls under /_test/ (admin token only): compact the history,
-  change a user's permissions, pause or end every open watch, create many
-  nodes.
+  change a user's permissions, pause or end every open watch, create or
+  patch many nodes at once.
 
 Usage: kube_api_server.py --listen IP:PORT --cert F --key F --config F
 The config is JSON: {"admin_token": T, "users": {TOKEN: {"name": N,
@@ -491,6 +491,13 @@ class Handler(BaseHTTPRequestHandler):
                 store.create("nodes", obj["metadata"]["name"], obj)
                 made += 1
             return self.send_json(200, {"created": made, "resourceVersion": str(store.rv)})
+        if what == "patch-nodes" and method == "POST":
+            # Many strategic-merge patches at once: {name: patch}, one
+            # MODIFIED event each (the scale benchmark's watch events).
+            patches = self.body() or {}
+            for name, patch in patches.items():
+                store.update("nodes", name, lambda old, p=patch: strategic_merge(old, p))
+            return self.send_json(200, {"patched": len(patches), "resourceVersion": str(store.rv)})
         if what == "healthz":
             return self.send_json(200, {"resourceVersion": str(store.rv)})
         raise ApiError(404, "NotFound", "no such test control")

@@ -57,7 +57,11 @@ class ApiError(Exception):
 
 
 class Store:
-    """Objects by kind and key, a resourceVersion counter and the event history."""
+    """Objects by kind and key, a resourceVersion counter and the event history.
+
+    A stored object is never changed in place (a write stores a new one),
+    so lists, snapshots and the history share them without copies.
+    """
 
     def __init__(self):
         self.lock = threading.Condition()
@@ -72,7 +76,7 @@ class Store:
     def _bump(self, kind, etype, obj):
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
-        self.history.append((self.rv, etype, kind, copy.deepcopy(obj)))
+        self.history.append((self.rv, etype, kind, obj))
         self.lock.notify_all()
 
     def create(self, kind, key, obj):
@@ -370,7 +374,7 @@ class Handler(BaseHTTPRequestHandler):
                                    "continue parameter.")
             else:
                 rv, start = store.rv, 0
-                items = [copy.deepcopy(store.objects["nodes"][k]) for k in sorted(store.objects["nodes"])]
+                items = [store.objects["nodes"][k] for k in sorted(store.objects["nodes"])]
                 if limit and len(items) > limit:
                     store.snapshots[rv] = items
             page = items[start:start + limit] if limit else items[start:]
@@ -401,7 +405,7 @@ class Handler(BaseHTTPRequestHandler):
             since = query.get("resourceVersion") or "0"
             if since == "0":
                 # "Any": the current state as ADDED events, then changes.
-                pending = [("ADDED", copy.deepcopy(o)) for _, o in sorted(store.objects["nodes"].items())]
+                pending = [("ADDED", o) for _, o in sorted(store.objects["nodes"].items())]
                 pos = store.rv
             else:
                 pos = int(since)

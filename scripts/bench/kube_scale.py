@@ -294,6 +294,10 @@ def main():
         "relists_during_events": max(x["relists"] for x in big),
         "routes": med(big, "routes"),
     }
+    commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], text=True,
+                            capture_output=True).stdout.strip()
+    print("bench-kube-scale, %s, code at %s, %s" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                                    commit, args.binary))
     print("\n%d nodes, median of %d rounds (each against %d nodes in the same round):" %
           (args.nodes, args.rounds, args.small))
     print("  ready after the node list began:  %.2f s   (target <= 2 s)" % summary["list_to_ready_s"])

@@ -3,6 +3,9 @@
 #
 #   scripts/install-deps.sh            # install whatever is missing
 #   scripts/install-deps.sh --check    # only report; exit 1 if something is missing
+#   scripts/install-deps.sh --arm64    # also the arm64 cross build (scripts/test-arm64.sh):
+#                                      # Debian's cross toolchain, the :arm64 -dev
+#                                      # packages (multiarch) and qemu-user-static
 #
 # Idempotent: when every package is already installed, apt is not touched at
 # all, so repeated runs (CI, demo.sh, test.sh) take well under a second.
@@ -32,22 +35,41 @@ PACKAGES=(
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 die() { printf '[install-deps] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# The arm64 cross build: the libraries udpringd and its unit tests link,
+# for arm64, beside the amd64 ones (Debian multiarch; same versions).
+ARM64_PACKAGES=(
+  crossbuild-essential-arm64 qemu-user-static
+  liburing-dev:arm64 libnl-3-dev:arm64 libnl-route-3-dev:arm64 libspdlog-dev:arm64
+  libfmt-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libcurl4-openssl-dev:arm64
+  libyaml-cpp-dev:arm64 libbpf-dev:arm64
+)
+
 check_only=0
-case "${1:-}" in
-  "") ;;
-  --check) check_only=1 ;;
-  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) die "unknown argument '$1' (try --help)" ;;
-esac
+for arg in "$@"; do
+  case "$arg" in
+    --check) check_only=1 ;;
+    --arm64) PACKAGES+=("${ARM64_PACKAGES[@]}") ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$arg' (try --help)" ;;
+  esac
+done
 
 command -v dpkg-query >/dev/null 2>&1 ||
   die "dpkg-query not found: this script supports Debian/Ubuntu only"
 
 # Prints the packages that are not fully installed, one per line.
+# A name without an architecture means the host's one (or "all"): with a
+# foreign architecture added, a plain name would match both instances.
 missing_packages() {
-  local pkg status
+  local pkg status native
+  native=$(dpkg --print-architecture)
   for pkg in "${PACKAGES[@]}"; do
-    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    if [[ "$pkg" == *:* ]]; then
+      status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    else
+      status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg:$native" 2>/dev/null ||
+               dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    fi
     [[ "$status" == installed ]] || printf '%s\n' "$pkg"
   done
 }
@@ -66,6 +88,12 @@ if ((EUID != 0)); then
   SUDO=(sudo -n)
 fi
 export DEBIAN_FRONTEND=noninteractive
+
+if grep -q ':arm64$' <<<"$(printf '%s\n' "${missing[@]}")" &&
+   ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  log "dpkg --add-architecture arm64"
+  "${SUDO[@]}" dpkg --add-architecture arm64 || die "dpkg --add-architecture arm64 failed"
+fi
 
 log "apt-get update"
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null ||

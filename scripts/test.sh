@@ -5,8 +5,11 @@
 #   3. ctest --test-dir build --output-on-failure -j1
 #      (serial: integration tests create network namespaces)
 #   4. ThreadSanitizer build of qsbr_test only, in build-tsan/, and run it
-# Steps 3 and 4 both run even if one fails; exits non-zero if any step failed.
-# Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan).
+#   5. arm64: cross-build in build-arm64/ and the unit tests under qemu
+#      (scripts/test-arm64.sh)
+# Steps 3 to 5 all run even if one fails; exits non-zero if any step failed.
+# Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan),
+# BUILD_DIR_ARM64 (default build-arm64).
 set -euo pipefail
 UR_TAG="test"
 # shellcheck source=scripts/lib/common.sh
@@ -16,20 +19,20 @@ cd "$ROOT"
 MAIN_DIR=${BUILD_DIR:-build}
 TSAN_DIR=${TSAN_BUILD_DIR:-build-tsan}
 
-log "step 1/4: install-deps"
+log "step 1/5: install-deps"
 bash scripts/install-deps.sh </dev/null || die "install-deps failed"
 
-log "step 2/4: Release build in $MAIN_DIR/"
+log "step 2/5: Release build in $MAIN_DIR/"
 BUILD_DIR=$MAIN_DIR BUILD_TYPE=Release bash scripts/build.sh </dev/null || die "build failed"
 
 failed=()
 
-log "step 3/4: ctest"
+log "step 3/5: ctest"
 if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -j1 </dev/null; then
   failed+=("ctest")
 fi
 
-log "step 4/4: ThreadSanitizer qsbr_test in $TSAN_DIR/"
+log "step 4/5: ThreadSanitizer qsbr_test in $TSAN_DIR/"
 if BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo bash scripts/build.sh \
      --target qsbr_test -DUDPRING_SANITIZE=thread </dev/null; then
   qsbr_bin=$(find "$TSAN_DIR" -type f -name qsbr_test -perm -u+x -print -quit)
@@ -51,6 +54,11 @@ if BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo bash scripts/build.sh \
   fi
 else
   failed+=("tsan-build")
+fi
+
+log "step 5/5: arm64 cross-build and unit tests under qemu"
+if ! bash scripts/test-arm64.sh </dev/null; then
+  failed+=("arm64")
 fi
 
 if ((${#failed[@]})); then

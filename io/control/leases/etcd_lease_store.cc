@@ -68,11 +68,7 @@ EtcdLeaseStore::EtcdLeaseStore(EtcdConfig cfg, std::string prefix, int64_t ttl_s
 }
 
 EtcdLeaseStore::~EtcdLeaseStore() {
-  {
-    std::lock_guard lock(mu_);  // so a watcher about to wait cannot miss it
-    stop_.store(true);
-  }
-  cv_.notify_all();
+  updates_.stop();
   if (watcher_.joinable()) watcher_.join();
 }
 
@@ -250,14 +246,6 @@ void EtcdLeaseStore::maintain() {
   }
 }
 
-void EtcdLeaseStore::push(core::LeaseUpdate u) {
-  {
-    std::lock_guard lock(mu_);
-    queue_.push_back(std::move(u));
-  }
-  cv_.notify_all();
-}
-
 bool EtcdLeaseStore::wait_update(std::chrono::milliseconds timeout, core::LeaseUpdate& out) {
   out = {};
   if (!watching_) {
@@ -274,18 +262,14 @@ bool EtcdLeaseStore::wait_update(std::chrono::milliseconds timeout, core::LeaseU
     out.leases = std::move(listing.leases);
     return true;
   }
-  std::unique_lock lock(mu_);
-  if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return false;
-  out = std::move(queue_.front());
-  queue_.pop_front();
-  return true;
+  return updates_.pop(timeout, out);
 }
 
 void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
   EtcdClient client(cfg_);
   auto backoff = std::chrono::milliseconds(100);
   std::string last_error;
-  while (!stop_.load()) {
+  while (!updates_.stopped()) {
     bool relist = false;
     std::string error;
     try {
@@ -333,9 +317,9 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
           }
           if (!u.events.empty()) core::apply_event(known, u.events.back());
         }
-        if (!u.events.empty()) push(std::move(u));
-        return !stop_.load();
-      }, stop_);
+        if (!u.events.empty()) updates_.push(std::move(u));
+        return !updates_.stopped();
+      }, updates_.stop_flag());
       if (!error.empty()) {
         client.reset_auth();  // "permission denied" from an expired token looks like this
         throw EtcdError(error);
@@ -345,21 +329,20 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
         Listing listing = list(client);
         core::LeaseUpdate u;
         u.events = core::diff_leases(known, listing.leases);
-        if (!u.events.empty()) push(std::move(u));
+        if (!u.events.empty()) updates_.push(std::move(u));
         next_rev = listing.revision + 1;
         continue;
       }
     } catch (const std::exception& e) {
       // Anything (etcd, a malformed answer, memory) ends this stream only.
-      if (stop_.load()) break;
+      if (updates_.stopped()) break;
       connected_ = false;
       ++reconnects_;
       if (e.what() != last_error) {
         spdlog::warn("etcd watch: {}; reconnecting (backoff 100 ms to 5 s)", e.what());
         last_error = e.what();
       }
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, backoff, [&] { return stop_.load(); });
+      updates_.sleep_for(backoff);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
     }
   }

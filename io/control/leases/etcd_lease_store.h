@@ -13,13 +13,11 @@
 // backoff from 100 ms to 5 s and re-lists when etcd compacted past it.
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
 #include <thread>
 
 #include "io/control/leases/etcd_client.h"
 #include "io/control/leases/lease_store.h"
+#include "io/control/leases/update_queue.h"
 
 namespace udpring::io {
 
@@ -50,7 +48,6 @@ class EtcdLeaseStore : public LeaseStore {
   /// The etcd lease `key` is attached to (0: none), nullopt if it is absent.
   std::optional<int64_t> key_lease(const std::string& key);
   void watch_loop(int64_t next_rev, core::LeaseMap known);
-  void push(core::LeaseUpdate u);
 
   EtcdConfig cfg_;
   std::string prefix_;
@@ -69,11 +66,8 @@ class EtcdLeaseStore : public LeaseStore {
 
   // The watch thread and its queue.
   bool watching_ = false;
-  std::atomic<bool> stop_{false};
   std::thread watcher_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<core::LeaseUpdate> queue_;
+  UpdateQueue updates_;
   std::atomic<uint64_t> reconnects_{0}, relists_{0};
   std::atomic<bool> connected_{false};
 };

@@ -68,11 +68,7 @@ KubeLeaseStore::KubeLeaseStore(KubeStoreOptions opts)
 }
 
 KubeLeaseStore::~KubeLeaseStore() {
-  {
-    std::lock_guard lock(mu_);
-    stop_.store(true);
-  }
-  cv_.notify_all();
+  updates_.stop();
   if (watcher_.joinable()) watcher_.join();
 }
 
@@ -226,27 +222,7 @@ bool KubeLeaseStore::wait_update(std::chrono::milliseconds timeout, core::LeaseU
     watcher_ = std::thread([this, l = std::move(listing)]() mutable { watch_loop(std::move(l)); });
     return true;
   }
-  std::unique_lock lock(mu_);
-  if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return false;
-  out = std::move(queue_.front());
-  queue_.pop_front();
-  // Every update is one route-table publish, which rebuilds the table: a
-  // burst of events (a rollout touching every Node) goes in as one.
-  while (!out.reset && !queue_.empty() && !queue_.front().reset) {
-    auto& more = queue_.front().events;
-    out.events.insert(out.events.end(), std::make_move_iterator(more.begin()),
-                      std::make_move_iterator(more.end()));
-    queue_.pop_front();
-  }
-  return true;
-}
-
-void KubeLeaseStore::push(core::LeaseUpdate u) {
-  {
-    std::lock_guard lock(mu_);
-    queue_.push_back(std::move(u));
-  }
-  cv_.notify_all();
+  return updates_.pop(timeout, out);
 }
 
 void KubeLeaseStore::watch_loop(Listing listing) {
@@ -259,14 +235,14 @@ void KubeLeaseStore::watch_loop(Listing listing) {
   auto backoff = std::chrono::milliseconds(100);
   std::string last_error;
   bool relist = false;
-  while (!stop_.load()) {
+  while (!updates_.stopped()) {
     std::string error;
     try {
       if (relist || Clock::now() >= next_resync) {
         Listing fresh = list(client);
         known = std::move(fresh.leases);
         rv = std::move(fresh.resource_version);
-        push({.reset = true, .leases = leases(known), .events = {}});
+        updates_.push({.reset = true, .leases = leases(known), .events = {}});
         relists_.fetch_add(1);
         spdlog::info("re-listed nodes at resourceVersion {}: {} peer lease(s)", rv, known.size());
         relist = false;
@@ -308,24 +284,23 @@ void KubeLeaseStore::watch_loop(Listing listing) {
         auto events = node_change(before, after);
         if (after) known[name] = *after;
         else known.erase(name);
-        if (!events.empty()) push({.reset = false, .leases = {}, .events = std::move(events)});
+        if (!events.empty()) updates_.push({.reset = false, .leases = {}, .events = std::move(events)});
         return true;
-      }, stop_);
+      }, updates_.stop_flag());
     } catch (const KubeError& e) {
       error = e.what();
       if (e.status() == 410) relist = true;
     } catch (const std::exception& e) {
       error = e.what();
     }
-    if (stop_.load()) break;
+    if (updates_.stopped()) break;
     if (error.empty()) continue;  // the stream ended (its timeout) or a re-list is due
     if (connected_.exchange(false) || error != last_error) {
       spdlog::warn("node watch: {}; retrying (forwarding to known peers continues)", error);
     }
     last_error = error;
     reconnects_.fetch_add(1);
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, backoff, [&] { return stop_.load(); });
+    updates_.sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
 }

@@ -16,15 +16,13 @@
 // to the control thread through a queue, as in the etcd store.
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <map>
-#include <mutex>
 #include <thread>
 
 #include "io/control/leases/kube_access.h"
 #include "io/control/leases/kube_client.h"
 #include "io/control/leases/lease_store.h"
+#include "io/control/leases/update_queue.h"
 
 namespace udpring::io {
 
@@ -63,7 +61,6 @@ class KubeLeaseStore : public LeaseStore {
   /// The node's lease after `node` (nullopt: none), with problems warned once.
   std::optional<core::Lease> lease_of(const nlohmann::json& node);
   void watch_loop(Listing listing);
-  void push(core::LeaseUpdate u);
   static std::vector<core::Lease> leases(const NodeLeases& by_node);
 
   KubeStoreOptions opts_;
@@ -77,11 +74,8 @@ class KubeLeaseStore : public LeaseStore {
 
   // The watch thread and its queue.
   bool watching_ = false;
-  std::atomic<bool> stop_{false};
   std::thread watcher_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<core::LeaseUpdate> queue_;
+  UpdateQueue updates_;
   std::map<std::string, std::string> warned_;  // node -> problem already logged (watch thread)
   std::atomic<uint64_t> reconnects_{0}, relists_{0};
   std::atomic<bool> connected_{false};

@@ -1,12 +1,12 @@
 #include "io/control/leases/kube_access.h"
 
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <fstream>
 #include <sstream>
 
 #include "core/base64.h"
+#include "io/control/leases/yaml_json.h"
 
 namespace udpring::io {
 namespace {
@@ -26,28 +26,30 @@ std::string strip_slash(std::string url) {
   return url;
 }
 
+using Json = nlohmann::json;
+
 // The entry of a kubeconfig list (clusters, users, contexts) named `name`.
-YAML::Node named(const YAML::Node& doc, const char* list, const std::string& name,
-                 const std::string& path) {
-  const YAML::Node items = doc[list];
-  if (items && items.IsSequence()) {
-    for (const YAML::Node& item : items) {
-      if (item["name"] && item["name"].as<std::string>() == name) {
-        const YAML::Node body = item[std::string(list).substr(0, std::string(list).size() - 1)];
-        return body ? body : YAML::Node(YAML::NodeType::Map);
+Json named(const Json& doc, const std::string& list, const std::string& name,
+           const std::string& path) {
+  const auto items = doc.find(list);
+  if (items != doc.end() && items->is_array()) {
+    for (const Json& item : *items) {
+      if (item.is_object() && item.value("name", Json()).is_string() && item["name"] == name) {
+        const auto body = item.find(list.substr(0, list.size() - 1));  // "clusters" -> "cluster"
+        return body != item.end() && body->is_object() ? *body : Json::object();
       }
     }
   }
   throw KubeAccessError(path + ": no entry named \"" + name + "\" in " + list);
 }
 
-std::string field(const YAML::Node& n, const char* key) {
-  const YAML::Node v = n[key];
-  return v && v.IsScalar() ? v.as<std::string>() : std::string();
+std::string field(const Json& n, const char* key) {
+  const auto v = n.find(key);
+  return v != n.end() && v->is_string() ? v->get<std::string>() : std::string();
 }
 
 // A *-data field: base64 of PEM text.
-std::string pem_data(const YAML::Node& n, const char* key, const std::string& path) {
+std::string pem_data(const Json& n, const char* key, const std::string& path) {
   const std::string b64 = field(n, key);
   if (b64.empty()) return {};
   auto pem = core::base64_decode(b64);
@@ -64,22 +66,22 @@ std::string relative_to(const std::string& file, const std::string& kubeconfig) 
 }  // namespace
 
 KubeAccess parse_kubeconfig(const std::string& path, const std::string& text) {
-  YAML::Node doc;
+  Json doc;
   try {
-    doc = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
+    const std::vector<Json> docs = yaml_documents(text);
+    if (!docs.empty()) doc = docs.front();
+  } catch (const YamlError& e) {
     throw KubeAccessError(path + ": not YAML: " + e.what());
   }
-  if (!doc.IsMap()) throw KubeAccessError(path + ": not a kubeconfig (expected a YAML map)");
+  if (!doc.is_object()) throw KubeAccessError(path + ": not a kubeconfig (expected a YAML map)");
   const std::string context = field(doc, "current-context");
   if (context.empty()) {
     throw KubeAccessError(path + ": no current-context (set one: kubectl config use-context NAME)");
   }
-  const YAML::Node ctx = named(doc, "contexts", context, path);
-  const YAML::Node cluster = named(doc, "clusters", field(ctx, "cluster"), path);
+  const Json ctx = named(doc, "contexts", context, path);
+  const Json cluster = named(doc, "clusters", field(ctx, "cluster"), path);
   const std::string user_name = field(ctx, "user");
-  const YAML::Node user = user_name.empty() ? YAML::Node(YAML::NodeType::Map)
-                                            : named(doc, "users", user_name, path);
+  const Json user = user_name.empty() ? Json::object() : named(doc, "users", user_name, path);
   KubeAccess a;
   a.source = "kubeconfig " + path + " (context " + context + ")";
   a.server = strip_slash(field(cluster, "server"));
@@ -94,7 +96,7 @@ KubeAccess parse_kubeconfig(const std::string& path, const std::string& text) {
   a.token_file = relative_to(field(user, "tokenFile"), path);
   const std::string username = field(user, "username");
   if (!username.empty()) a.basic_auth = username + ":" + field(user, "password");
-  if (user["exec"] || user["auth-provider"]) {
+  if (user.contains("exec") || user.contains("auth-provider")) {
     throw KubeAccessError(path + ": user \"" + user_name +
                           "\" authenticates with an exec plugin or auth-provider, which udpringd "
                           "does not run; give it a token, tokenFile or client certificate");

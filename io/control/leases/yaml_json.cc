@@ -1,0 +1,72 @@
+#include "io/control/leases/yaml_json.h"
+
+#include <yaml.h>
+
+#include <memory>
+
+namespace udpring::io {
+namespace {
+
+using Json = nlohmann::json;
+
+Json convert(yaml_document_t& doc, const yaml_node_t* node, int depth) {
+  if (!node) return nullptr;
+  if (depth > 64) throw YamlError("YAML nested more than 64 levels deep");
+  switch (node->type) {
+    case YAML_SCALAR_NODE: {
+      const std::string value(reinterpret_cast<const char*>(node->data.scalar.value),
+                              node->data.scalar.length);
+      if (node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+          (value.empty() || value == "~" || value == "null" || value == "Null" || value == "NULL")) {
+        return nullptr;
+      }
+      return value;
+    }
+    case YAML_SEQUENCE_NODE: {
+      Json out = Json::array();
+      for (yaml_node_item_t* it = node->data.sequence.items.start;
+           it < node->data.sequence.items.top; ++it) {
+        out.push_back(convert(doc, yaml_document_get_node(&doc, *it), depth + 1));
+      }
+      return out;
+    }
+    case YAML_MAPPING_NODE: {
+      Json out = Json::object();
+      for (yaml_node_pair_t* p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+           ++p) {
+        const Json key = convert(doc, yaml_document_get_node(&doc, p->key), depth + 1);
+        if (!key.is_string()) throw YamlError("a mapping key that is not a plain string");
+        out[key.get<std::string>()] = convert(doc, yaml_document_get_node(&doc, p->value), depth + 1);
+      }
+      return out;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+std::vector<Json> yaml_documents(const std::string& text) {
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) throw YamlError("libyaml: out of memory");
+  const std::unique_ptr<yaml_parser_t, void (*)(yaml_parser_t*)> guard(&parser, yaml_parser_delete);
+  yaml_parser_set_input_string(&parser, reinterpret_cast<const unsigned char*>(text.data()),
+                               text.size());
+  std::vector<Json> docs;
+  for (;;) {
+    yaml_document_t doc;
+    if (!yaml_parser_load(&parser, &doc)) {
+      throw YamlError("line " + std::to_string(parser.problem_mark.line + 1) + ": " +
+                      (parser.problem ? parser.problem : "not YAML"));
+    }
+    const std::unique_ptr<yaml_document_t, void (*)(yaml_document_t*)> doc_guard(
+        &doc, yaml_document_delete);
+    const yaml_node_t* root = yaml_document_get_root_node(&doc);
+    if (!root) break;  // the end of the stream
+    docs.push_back(convert(doc, root, 0));
+  }
+  return docs;
+}
+
+}  // namespace udpring::io

@@ -41,9 +41,16 @@ Ring::Ring(unsigned sq_entries, unsigned cq_entries, bool sqpoll) {
     if (ret != -EINVAL) break;  // EINVAL = flag unknown to this kernel; others are real
   }
   if (ret < 0) {
-    throw std::system_error(-ret, std::generic_category(),
-                            "io_uring_queue_init_params (io_uring needs Linux 5.19+ and "
-                            "must not be disabled by kernel.io_uring_disabled or seccomp)");
+    // ENOSYS/EPERM are what a seccomp filter answers: container runtimes'
+    // default profiles (Docker, podman, containerd's RuntimeDefault) refuse
+    // io_uring, so name the pod-spec field as for the TUN and NET_ADMIN.
+    throw std::system_error(
+        -ret, std::generic_category(),
+        "io_uring_queue_init_params (io_uring needs Linux 5.19+ and must not be disabled by "
+        "kernel.io_uring_disabled or seccomp; in a container, the runtime's default seccomp "
+        "profile refuses it: in a pod spec, set securityContext.seccompProfile.type: Unconfined, "
+        "or a Localhost profile that allows io_uring_setup, io_uring_enter and "
+        "io_uring_register)");
   }
   setup_.registered_ring_fd = io_uring_register_ring_fd(&ring_) == 1;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -135,6 +136,11 @@ TEST(Worker, CarriesABatchOfPacketsBetweenTwoNodesByteForByte) {
     ASSERT_TRUE(core::ipv4_decrement_ttl(expected.data()));
     EXPECT_EQ(got, expected);
     EXPECT_TRUE(test::header_checksum_ok(got));
+  }
+  // A write's completion is counted when the worker reaps it, which can be
+  // after the packet is already readable here: give the counters a moment.
+  for (int i = 0; i < 100 && pair.b->stats.get(Counter::kTunTxPackets) < 40; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(pair.a->stats.get(Counter::kTunRxPackets), 40u);
   EXPECT_EQ(pair.b->stats.get(Counter::kTunTxPackets), 40u);

@@ -33,6 +33,9 @@ PACKAGES=(
   # bench-e2e.sh does its JSON and statistics with Debian's python3, and
   # the kube-mode tests run their API server stand-in with it (curl drives it)
   python3
+  # build-image.sh: the image's root filesystem from the Debian archive, and
+  # podman with runc to import and (tests/deploy/image_test.sh) run it
+  mmdebstrap podman runc
 )
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }

@@ -346,6 +346,10 @@ TEST(KubeManifest, LeastPrivilegeOnTheHostNetwork) {
   const auto caps = strings(sc["capabilities"]["add"]);
   const std::set<std::string> have(caps.begin(), caps.end());
   EXPECT_EQ(have, (std::set<std::string>{"NET_ADMIN", "NET_RAW"}));
+  // io_uring: RuntimeDefault seccomp profiles refuse it (a kubelet with
+  // seccompDefault on would apply one).
+  EXPECT_EQ(str(sc["seccompProfile"]["type"]), "Unconfined")
+      << "the workers' io_uring needs seccompProfile Unconfined (or a Localhost profile)";
 
   std::set<std::pair<std::string, std::string>> env;
   for (const auto& e : c["env"]) {

@@ -45,6 +45,8 @@ die() { printf '[install-deps] ERROR: %s\n' "$*" >&2; exit 1; }
 # for arm64, beside the amd64 ones (Debian multiarch; same versions).
 ARM64_PACKAGES=(
   crossbuild-essential-arm64 qemu-user-static
+  # the arm64 image: mmdebstrap runs its maintainer scripts through binfmt_misc
+  binfmt-support arch-test
   liburing-dev:arm64 libnl-3-dev:arm64 libnl-route-3-dev:arm64 libspdlog-dev:arm64
   libfmt-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libcurl4-openssl-dev:arm64
   libyaml-dev:arm64 libbpf-dev:arm64

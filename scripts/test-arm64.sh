@@ -14,8 +14,10 @@
 #      qemu-aarch64-static (--version, --help);
 #   3. run the unit tests (ctest -L unit) under qemu-aarch64-static, except
 #      those labelled io_uring: qemu-user has no io_uring system calls, so
-#      a real ring cannot be set up there. They are named in the log.
-# The arm64 image: scripts/build-image.sh --arch arm64 --binary build-arm64/udpringd.
+#      a real ring cannot be set up there. They are named in the log;
+#   4. build the arm64 image (scripts/build-image.sh --arch arm64) and check
+#      it with tests/deploy/image_test.sh under qemu (all but the daemon
+#      coming up, which needs io_uring).
 set -euo pipefail
 UR_TAG="test-arm64"
 # shellcheck source=scripts/lib/common.sh
@@ -51,3 +53,6 @@ log "left out under qemu-user (label io_uring, no io_uring emulation): $(echo "$
 ctest --test-dir "$DIR" -L unit -LE io_uring -j2 --output-on-failure </dev/null ||
   die "arm64 unit tests failed"
 log "arm64 unit tests passed"
+
+log "arm64 image"
+bash tests/deploy/image_test.sh "$DIR/udpringd" arm64 </dev/null || die "arm64 image test failed"

@@ -23,20 +23,13 @@ class UpdateQueue {
     cv_.notify_all();
   }
 
-  /// Waits up to `timeout` for an update. The incremental updates queued
-  /// right behind an incremental one come with it: each update the caller
-  /// applies is one route-table rebuild, so a burst becomes one.
+  /// Waits up to `timeout` for the next update. (The control loop gathers
+  /// what comes within its settle time and applies it with one rebuild.)
   bool pop(std::chrono::milliseconds timeout, core::LeaseUpdate& out) {
     std::unique_lock lock(mu_);
     if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return false;
     out = std::move(queue_.front());
     queue_.pop_front();
-    while (!out.reset && !queue_.empty() && !queue_.front().reset) {
-      auto& more = queue_.front().events;
-      out.events.insert(out.events.end(), std::make_move_iterator(more.begin()),
-                        std::make_move_iterator(more.end()));
-      queue_.pop_front();
-    }
     return true;
   }
 

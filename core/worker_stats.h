@@ -31,6 +31,8 @@ enum class Counter : uint8_t {
   kDropTtlExpired,    // TTL would reach 0 (either direction)
   kDropTruncated,     // datagram larger than the receive buffer (MSG_TRUNC)
   kDropUnknownPeer,   // datagram from an address that is no known peer
+  kDropInnerDstNotLocal,  // datagram from a peer whose inner destination is not ours
+  kDropInnerSrcNotPeer,   // datagram from a peer whose inner source is not its lease's
   kDropSendError,     // sendmsg to a peer failed
   kDropTunWriteError, // write into the TUN failed
   kNoBuffer,          // a buffer ring ran dry (multishot ended with ENOBUFS)
@@ -55,7 +57,8 @@ inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
     "tun_rx_packets",   "tun_rx_bytes",      "udp_tx_packets",       "udp_tx_bytes",
     "udp_rx_packets",   "udp_rx_bytes",      "tun_tx_packets",       "tun_tx_bytes",
     "icmp_unreach_sent", "drop_bad_header_tun", "drop_bad_header_udp", "drop_no_route",
-    "drop_ttl_expired", "drop_truncated",    "drop_unknown_peer",    "drop_send_error",
+    "drop_ttl_expired", "drop_truncated",    "drop_unknown_peer",
+    "drop_inner_dst_not_local", "drop_inner_src_not_peer", "drop_send_error",
     "drop_tun_write_error", "no_buffer",     "multishot_rearm",      "gso_sends",
     "gso_fallback",     "gro_receives",      "tso_reads",            "coalesced_writes",
     "coalesce_checksum_failures", "send_zc_fallback", "spin_hits",   "spin_misses",

@@ -330,7 +330,7 @@ class Daemon {
     w.gso = gso_;
     w.gro = opts_.gro;
     w.multishot = opts_.multishot;
-    w.peer_check = opts_.peer_check;
+    w.peer_policy = {opts_.peer_check, own_};
     w.trust_outer_checksum = opts_.trust_outer_checksum;
     w.tun_addr = own_.network;
     w.sqpoll = opts_.sqpoll;

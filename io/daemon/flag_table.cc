@@ -566,12 +566,32 @@ std::vector<Flag> make_table() {
                "send_zc_fallback).",
        .shown = shown_on_off("send-zc", &Options::send_zc)});
   add({.group = G::kDataPlane,
+       .name = "peer-check",
+       .metavar = "MODE",
+       .value = custom(false, "strict, peer or off",
+                       [](Options& o, const std::string& s, const std::string& v) {
+                         const auto mode = encap::parse_peer_check(v);
+                         if (!mode) reject(s, v, "expected strict, peer or off");
+                         o.peer_check = *mode;
+                       },
+                       std::string(encap::peer_check_name(defaults().peer_check))),
+       .help = "Which datagrams on the port reach the pods. strict: from a peer's public IP, to an "
+               "address in this node's lease, from an address in that peer's lease. peer: the "
+               "same without the inner source check (a peer's node may then forge its pods' "
+               "sources). off: anything, as stock flanneld (whoever reaches the port can inject "
+               "packets and use the node as a relay). Refusals are counted by reason: "
+               "drop_unknown_peer, drop_inner_dst_not_local, drop_inner_src_not_peer.",
+       .shown = {"peer-check", [](const Options& o, unsigned) {
+                   return std::optional<std::string>(std::string(encap::peer_check_name(o.peer_check)));
+                 }}});
+  add({.group = G::kDataPlane,
        .name = "no-peer-check",
-       .value = switch_off(&Options::peer_check),
-       .help = "Accept datagrams from any source address, as stock flanneld does. By default a "
-               "datagram whose source is not a known peer's public IP is dropped and counted "
-               "(drop_unknown_peer).",
-       .shown = shown_on_off("peer-check", &Options::peer_check)});
+       .value = custom(true, kBoolAccepts,
+                       [](Options& o, const std::string& s, const std::string& v) {
+                         if (parse_flag_bool(s, v)) o.peer_check = encap::PeerCheck::kOff;
+                       },
+                       "false"),
+       .help = "The older spelling of --peer-check=off."});
 
   // Tuning.
   add({.group = G::kTuning,

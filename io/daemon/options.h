@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/ipv4_addr.h"
+#include "encap/udp_decap.h"
 
 namespace udpring::io {
 
@@ -53,7 +54,7 @@ struct Options {
   unsigned workers = 0;               // 0 = one per online CPU
   uint32_t tun_txqueuelen = 4000;
   bool multishot = true;
-  bool peer_check = true;
+  encap::PeerCheck peer_check = encap::PeerCheck::kStrict;
   bool trust_outer_checksum = true;
   bool gso = true;
   bool gro = true;

@@ -148,7 +148,7 @@ void UdpToTun::split_gro(uint8_t* payload, uint32_t len, uint32_t seg, bool oute
 void UdpToTun::flush() {
   if (in_.empty()) return;
   const core::RouteSnapshot* routes = ctx_.routes.current();
-  encap::decapsulate_batch(in_, *routes, ctx_.opts.peer_check, verdicts_);
+  encap::decapsulate_batch(in_, *routes, ctx_.opts.peer_policy, verdicts_);
   for (size_t i = 0; i < in_.size(); ++i) {
     const uint32_t bid = in_bids_[i];
     switch (verdicts_[i]) {
@@ -162,6 +162,12 @@ void UdpToTun::flush() {
         break;
       case encap::DecapVerdict::kDropUnknownPeer:
         stats().add(Counter::kDropUnknownPeer);
+        break;
+      case encap::DecapVerdict::kDropInnerDstNotLocal:
+        stats().add(Counter::kDropInnerDstNotLocal);
+        break;
+      case encap::DecapVerdict::kDropInnerSrcNotPeer:
+        stats().add(Counter::kDropInnerSrcNotPeer);
         break;
       case encap::DecapVerdict::kDropTtl:
         stats().add(Counter::kDropTtlExpired);

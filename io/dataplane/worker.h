@@ -12,6 +12,7 @@
 #include "core/route_table.h"
 #include "core/unique_fd.h"
 #include "core/worker_stats.h"
+#include "encap/udp_decap.h"
 
 namespace udpring::io {
 
@@ -24,7 +25,7 @@ struct WorkerOptions {
                                    // (64 KiB + 128 with GRO)
   uint32_t batch = 64;             // packets classified per encap/decap call
   bool multishot = true;           // use READ_MULTISHOT on the TUN if the kernel has it
-  bool peer_check = true;          // drop datagrams whose source is no peer
+  encap::DecapPolicy peer_policy;  // which datagrams reach the TUN (--peer-check)
   bool gso = true;                 // batch sends to one peer with UDP_SEGMENT
   bool gro = true;                 // receive coalesced datagrams with UDP_GRO
   bool tun_offload = false;        // the TUN was opened with IFF_VNET_HDR + offloads

@@ -28,7 +28,7 @@ TEST(Options, Defaults) {
   EXPECT_EQ(o.tun_name, "flannel0");
   EXPECT_EQ(o.workers, 0u);
   EXPECT_EQ(o.net_config_path, "/etc/kube-flannel/net-conf.json");
-  EXPECT_TRUE(o.peer_check);
+  EXPECT_EQ(o.peer_check, encap::PeerCheck::kStrict);
   EXPECT_TRUE(o.multishot);
 }
 
@@ -42,9 +42,16 @@ TEST(Options, GoFlagSyntax) {
   EXPECT_EQ(core::format_ipv4(o.static_peers[1].public_ip), "192.168.1.30");
   EXPECT_EQ(o.ifaces, (std::vector<std::string>{"eth0", "10.0.0.1"}));
   EXPECT_EQ(o.workers, 2u);
-  EXPECT_FALSE(o.peer_check);
+  EXPECT_EQ(o.peer_check, encap::PeerCheck::kOff);  // --no-peer-check
   EXPECT_TRUE(o.multishot);
   EXPECT_EQ(o.verbosity, 1);
+}
+
+TEST(Options, PeerCheckModes) {
+  EXPECT_EQ(parse({"--peer-check=peer"}).peer_check, encap::PeerCheck::kPeer);
+  EXPECT_EQ(parse({"--peer-check", "off"}).peer_check, encap::PeerCheck::kOff);
+  EXPECT_EQ(parse({"--peer-check=strict"}).peer_check, encap::PeerCheck::kStrict);
+  EXPECT_EQ(parse({"--no-peer-check=false"}).peer_check, encap::PeerCheck::kStrict);
 }
 
 TEST(Options, ErrorsNameTheFlag) {
@@ -63,6 +70,7 @@ TEST(Options, ErrorsNameTheFlag) {
   expect_error({"--static-subnet=10.5.1.0"}, "--static-subnet \"10.5.1.0\"");
   expect_error({"--tun-name"}, "needs a value");
   expect_error({"--no-peer-check=maybe"}, "expected true or false");
+  expect_error({"--peer-check=loose"}, "expected strict, peer or off");
   expect_error({"--subnet-mgr=consul"}, "expected etcd, file, static or kube");
   expect_error({"--etcd-endpoints=127.0.0.1:2379"}, "\"127.0.0.1:2379\" is not an http");
   expect_error({"--etcd-prefix=coreos"}, "must start with /");
@@ -248,7 +256,7 @@ TEST(Options, HelpMentionsEveryFlag) {
   const std::string help = io::usage_text();
   for (const char* flag : {"--subnet-mgr", "--net-config-path", "--static-subnet", "--static-peer",
                            "--iface", "--tun-name", "--workers", "--tun-txqueuelen",
-                           "--no-multishot", "--no-peer-check", "--subnet-file", "--healthz-ip", "--healthz-port", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "--no-uso", "--no-source-port-spread", "--no-port-steering", "--no-tun-steering",
+                           "--no-multishot", "--peer-check", "--no-peer-check", "--subnet-file", "--healthz-ip", "--healthz-port", "--no-gso", "--no-gro", "--no-tun-offload", "--no-coalesce", "--no-uso", "--no-source-port-spread", "--no-port-steering", "--no-tun-steering",
                            "--send-zc", "--no-send-zc", "--cpu-affinity", "--ring-entries", "--batch",
                            "--buffers", "--buffer-size", "--socket-rcvbuf", "--socket-sndbuf",
                            "--busy-poll", "--sqpoll", "--print-config", "-v", "--help", "--version"}) {

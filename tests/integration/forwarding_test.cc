@@ -105,6 +105,8 @@ INSTANTIATE_TEST_SUITE_P(
                     FlagSet{"no_port_steering", {"--workers=2", "--no-port-steering"}},
                     FlagSet{"no_tun_steering", {"--workers=2", "--no-tun-steering"}},
                     FlagSet{"no_source_port_spread", {"--workers=2", "--no-source-port-spread"}},
+                    FlagSet{"peer_check_peer", {"--workers=1", "--peer-check=peer"}},
+                    FlagSet{"peer_check_off", {"--workers=1", "--peer-check=off"}},
                     FlagSet{"no_peer_check", {"--workers=1", "--no-peer-check"}},
                     FlagSet{"no_trust_outer_checksum", {"--workers=1", "--no-trust-outer-checksum"}},
                     FlagSet{"all_off", {"--workers=2", "--no-tun-offload", "--no-gso", "--no-gro",
@@ -295,7 +297,9 @@ INSTANTIATE_TEST_SUITE_P(Flags, ForwardingDetail,
 
 // udpringd on node 1, the test's own implementation of the original protocol
 // on node 2 (one datagram per packet, from and to port 8285): traffic must
-// flow both ways, with every fast path on and with each switched off.
+// flow both ways, with every fast path on and with each switched off. All
+// run under the default --peer-check=strict: a stock flannel peer's traffic
+// (its pods' sources, our pods' destinations) must pass it.
 class Interop : public testing::TestWithParam<FlagSet> {};
 
 TEST_P(Interop, WithAnIndependentOriginalProtocolPeer) {

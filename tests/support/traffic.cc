@@ -164,6 +164,43 @@ std::optional<std::vector<uint8_t>> udp_exchange(const std::string& server_ns,
   return got;
 }
 
+std::optional<std::vector<uint8_t>> udp_receive_during(const std::string& ns, const std::string& ip,
+                                                       uint16_t port,
+                                                       const std::function<void()>& action,
+                                                       int timeout_ms) {
+  std::atomic<bool> bound{false};
+  std::atomic<bool> sent{false};
+  std::optional<std::vector<uint8_t>> got;
+  NsThread server(ns, [&] {
+    UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa = make_addr(ip, port);
+    const int ok = bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    const int err = errno;
+    bound = true;
+    if (ok != 0) throw std::runtime_error("bind " + ip + ":" + std::to_string(port) + ": " + std::strerror(err));
+    while (!sent) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    pollfd pfd{s.get(), POLLIN, 0};
+    if (poll(&pfd, 1, timeout_ms) != 1) return;
+    std::vector<uint8_t> buf(65536);
+    const ssize_t n = recv(s.get(), buf.data(), buf.size(), 0);
+    if (n >= 0) {
+      buf.resize(static_cast<size_t>(n));
+      got = std::move(buf);
+    }
+  });
+  while (!bound) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  try {
+    action();
+  } catch (...) {
+    sent = true;
+    server.join();
+    throw;
+  }
+  sent = true;
+  server.join();
+  return got;
+}
+
 size_t udp_burst(const std::string& server_ns, const std::string& server_ip, uint16_t port,
                  const std::string& client_ns, size_t count, size_t size, size_t gso_batch,
                  int timeout_ms) {

@@ -36,6 +36,14 @@ std::optional<std::vector<uint8_t>> udp_exchange(const std::string& server_ns,
                                                  const UdpSendOptions& opts = {},
                                                  int timeout_ms = 2000);
 
+/// Binds a UDP socket to ip:port inside `ns`, runs `action` (which sends
+/// something that may or may not arrive) and returns the first datagram
+/// that arrives within `timeout_ms` after it returns, if any.
+std::optional<std::vector<uint8_t>> udp_receive_during(const std::string& ns, const std::string& ip,
+                                                       uint16_t port,
+                                                       const std::function<void()>& action,
+                                                       int timeout_ms = 1000);
+
 /// Sends `count` datagrams of `size` bytes (datagram i filled with
 /// pattern_byte(i * size + j)) from `client_ns` to server_ip:port, as UDP GSO
 /// sends of `gso_batch` datagrams each when gso_batch > 1. Returns how many

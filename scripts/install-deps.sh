@@ -18,7 +18,7 @@ PACKAGES=(
   # libraries
   liburing-dev libnl-3-dev libnl-route-3-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libcurl4-openssl-dev libyaml-dev
+  libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev
   # deploy/kube-udpring.yml's test (host only: no arm64 build of it can be
   # installed beside the amd64 one)
   libyaml-cpp-dev
@@ -49,7 +49,7 @@ ARM64_PACKAGES=(
   binfmt-support arch-test
   liburing-dev:arm64 libnl-3-dev:arm64 libnl-route-3-dev:arm64 libspdlog-dev:arm64
   libfmt-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libcurl4-openssl-dev:arm64
-  libyaml-dev:arm64 libbpf-dev:arm64
+  libyaml-dev:arm64 libbpf-dev:arm64 libmicrohttpd-dev:arm64
 )
 
 check_only=0

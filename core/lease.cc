@@ -127,6 +127,11 @@ AcquirePlan plan_acquisition(const NetConfig& cfg, Be32 public_ip,
   return plan;
 }
 
+std::string lease_id(const Lease& l) {
+  if (!l.key.empty()) return l.key;
+  return format_ipv4(l.subnet.network) + "-" + std::to_string(l.subnet.length);
+}
+
 uint64_t lease_map_key(const Ipv4Prefix& p) {
   return (uint64_t{p.network.host()} << 8) | p.length;
 }
@@ -134,7 +139,7 @@ uint64_t lease_map_key(const Ipv4Prefix& p) {
 std::vector<LeaseEvent> diff_leases(LeaseMap& known, std::span<const Lease> current) {
   std::vector<LeaseEvent> events;
   LeaseMap next;
-  for (const Lease& l : current) next[lease_map_key(l.subnet)] = l;
+  for (const Lease& l : current) next[lease_id(l)] = l;
   for (const auto& [key, lease] : known) {
     if (!next.contains(key)) events.push_back({LeaseEvent::Kind::kRemoved, lease});
   }
@@ -150,9 +155,9 @@ std::vector<LeaseEvent> diff_leases(LeaseMap& known, std::span<const Lease> curr
 
 void apply_event(LeaseMap& known, const LeaseEvent& ev) {
   if (ev.kind == LeaseEvent::Kind::kAdded) {
-    known[lease_map_key(ev.lease.subnet)] = ev.lease;
+    known[lease_id(ev.lease)] = ev.lease;
   } else {
-    known.erase(lease_map_key(ev.lease.subnet));
+    known.erase(lease_id(ev.lease));
   }
 }
 

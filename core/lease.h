@@ -37,6 +37,17 @@ struct Lease {
   int64_t store_lease = 0;   // etcd lease ID (file store: 0); 0 = a reservation (etcd)
   int64_t expiry_unix = 0;   // seconds since the epoch; 0 = never expires
   bool reservation = false;  // a key with no TTL: never renewed, converted or deleted
+  // The store's name for the lease, unique in it: the etcd key, the lease
+  // file's name, the Node's name, the flag. Two leases may claim one subnet
+  // (etcd "a.b.c.d-len" and "a.b.c.d-len&ipv6-len" keys, two Nodes with
+  // one podCIDR), so the subnet cannot be the identity. "" = known by its
+  // subnet (lease_id).
+  std::string key;
+  // Where the lease stands in its store's creation order, for "the earlier
+  // lease wins an overlap" (core/lease_policy.h): the etcd create_revision,
+  // the lease file's birth time (ns), the Node's creationTimestamp (s), the
+  // flag's position. Only compared within one store; ties go by key.
+  int64_t created = 0;
 
   friend bool operator==(const Lease&, const Lease&) = default;
 };
@@ -93,12 +104,16 @@ struct LeaseEvent {
   Lease lease;
 };
 
-/// Leases by subnet: the set a watcher knows.
-using LeaseMap = std::map<uint64_t, Lease>;
+/// A lease's identity in its store: its key, or "a.b.c.d-len" without one.
+std::string lease_id(const Lease& l);
+
+/// Leases by lease_id: the set a watcher knows.
+using LeaseMap = std::map<std::string, Lease>;
+/// A prefix as one ordered number (address, then length).
 uint64_t lease_map_key(const Ipv4Prefix& p);
 
 /// The events that turn `known` into `current` (after a re-list): Removed
-/// for vanished subnets, Added for new or changed ones. Updates `known`.
+/// for vanished leases, Added for new or changed ones. Updates `known`.
 std::vector<LeaseEvent> diff_leases(LeaseMap& known, std::span<const Lease> current);
 
 /// Applies one event to `known`.

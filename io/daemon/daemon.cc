@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/lease.h"
+#include "core/lease_policy.h"
 #include "core/net_config.h"
 #include "core/peer_routes.h"
 #include "core/qsbr.h"
@@ -95,23 +96,32 @@ std::optional<core::Ipv4Prefix> previous_subnet(const std::string& subnet_file) 
   return core::parse_subnet_env(text.str()).subnet;
 }
 
-std::vector<core::Route> static_routes(const Options& opts, const core::NetConfig& net,
-                                       const core::Ipv4Prefix& own) {
-  std::vector<core::Route> routes;
+// The static leases as a store would list them: ours first, then each
+// --static-peer in command-line order (which is their creation order: of
+// two that overlap, the first given wins).
+std::vector<core::Lease> static_leases(const Options& opts, const core::Ipv4Prefix& own,
+                                       core::Be32 own_ip) {
+  std::vector<core::Lease> leases;
+  core::Lease mine;
+  mine.subnet = own;
+  mine.public_ip = own_ip;
+  mine.key = "--static-subnet";
+  leases.push_back(mine);
   for (const StaticPeer& p : opts.static_peers) {
     const std::string name = core::format_prefix(p.subnet);
-    if (!net.network.contains(p.subnet)) {
-      throw std::runtime_error("--static-peer " + name + " is outside Network " +
-                               core::format_prefix(net.network));
-    }
     if (p.subnet == own) {
       spdlog::warn("--static-peer {} is this node's own lease; ignored (flannel skips its own lease)",
                    name);
       continue;
     }
-    routes.push_back({p.subnet, {p.public_ip, htons(net.port)}});
+    core::Lease l;
+    l.subnet = p.subnet;
+    l.public_ip = p.public_ip;
+    l.key = "--static-peer " + name + "=" + core::format_ipv4(p.public_ip);
+    l.created = static_cast<int64_t>(leases.size());
+    leases.push_back(l);
   }
-  return routes;
+  return leases;
 }
 
 // The daemon from flags to forwarding. run() is the setup steps in order,
@@ -236,6 +246,12 @@ class Daemon {
         throw std::runtime_error("--static-subnet " + core::format_prefix(own_) +
                                  " is outside Network " + core::format_prefix(net_.network));
       }
+      if (own_.length != net_.subnet_len) {
+        throw std::runtime_error("--static-subnet " + core::format_prefix(own_) + " is not a /" +
+                                 std::to_string(net_.subnet_len) +
+                                 " (the network's SubnetLen, which every lease must have): fix "
+                                 "the flag or set SubnetLen in " + opts_.net_config_path);
+      }
       return true;
     }
     const auto previous = previous_subnet(opts_.subnet_file);
@@ -264,15 +280,22 @@ class Daemon {
   bool route_peers() {
     qsbr_ = std::make_unique<core::Qsbr>(n_workers_);
     table_ = std::make_unique<core::RouteTable>(*qsbr_);
-    peer_routes_ = std::make_unique<core::PeerRoutes>(*table_, own_, own_ip_, net_.port);
+    peer_routes_ = std::make_unique<core::PeerRoutes>(*table_, lease_policy(), own_, own_ip_,
+                                                      net_.port);
     core::LeaseUpdate update;
     if (static_mode()) {
       update.reset = true;
-      for (const core::Route& r : static_routes(opts_, net_, own_)) {
-        update.leases.push_back({r.prefix, r.hop.addr, "", 0, 0, false});
-      }
-      update.leases.push_back({own_, ext_.public_ip, "", 0, 0, false});
+      update.leases = static_leases(opts_, own_, own_ip_);
       peer_routes_->apply(update);
+      // Flags cannot change while we run: a refused one is a mistake to
+      // fix now, not a lease to wait for.
+      if (!peer_routes_->refused().empty()) {
+        const auto& [key, refusal] = *peer_routes_->refused().begin();
+        throw std::runtime_error(key + " is refused: " +
+                                 core::refusal_text(refusal.reason, peer_routes_->policy()) +
+                                 (refusal.winner.empty() ? "" : " (" + refusal.winner + ")") +
+                                 "; fix or remove the flag");
+      }
       return true;
     }
     if (!retry_every_second<StoreUnavailable>(sigs_, "listing leases", [&] {
@@ -283,6 +306,24 @@ class Daemon {
     const core::PeerRoutes::Result r = peer_routes_->apply(update);
     if (!r.own_lost.empty()) throw std::runtime_error(r.own_lost + " right after acquiring it");
     return true;
+  }
+
+  // What a peer's lease must satisfy to be routed (core/lease_policy.h).
+  core::LeasePolicy lease_policy() const {
+    core::LeasePolicy p;
+    p.network = net_.network;
+    // flanneld in kube mode ignores SubnetLen (the controller-manager's
+    // --node-cidr-mask-size decides, one size for every node): our own
+    // podCIDR is the length every peer's has.
+    p.subnet_len = opts_.subnet_mgr == "kube" ? own_.length : net_.subnet_len;
+    p.own_addresses = {ext_.addr, ext_.public_ip, own_ip_};
+    try {
+      for (const core::Be32 a : local_ipv4_addresses()) p.own_addresses.push_back(a);
+    } catch (const std::exception& e) {
+      spdlog::warn("{}; a lease naming one of this node's other addresses is not recognised as "
+                   "ours", e.what());
+    }
+    return p;
   }
 
   void test_udp_gso() {

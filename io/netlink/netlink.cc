@@ -351,6 +351,13 @@ ExternalInterface find_external_interface(const std::vector<std::string>& ifaces
   return find_external_interface(IfaceSelection{ifaces, {}, {}, {}});
 }
 
+std::vector<core::Be32> local_ipv4_addresses() {
+  SockPtr sock = connect_route();
+  std::vector<core::Be32> out;
+  for (const AddrEntry& e : ipv4_addresses(sock.get())) out.push_back(e.addr);
+  return out;
+}
+
 void configure_tun(const TunConfig& cfg) {
   SockPtr sock = connect_route();
   LinkPtr link = get_link(sock.get(), 0, cfg.name.c_str());

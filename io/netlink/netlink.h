@@ -52,6 +52,10 @@ ExternalInterface find_external_interface(const IfaceSelection& sel);
 /// The --iface values alone: find_external_interface({ifaces}).
 ExternalInterface find_external_interface(const std::vector<std::string>& ifaces);
 
+/// Every IPv4 address on this host's (namespace's) interfaces, in the
+/// kernel's order. Throws std::runtime_error when they cannot be listed.
+std::vector<core::Be32> local_ipv4_addresses();
+
 struct TunConfig {
   std::string name;          // e.g. flannel0 (must already exist)
   core::Be32 addr;           // lease base address, configured as /32

@@ -124,6 +124,23 @@ TEST(DaemonSetup, BadConfigFailsLoudAndCleanly) {
       {topo.net_conf, {"--iface=nosuchif0"}, "nosuchif0"},
       {topo.net_conf, {"--iface=u0", "--buffers=32768"}, "--buffers 32768 is too many"},
       {topo.net_conf, {"--iface=u0", "--buffer-size=2048"}, "--buffer-size 2048 is too small"},
+      // Static leases pass the checks every store's leases do
+      // (core/lease_policy.h); flags cannot change, so a refusal is fatal.
+      {topo.net_conf, {"--iface=u0", "--static-peer=10.50.2.7/32=192.168.77.2"},
+       "--static-peer 10.50.2.7/32=192.168.77.2 is refused: its prefix length is not the "
+       "network's SubnetLen 24"},
+      {topo.net_conf, {"--iface=u0", "--static-peer=10.51.2.0/24=192.168.77.2"},
+       "is refused: it is not inside Network 10.50.0.0/16"},
+      {topo.net_conf, {"--iface=u0", "--static-peer=10.50.2.0/24=127.0.0.1"},
+       "is refused: its PublicIP is not a unicast address"},
+      {topo.net_conf, {"--iface=u0", "--static-peer=10.50.2.0/24=192.168.77.1"},
+       "is refused: its PublicIP is this node's own address"},
+      {topo.net_conf,
+       {"--iface=u0", "--static-peer=10.50.2.0/24=192.168.77.2", "--static-peer=10.50.2.0/24=192.168.77.3"},
+       "--static-peer 10.50.2.0/24=192.168.77.3 is refused: it overlaps an earlier lease "
+       "(--static-peer 10.50.2.0/24=192.168.77.2)"},
+      {topo.net_conf, {"--iface=u0", "--static-subnet=10.50.1.0/25"},
+       "--static-subnet 10.50.1.0/25 is not a /24"},
   };
   int n = 0;
   for (const Refusal& r : refusals) {

@@ -88,11 +88,19 @@ TEST_F(FileLeases, TwoNodesAllocateDistinctSubnetsAndCarryTraffic) {
 TEST_F(FileLeases, RestartReusesTheLeaseOfItsPublicIp) {
   auto d0 = start(0);
   const std::string first = lease_of(0);
+  struct stat before{};
+  ASSERT_EQ(stat(lease_file(0).c_str(), &before), 0);
   EXPECT_EQ(d0->stop(), 0);
   std::filesystem::remove(env_path(0));  // not from subnet.env: from the store
   d0 = start(0);
   EXPECT_EQ(lease_of(0), first);
   EXPECT_NE(d0->log().find("existing lease of our public IP"), std::string::npos) << d0->log();
+  // Renewed in place, not replaced: the file keeps its birth time, which is
+  // its place in the creation order that decides overlaps.
+  struct stat after{};
+  ASSERT_EQ(stat(lease_file(0).c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  EXPECT_GE(after.st_mtime, before.st_mtime);
 }
 
 TEST_F(FileLeases, JoinIsRoutedAndDeletionUnroutedWithinTwoSeconds) {

@@ -49,6 +49,10 @@ std::optional<core::Lease> to_lease(const Json& kv) {
   l.backend_type = value->backend_type;
   l.store_lease = EtcdClient::int64(kv, "lease");
   l.reservation = l.store_lease == 0;
+  l.key = key;
+  // Kept across puts (renewals, reuse); a deleted and re-created key gets
+  // a new one. Keys created in one txn share it (then the key decides).
+  l.created = EtcdClient::int64(kv, "create_revision");
   return l;
 }
 
@@ -303,19 +307,18 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
         for (const Json& ev : r.value("events", Json::array())) {
           const Json& kv = ev.value("kv", Json::object());
           next_rev = std::max(next_rev, EtcdClient::int64(kv, "mod_revision") + 1);
-          if (ev.value("type", std::string("PUT")) == "DELETE") {
-            const std::string key = EtcdClient::unb64(kv.value("key", Json()));
-            const auto subnet = core::parse_lease_key(key);
-            if (!subnet) continue;
-            core::Lease l;
-            l.subnet = *subnet;
-            const auto it = known.find(core::lease_map_key(*subnet));
-            if (it != known.end()) l = it->second;
-            u.events.push_back({core::LeaseEvent::Kind::kRemoved, l});
-          } else if (auto l = to_lease(kv)) {
-            u.events.push_back({core::LeaseEvent::Kind::kAdded, *l});
+          const std::string key = EtcdClient::unb64(kv.value("key", Json()));
+          std::optional<core::Lease> put;
+          if (ev.value("type", std::string("PUT")) != "DELETE") put = to_lease(kv);
+          if (put) {
+            u.events.push_back({core::LeaseEvent::Kind::kAdded, *put});
+          } else if (const auto it = known.find(key); it != known.end()) {
+            // Deleted, or overwritten with something that is not a lease.
+            u.events.push_back({core::LeaseEvent::Kind::kRemoved, it->second});
+          } else {
+            continue;  // a key we never took for a lease: nothing to undo
           }
-          if (!u.events.empty()) core::apply_event(known, u.events.back());
+          core::apply_event(known, u.events.back());
         }
         if (!u.events.empty()) updates_.push(std::move(u));
         return !updates_.stopped();

@@ -109,11 +109,12 @@ std::vector<core::Lease> FileLeaseStore::scan(bool reap) {
     const std::string path = subnets_dir_ + "/" + name;
     const auto subnet = core::parse_lease_key(name);
     std::optional<core::LeaseValue> value;
-    struct stat st{};
+    struct statx st{};
     if (subnet) {
       if (auto text = read_text(path)) value = core::parse_lease_value(*text);
     }
-    if (!subnet || !value || stat(path.c_str(), &st) != 0) {
+    if (!subnet || !value ||
+        statx(AT_FDCWD, path.c_str(), AT_STATX_SYNC_AS_STAT, STATX_MTIME | STATX_BTIME, &st) != 0) {
       if (warned.insert(path).second) {
         spdlog::warn("skipping lease file {}: {}", path,
                      !subnet ? "name is not a.b.c.d-len" : "value is not a lease");
@@ -124,8 +125,16 @@ std::vector<core::Lease> FileLeaseStore::scan(bool reap) {
     l.subnet = *subnet;
     l.public_ip = value->public_ip;
     l.backend_type = value->backend_type;
-    l.reservation = st.st_mtime == 0;
-    l.expiry_unix = l.reservation ? 0 : st.st_mtime;
+    l.reservation = st.stx_mtime.tv_sec == 0;
+    l.expiry_unix = l.reservation ? 0 : st.stx_mtime.tv_sec;
+    l.key = name;
+    // Creation order is the file's birth time: renewals (utimensat) and
+    // our own reuse (touched in place) keep it, and creations are
+    // serialised by the allocation lock. Where the filesystem records no
+    // birth time, every file ties at 0 and the name decides.
+    if (st.stx_mask & STATX_BTIME) {
+      l.created = int64_t{st.stx_btime.tv_sec} * 1'000'000'000 + st.stx_btime.tv_nsec;
+    }
     if (!l.reservation && l.expiry_unix <= now) {
       if (reap && unlink(path.c_str()) == 0) {
         spdlog::info("deleted expired lease {} of {}", core::format_prefix(l.subnet),
@@ -168,6 +177,20 @@ void FileLeaseStore::write_lease(const core::Ipv4Prefix& subnet, core::Be32 publ
   if (err != 0) throw std::runtime_error("write lease " + final_path + ": " + std::strerror(err));
 }
 
+void FileLeaseStore::refresh_lease(const core::Ipv4Prefix& subnet, core::Be32 public_ip,
+                                   int64_t expiry) {
+  // Touched in place when it already holds our exact value, so that the
+  // file keeps its birth time (its place in the creation order); replaced
+  // otherwise.
+  const std::string path = path_of(subnet);
+  const timespec times[2] = {{expiry, 0}, {expiry, 0}};
+  if (read_text(path) == core::format_lease_value(public_ip) &&
+      utimensat(AT_FDCWD, path.c_str(), times, 0) == 0) {
+    return;
+  }
+  write_lease(subnet, public_ip, expiry, false);
+}
+
 core::Lease FileLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 public_ip,
                                     const std::optional<core::Ipv4Prefix>& previous) {
   DirLock lock(dir_ + "/.lock");
@@ -192,7 +215,7 @@ core::Lease FileLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 publi
         l = *plan.existing;
         if (!l.reservation) {
           l.expiry_unix = now_unix() + ttl_s_;
-          write_lease(l.subnet, public_ip, l.expiry_unix, false);
+          refresh_lease(l.subnet, public_ip, l.expiry_unix);
         }
         break;
       case core::AcquirePlan::Kind::kCreate:

@@ -7,7 +7,9 @@
 // A lease expires at its file's mtime, which the owner sets to now + TTL and
 // pushes forward on renewal; a file whose mtime is the epoch (touch -d @0)
 // never expires: a reservation. Allocation holds flock(DIR/.lock); watching
-// is inotify on DIR/subnets plus a once-a-second rescan for expiry.
+// is inotify on DIR/subnets plus a once-a-second rescan for expiry. A
+// lease's creation order (which of two overlapping leases wins) is its
+// file's birth time.
 
 #include <chrono>
 #include <string>
@@ -38,6 +40,8 @@ class FileLeaseStore : public LeaseStore {
   std::vector<core::Lease> scan(bool reap);
   void write_lease(const core::Ipv4Prefix& subnet, core::Be32 public_ip, int64_t expiry,
                    bool exclusive);
+  /// Our existing lease with a new expiry.
+  void refresh_lease(const core::Ipv4Prefix& subnet, core::Be32 public_ip, int64_t expiry);
 
   std::string dir_;
   std::string subnets_dir_;

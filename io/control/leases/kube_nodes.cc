@@ -1,5 +1,8 @@
 #include "io/control/leases/kube_nodes.h"
 
+#include <charconv>
+#include <chrono>
+
 namespace udpring::io {
 namespace {
 
@@ -24,7 +27,50 @@ std::string text(const Json& obj, const char* key) {
   return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+// `n` digits at text[pos], as a number; -1 if they are not digits.
+int digits(std::string_view text, size_t pos, size_t n) {
+  if (pos + n > text.size()) return -1;
+  int v = 0;
+  const auto [end, ec] = std::from_chars(text.data() + pos, text.data() + pos + n, v);
+  return ec == std::errc() && end == text.data() + pos + n ? v : -1;
+}
+
 }  // namespace
+
+std::optional<int64_t> parse_rfc3339(std::string_view t) {
+  // YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)
+  const int y = digits(t, 0, 4), mo = digits(t, 5, 2), d = digits(t, 8, 2);
+  const int h = digits(t, 11, 2), mi = digits(t, 14, 2), sec = digits(t, 17, 2);
+  if (t.size() < 20 || y < 0 || mo < 0 || d < 0 || h < 0 || mi < 0 || sec < 0 || t[4] != '-' ||
+      t[7] != '-' || (t[10] != 'T' && t[10] != 't') || t[13] != ':' || t[16] != ':' || h > 23 ||
+      mi > 59 || sec > 60) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year(y), std::chrono::month(mo),
+                                         std::chrono::day(d)};
+  if (!date.ok()) return std::nullopt;
+  size_t pos = 19;
+  if (t[pos] == '.') {
+    ++pos;
+    const size_t start = pos;
+    while (pos < t.size() && t[pos] >= '0' && t[pos] <= '9') ++pos;
+    if (pos == start) return std::nullopt;
+  }
+  int64_t offset_s = 0;
+  if (pos < t.size() && (t[pos] == 'Z' || t[pos] == 'z')) {
+    ++pos;
+  } else if (pos < t.size() && (t[pos] == '+' || t[pos] == '-')) {
+    const int oh = digits(t, pos + 1, 2), om = digits(t, pos + 4, 2);
+    if (oh < 0 || om < 0 || t[pos + 3] != ':' || oh > 23 || om > 59) return std::nullopt;
+    offset_s = (t[pos] == '+' ? 1 : -1) * (int64_t{oh} * 3600 + om * 60);
+    pos += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (pos != t.size()) return std::nullopt;
+  const int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
+  return days * 86400 + h * 3600 + mi * 60 + sec - offset_s;
+}
 
 NodeView view_node(const Json& node, std::string_view prefix) {
   NodeView v;
@@ -32,6 +78,7 @@ NodeView view_node(const Json& node, std::string_view prefix) {
   const Json& meta = node.value("metadata", Json::object());
   v.name = text(meta, "name");
   v.resource_version = text(meta, "resourceVersion");
+  v.created_unix = parse_rfc3339(text(meta, "creationTimestamp")).value_or(0);
   v.managed = annotation(node, prefix, "kube-subnet-manager") == "true";
   v.backend_type = annotation(node, prefix, "backend-type");
   const Json& spec = node.value("spec", Json::object());
@@ -67,6 +114,8 @@ std::optional<core::Lease> node_lease(NodeView& v, const core::Ipv4Prefix& netwo
   l.subnet = *v.pod_cidr;
   l.public_ip = *v.public_ip;
   l.backend_type = v.backend_type;
+  l.key = v.name;
+  l.created = v.created_unix;
   return l;
 }
 

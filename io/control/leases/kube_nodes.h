@@ -27,12 +27,19 @@ struct NodeView {
   std::optional<core::Be32> public_ip;       // <prefix>/public-ip
   std::string backend_type;                  // <prefix>/backend-type
   std::string problem;                       // why a managed node has no lease ("" = none)
+  int64_t created_unix = 0;                  // metadata.creationTimestamp (0 if absent or bad)
 };
 NodeView view_node(const nlohmann::json& node, std::string_view prefix);
 
+/// An RFC 3339 time ("2024-05-06T07:08:09Z", fractions and offsets
+/// allowed) in Unix seconds; nullopt if it is not one.
+std::optional<int64_t> parse_rfc3339(std::string_view text);
+
 /// The node's lease: managed, with an IPv4 podCIDR inside `network` and an
 /// IPv4 public-ip; nullopt otherwise (with `view.problem` saying why, for
-/// a managed node).
+/// a managed node). Its key is the node's name and its creation order the
+/// node's creationTimestamp, so of two nodes with one podCIDR the older
+/// one is routed.
 std::optional<core::Lease> node_lease(NodeView& view, const core::Ipv4Prefix& network);
 
 /// The address this node advertises: `<prefix>/public-ip-overwrite` if set

@@ -13,7 +13,8 @@ using K = core::LeaseEvent::Kind;
 const core::Ipv4Prefix kNet = *core::parse_prefix("10.244.0.0/16");
 
 Json stock_node(const std::string& cidr, const std::string& ip) {
-  return Json::parse(R"({"metadata":{"name":"n1","resourceVersion":"42","annotations":{
+  return Json::parse(R"({"metadata":{"name":"n1","resourceVersion":"42",
+      "creationTimestamp":"2024-05-06T07:08:09Z","annotations":{
       "flannel.alpha.coreos.com/kube-subnet-manager":"true",
       "flannel.alpha.coreos.com/backend-type":"",
       "flannel.alpha.coreos.com/backend-data":"null",
@@ -31,6 +32,30 @@ TEST(KubeNodes, StockUdpNodeIsALease) {
   EXPECT_EQ(core::format_prefix(l->subnet), "10.244.3.0/24");
   EXPECT_EQ(core::format_ipv4(l->public_ip), "192.168.1.3");
   EXPECT_EQ(l->backend_type, "");
+  // Known by name, ordered by creation: of two nodes with one podCIDR the
+  // older one is routed (core/lease_policy.h).
+  EXPECT_EQ(l->key, "n1");
+  EXPECT_EQ(l->created, 1714979289);
+}
+
+TEST(KubeNodes, CreationTimestampsAreRfc3339) {
+  EXPECT_EQ(parse_rfc3339("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(parse_rfc3339("2024-05-06T07:08:09Z"), 1714979289);
+  EXPECT_EQ(parse_rfc3339("2024-02-29T23:59:59Z"), 1709251199);  // a leap day
+  EXPECT_EQ(parse_rfc3339("2024-05-06T07:08:09.123456Z"), 1714979289);
+  EXPECT_EQ(parse_rfc3339("2024-05-06T09:08:09+02:00"), 1714979289);
+  EXPECT_EQ(parse_rfc3339("2024-05-06T02:08:09-05:00"), 1714979289);
+  for (const char* bad : {"", "2024-05-06", "2024-05-06T07:08:09", "2024-02-30T00:00:00Z",
+                          "2024-13-01T00:00:00Z", "2024-05-06T24:00:00Z", "2024-05-06 07:08:09Z",
+                          "2024-05-06T07:08:09.Z", "2024-05-06T07:08:09Zjunk", "x024-05-06T07:08:09Z",
+                          "2024-05-06T07:08:09+0200"}) {
+    EXPECT_FALSE(parse_rfc3339(bad)) << bad;
+  }
+  // A node without one (or with junk) ties at 0; the name decides.
+  Json n = stock_node("10.244.3.0/24", "192.168.1.3");
+  n["metadata"]["creationTimestamp"] = "yesterday";
+  NodeView v = view_node(n, kDefaultAnnotationPrefix);
+  EXPECT_EQ(v.created_unix, 0);
 }
 
 TEST(KubeNodes, NodesWithoutALeaseSayWhy) {
@@ -125,7 +150,9 @@ TEST(KubeNodes, NetworkAvailablePatchOnlyWhenNeeded) {
 }
 
 TEST(KubeNodes, NodeChangeEvents) {
-  core::Lease a{*core::parse_prefix("10.244.3.0/24"), *core::parse_ipv4("192.168.1.3"), "", 0, 0, false};
+  core::Lease a;
+  a.subnet = *core::parse_prefix("10.244.3.0/24");
+  a.public_ip = *core::parse_ipv4("192.168.1.3");
   core::Lease same = a;
   core::Lease new_ip = a;
   new_ip.public_ip = *core::parse_ipv4("192.168.1.4");

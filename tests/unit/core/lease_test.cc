@@ -166,6 +166,29 @@ TEST(LeaseDiff, RelistYieldsAddsRemovesAndChanges) {
   EXPECT_EQ(known.size(), 1u);
 }
 
+// Leases are known by key: two keys of one subnet are two leases, and a
+// lease without a key is known by its subnet.
+TEST(LeaseDiff, LeasesAreKnownByKey) {
+  Lease plain = lease("10.5.1.0/24", "192.168.1.1");
+  plain.key = "/p/subnets/10.5.1.0-24";
+  Lease dual = lease("10.5.1.0/24", "192.168.1.2");
+  dual.key = "/p/subnets/10.5.1.0-24&fc00::-64";
+  core::LeaseMap known;
+  EXPECT_EQ(core::diff_leases(known, std::vector<Lease>{plain, dual}).size(), 2u);
+  EXPECT_EQ(known.size(), 2u);
+  auto ev = core::diff_leases(known, std::vector<Lease>{dual});
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, LeaseEvent::Kind::kRemoved);
+  EXPECT_EQ(ev[0].lease.key, plain.key);
+  // A new creation order is a change (the key was deleted and re-created).
+  dual.created = 99;
+  ev = core::diff_leases(known, std::vector<Lease>{dual});
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, LeaseEvent::Kind::kAdded);
+  EXPECT_EQ(core::lease_id(lease("10.5.3.0/24", "192.168.1.3")), "10.5.3.0-24");
+  EXPECT_EQ(core::lease_id(dual), dual.key);
+}
+
 TEST(Base64, RoundTripsAndRejectsJunk) {
   for (std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar"}) {
     EXPECT_EQ(core::base64_decode(core::base64_encode(s)), s);

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/json_fields.h"
+#include "core/lease_policy.h"
 
 namespace udpring::core {
 namespace {
@@ -81,26 +83,40 @@ AcquirePlan plan_acquisition(const NetConfig& cfg, Be32 public_ip,
                              const std::optional<Ipv4Prefix>& previous,
                              std::span<const Lease> leases, uint64_t random) {
   AcquirePlan plan;
-  std::vector<const Lease*> held;  // what allocation must avoid
-  for (const Lease& l : leases) {
-    if (l.public_ip == public_ip) {
-      if (subnet_compatible(cfg, l.subnet)) {
-        plan.kind = AcquirePlan::Kind::kReuse;
-        plan.subnet = l.subnet;
-        plan.existing = l;
-        plan.reason = l.reservation ? "reservation for our public IP" : "existing lease of our public IP";
-        return plan;
-      }
-      if (!l.reservation) {
-        // flannel deletes it too; the subnet becomes free for allocation.
-        plan.remove.push_back(l.subnet);
-        continue;
-      }
+  // No own addresses: a lease naming our public IP is the one to reuse
+  // here, not a loop, and one naming another address of ours still holds
+  // its key.
+  const LeaseVerdicts verdicts = judge_leases({cfg.network, cfg.subnet_len, {}}, leases);
+  std::vector<bool> accepted(leases.size(), false);
+  for (const size_t i : verdicts.accepted) accepted[i] = true;
+  std::vector<bool> removed(leases.size(), false);
+  for (size_t i = 0; i < leases.size(); ++i) {
+    const Lease& l = leases[i];
+    if (l.public_ip != public_ip) continue;
+    if (subnet_compatible(cfg, l.subnet)) {
+      if (!accepted[i]) continue;  // an earlier lease holds its subnet: never ours
+      plan.kind = AcquirePlan::Kind::kReuse;
+      plan.subnet = l.subnet;
+      plan.existing = l;
+      plan.reason = l.reservation ? "reservation for our public IP" : "existing lease of our public IP";
+      return plan;
     }
-    held.push_back(&l);
+    if (!l.reservation) {
+      // flannel deletes it too; the subnet becomes free for allocation.
+      plan.remove.push_back(l.subnet);
+      removed[i] = true;
+    }
+  }
+  std::set<uint64_t> keys;         // subnets whose key exists
+  std::vector<const Lease*> held;  // accepted leases: their space is taken
+  for (size_t i = 0; i < leases.size(); ++i) {
+    if (removed[i]) continue;
+    keys.insert(lease_map_key(leases[i].subnet));
+    if (accepted[i]) held.push_back(&leases[i]);
   }
   auto is_free = [&](const Ipv4Prefix& s) {
-    return std::none_of(held.begin(), held.end(),
+    return !keys.contains(lease_map_key(s)) &&
+           std::none_of(held.begin(), held.end(),
                         [&](const Lease* l) { return overlaps(l->subnet, s); });
   };
   if (previous && subnet_compatible(cfg, *previous) && is_free(*previous)) {

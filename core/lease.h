@@ -80,11 +80,18 @@ bool subnet_compatible(const NetConfig& cfg, const Ipv4Prefix& subnet);
 /// What acquire should do, decided from the current lease list (flannel's
 /// order, with its bugs fixed):
 ///  1. a lease whose PublicIP is ours: reuse it if compatible (a
-///     reservation as it is, never converted), else delete it (never a
-///     reservation) and go on;
-///  2. the subnet from the previous subnet.env if nobody holds it and it is
-///     compatible;
+///     reservation as it is, never converted) and routable by
+///     core::judge_leases (one that loses an overlap is never ours: every
+///     node routes its subnet to the earlier lease), else delete it if it
+///     is incompatible (never a reservation) and go on;
+///  2. the subnet from the previous subnet.env if it is free and compatible;
 ///  3. a random pick among the first <= 100 free compatible subnets.
+/// "Free": no lease in the list has exactly that subnet (its key exists,
+/// and flannel checks exactly that), and no lease that judge_leases
+/// accepts overlaps it. A refused lease holds nothing but its own key: it
+/// is never routed by us, so a 0.0.0.0/0 or whole-Network lease does not
+/// block allocation. (A stock flanneld node, which checks exact keys only,
+/// agrees: it never sees such a lease as a conflict either.)
 struct AcquirePlan {
   enum class Kind { kReuse, kCreate, kExhausted };
   Kind kind = Kind::kExhausted;

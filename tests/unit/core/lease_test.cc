@@ -100,9 +100,18 @@ TEST(Acquire, IncompatibleOwnLeaseIsDeletedButNeverAReservation) {
   EXPECT_EQ(plan.kind, AcquirePlan::Kind::kCreate);
   ASSERT_EQ(plan.remove.size(), 1u);
   EXPECT_EQ(plan.remove[0], P("10.5.7.0/24"));
-  // The deleted lease's space is free again; the reservation's is not.
   EXPECT_EQ(plan.subnet.length, 25);
-  EXPECT_FALSE(P("10.5.9.0/24").contains(plan.subnet));
+  // Both /24s are refused as routes now (wrong length), so their space is
+  // free; only exact keys are held, and neither is a /25.
+  for (uint64_t r = 0; r < 400; ++r) {
+    const AcquirePlan p = core::plan_acquisition(cfg, A("192.168.1.10"), {}, all, r);
+    ASSERT_EQ(p.kind, AcquirePlan::Kind::kCreate);
+    ASSERT_EQ(p.remove.size(), 1u);
+    EXPECT_EQ(p.subnet.length, 25);
+  }
+  const AcquirePlan inside =
+      core::plan_acquisition(cfg, A("192.168.1.10"), P("10.5.9.0/25"), all, 0);
+  EXPECT_EQ(inside.subnet, P("10.5.9.0/25"));
 }
 
 TEST(Acquire, PreviousSubnetEnvWhenUnheldAndCompatible) {
@@ -140,10 +149,64 @@ TEST(Acquire, ExhaustedWhenEverySubnetIsHeld) {
                                lease("10.5.3.0/24", "192.168.1.13")};
   EXPECT_EQ(core::plan_acquisition(cfg, A("192.168.1.10"), {}, all, 0).kind,
             AcquirePlan::Kind::kExhausted);
-  // An overlapping bigger lease holds every subnet inside it.
-  const std::vector<Lease> wide{lease("10.5.0.0/22", "192.168.1.11")};
-  EXPECT_EQ(core::plan_acquisition(cfg, A("192.168.1.10"), {}, wide, 0).kind,
+}
+
+// A lease that is never routed (core::judge_leases refuses it) holds only
+// its own key: a 0.0.0.0/0 or whole-Network lease blocks nobody's
+// allocation, and a /32 inside a subnet does not take that subnet.
+TEST(Acquire, RefusedLeasesDoNotBlockAllocation) {
+  const auto cfg = config(R"({"Network":"10.5.0.0/22","SubnetLen":24})");  // .1 .2 .3 allocatable
+  for (const char* wide : {"0.0.0.0/0", "10.5.0.0/22", "10.5.0.0/16", "10.5.0.0/23"}) {
+    const std::vector<Lease> all{lease(wide, "192.168.1.11"), lease("10.5.1.0/24", "192.168.1.12")};
+    std::set<std::string> picked;
+    for (uint64_t r = 0; r < 50; ++r) {
+      const AcquirePlan plan = core::plan_acquisition(cfg, A("192.168.1.10"), {}, all, r);
+      ASSERT_EQ(plan.kind, AcquirePlan::Kind::kCreate) << wide;
+      picked.insert(core::format_prefix(plan.subnet));
+    }
+    EXPECT_EQ(picked, (std::set<std::string>{"10.5.2.0/24", "10.5.3.0/24"})) << wide;
+  }
+  const std::vector<Lease> host{lease("10.5.2.7/32", "192.168.1.11"),
+                                lease("10.5.1.0/24", "192.168.1.12"),
+                                lease("10.5.3.0/24", "192.168.1.13")};
+  EXPECT_EQ(core::plan_acquisition(cfg, A("192.168.1.10"), {}, host, 0).subnet, P("10.5.2.0/24"));
+  EXPECT_EQ(core::plan_acquisition(cfg, A("192.168.1.10"), P("10.5.2.0/24"), host, 0).reason,
+            "subnet of the previous subnet.env");
+}
+
+// A refused lease of exactly a candidate subnet still holds it: its key
+// exists (creating it again would fail), and a stock flanneld, which checks
+// exact keys, sees it as taken too.
+TEST(Acquire, ARefusedLeaseStillHoldsItsOwnKey) {
+  const auto cfg = config(R"({"Network":"10.5.0.0/22","SubnetLen":24})");
+  const std::vector<Lease> all{lease("10.5.1.0/24", "127.0.0.1"), lease("10.5.2.0/24", "224.0.0.1"),
+                               lease("10.5.3.0/24", "10.5.0.9")};
+  EXPECT_EQ(core::plan_acquisition(cfg, A("192.168.1.10"), {}, all, 0).kind,
             AcquirePlan::Kind::kExhausted);
+  EXPECT_NE(core::plan_acquisition(cfg, A("192.168.1.10"), P("10.5.2.0/24"), all, 0).subnet,
+            P("10.5.2.0/24"));
+}
+
+// A lease with our PublicIP that loses an overlap (an earlier key of the
+// same subnet names another node) is not ours to reuse: every node routes
+// that subnet to the earlier lease.
+TEST(Acquire, NeverReusesALeaseThatLosesAnOverlap) {
+  Lease earlier = lease("10.5.7.0/24", "192.168.1.11");
+  earlier.key = "/p/subnets/10.5.7.0-24";
+  earlier.created = 10;
+  Lease mine = lease("10.5.7.0/24", "192.168.1.10");
+  mine.key = "/p/subnets/10.5.7.0-24&fc00::-64";
+  mine.created = 20;
+  const std::vector<Lease> all{mine, earlier};
+  const AcquirePlan plan = core::plan_acquisition(config(), A("192.168.1.10"), P("10.5.7.0/24"), all, 0);
+  EXPECT_EQ(plan.kind, AcquirePlan::Kind::kCreate);
+  EXPECT_NE(plan.subnet, P("10.5.7.0/24"));
+  EXPECT_TRUE(plan.remove.empty());  // compatible: left alone, as someone's data
+  // Were ours the earlier one, it would be reused.
+  mine.created = 5;
+  const std::vector<Lease> first{mine, earlier};
+  EXPECT_EQ(core::plan_acquisition(config(), A("192.168.1.10"), {}, first, 0).kind,
+            AcquirePlan::Kind::kReuse);
 }
 
 TEST(LeaseDiff, RelistYieldsAddsRemovesAndChanges) {

@@ -44,6 +44,22 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
     family("udpring_lease_watch_connected", "gauge", "1 while the lease watch is connected.",
            lease->watch_connected ? 1 : 0);
   }
+  // Every reason is listed, also at 0, so an alert can rate() each one.
+  auto by_refusal = [&out](const char* name, const char* type, const char* help,
+                           const LeaseRefusalCounts& n) {
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+    for (size_t i = 0; i < n.size(); ++i) {
+      out.append(name).append("{reason=\"");
+      out.append(core::refusal_name(static_cast<core::LeaseRefusal>(i)));
+      out.append("\"} ").append(std::to_string(n[i])).append("\n");
+    }
+  };
+  by_refusal("udpring_leases_refused_total", "counter",
+             "Leases refused as routes (each lease once per distinct refusal), by reason.",
+             in.leases_refused_total);
+  by_refusal("udpring_leases_refused_current", "gauge", "Leases refused as routes now, by reason.",
+             in.leases_refused_now);
   out += "# HELP udpring_drops_total Packets dropped, by reason.\n# TYPE udpring_drops_total counter\n";
   for (size_t i = 0; i < core::kCounterCount; ++i) {
     const std::string_view name = core::kCounterNames[i];

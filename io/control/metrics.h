@@ -3,6 +3,7 @@
 // one family labelled by reason), the daemon's gauges, the fast paths and
 // the lease store's health. Rendered on the HTTP server's thread.
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -10,10 +11,14 @@
 #include <vector>
 
 #include "core/lease.h"
+#include "core/lease_policy.h"
 #include "core/worker_stats.h"
 #include "io/control/fast_paths.h"
 
 namespace udpring::io {
+
+/// Per core::LeaseRefusal.
+using LeaseRefusalCounts = std::array<uint64_t, core::kLeaseRefusalCount>;
 
 /// What one scrape shows besides the counters; the caller reads it from
 /// wherever it lives (atomics, the store's last status) just before.
@@ -22,6 +27,8 @@ struct MetricsInput {
   uint64_t iptables_rebuilds = 0;
   std::optional<core::LeaseStoreStatus> lease;  // none in static mode
   std::optional<uint64_t> tun_flows_placed;     // none without TUN steering
+  LeaseRefusalCounts leases_refused_total{};    // refusals so far (core::PeerRoutes)
+  LeaseRefusalCounts leases_refused_now{};      // leases refused at the moment
 };
 
 /// `version` is udpring_build_info's label.

@@ -34,6 +34,7 @@ bool apply_lease_events(const ControlPlane& cp) {
     lost = cp.peer_routes.apply(batch).own_lost;
   }
   cp.status.set_routes(cp.peer_routes.route_count());
+  cp.status.set_lease_refusals(cp.peer_routes.refused_total(), cp.peer_routes.refused_now());
   if (!lost.empty()) {
     spdlog::critical("{}: lease has been revoked, shutting down (as flanneld)", lost);
     return false;

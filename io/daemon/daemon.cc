@@ -296,6 +296,7 @@ class Daemon {
                                  (refusal.winner.empty() ? "" : " (" + refusal.winner + ")") +
                                  "; fix or remove the flag");
       }
+      status_.set_lease_refusals(peer_routes_->refused_total(), peer_routes_->refused_now());
       return true;
     }
     if (!retry_every_second<StoreUnavailable>(sigs_, "listing leases", [&] {
@@ -305,6 +306,7 @@ class Daemon {
     }
     const core::PeerRoutes::Result r = peer_routes_->apply(update);
     if (!r.own_lost.empty()) throw std::runtime_error(r.own_lost + " right after acquiring it");
+    status_.set_lease_refusals(peer_routes_->refused_total(), peer_routes_->refused_now());
     return true;
   }
 

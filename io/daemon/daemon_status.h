@@ -17,6 +17,11 @@ class DaemonStatus {
   // Relaxed: each is a value of its own; nothing else is published by them.
   void set_routes(size_t n) noexcept { routes_.store(n, std::memory_order_relaxed); }
   void set_iptables_rebuilds(uint64_t n) noexcept { rebuilds_.store(n, std::memory_order_relaxed); }
+  void set_lease_refusals(const LeaseRefusalCounts& total, const LeaseRefusalCounts& now) {
+    std::lock_guard lock(mu_);
+    refused_total_ = total;
+    refused_now_ = now;
+  }
   void set_lease(const core::LeaseStoreStatus& s) {
     std::lock_guard lock(mu_);
     lease_ = s;
@@ -29,14 +34,18 @@ class DaemonStatus {
     in.iptables_rebuilds = rebuilds_.load(std::memory_order_relaxed);
     std::lock_guard lock(mu_);
     in.lease = lease_;
+    in.leases_refused_total = refused_total_;
+    in.leases_refused_now = refused_now_;
     return in;
   }
 
  private:
   std::atomic<size_t> routes_{0};
   std::atomic<uint64_t> rebuilds_{0};
-  mutable std::mutex mu_;  // guards lease_: a struct, copied whole
+  mutable std::mutex mu_;  // guards lease_ and the refusal counts: structs, copied whole
   std::optional<core::LeaseStoreStatus> lease_;
+  LeaseRefusalCounts refused_total_{};
+  LeaseRefusalCounts refused_now_{};
 };
 
 }  // namespace udpring::io

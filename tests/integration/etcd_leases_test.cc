@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/base64.h"
+#include "tests/support/bad_leases.h"
 #include "tests/support/cluster.h"
 #include "tests/support/metrics.h"
 #include "tests/support/netns.h"
@@ -372,6 +373,63 @@ TEST_F(EtcdLeases, TlsClientCertificates) {
   // Without a client certificate etcd refuses us, and we say where.
   auto plain = launch(0, {"--etcd-cafile=" + pki + "/ca.crt", "--subnet-file="});
   EXPECT_TRUE(plain->wait_for_log("https://192.168.78.1:2379", 5000)) << plain->log();
+}
+
+// Leases that would steal, black-hole or loop traffic (core/lease_policy.h)
+// are never routed: each is counted under its reason, the good peer stays
+// routed and reachable (also the pod a /32 aimed at), and a node still
+// allocates while 0.0.0.0-0 and the whole Network are leased. Once the
+// earlier of two keys of one subnet goes, the later one is routed.
+TEST_F(EtcdLeases, BadLeasesAreRefusedAndTheGoodPeerKeepsItsTraffic) {
+  make_cluster(2);
+  const std::string subnets = std::string(kPrefix) + "/subnets/";
+  const std::string thief = R"({"PublicIP":"192.168.78.66","PublicIPv6":null})";
+  put(subnets + "0.0.0.0-0", thief);  // reservations: no TTL
+  put(subnets + "10.60.0.0-16", thief, grant(86400));
+  auto d0 = start(0, {"--healthz-port=9099"});
+  auto d1 = start(1);
+  ASSERT_FALSE(HasFailure());
+  const std::string s1 = lease_of(1);
+  const std::string pod0 = cluster_->add_pod(0, env_path(0));
+  const std::string pod1 = cluster_->add_pod(1, env_path(1));
+  const std::vector<BadLease> bad = bad_leases(
+      s1, pod1, Cluster::node_ip(0), "192.168.78.66",
+      [&, third = 100](int) mutable {
+        const std::string s = unused_subnet(third, 2);  // "10.60.X.0/24"
+        third = std::stoi(s.substr(6)) + 1;
+        return s;
+      });
+  const std::string lease = grant(86400);
+  for (const BadLease& l : bad) {
+    if (l.name == "0.0.0.0-0" || l.name == "10.60.0.0-16") continue;
+    // Quoted: a dual-stack key has a '&'.
+    put("'" + subnets + l.name + "'",
+        R"({"PublicIP":")" + l.public_ip + R"(","PublicIPv6":null})", lease);
+  }
+  const std::string ns0 = cluster_->node(0).name();
+  EXPECT_EQ(await_refusals(ns0, 9099, refusals_by_reason(bad), 1, 4000), "") << d0->log();
+  for (const BadLease& l : bad) {
+    EXPECT_NE(d0->log().find("not routing lease " + subnets + l.name + " "), std::string::npos)
+        << l.name;
+  }
+  EXPECT_EQ(d0->log().find(" -> 192.168.78.66:8285"), std::string::npos) << d0->log();
+  EXPECT_TRUE(ping(cluster_->pod(0), pod1));
+  EXPECT_TRUE(ping(cluster_->pod(1), pod0));
+  EXPECT_TRUE(d0->running() && d1->running());
+
+  // Node 1's key goes: the later key of its subnet takes its place.
+  etcd_->ctl("del " + key_of(s1));
+  EXPECT_TRUE(d0->wait_for_log("route " + s1 + " -> 192.168.78.66:8285", 3000)) << d0->log();
+  EXPECT_EQ(d1->wait_exit(3000), 1);
+  const std::string overlap = "udpring_leases_refused_current{reason=\"overlap\"}";
+  std::string m;
+  for (int i = 0; i < 30; ++i) {
+    m = http_get(ns0, 9099, "/metrics");
+    if (metric(m, overlap) == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(metric(m, overlap), 0) << m;
+  EXPECT_EQ(metric(m, "udpring_leases_refused_total{reason=\"overlap\"}"), 1) << m;
 }
 
 }  // namespace

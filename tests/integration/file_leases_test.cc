@@ -2,6 +2,7 @@
 // namespaces share a lease directory, allocate distinct subnets, route to
 // each other with no static peers, notice joins, deletions and expiry.
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <gtest/gtest.h>
 
@@ -10,7 +11,9 @@
 #include <fstream>
 #include <thread>
 
+#include "tests/support/bad_leases.h"
 #include "tests/support/cluster.h"
+#include "tests/support/metrics.h"
 #include "tests/support/netns.h"
 #include "tests/support/traffic.h"
 
@@ -55,9 +58,21 @@ class FileLeases : public ::testing::Test {
 
   static bool ping(const Netns& from, const std::string& ip) { return Cluster::ping(from, ip); }
 
+  // A lease file as a node would write it: `name` in subnets/, naming
+  // `ip`, expiring in an hour; renamed into place, so no scan sees it half
+  // written.
+  void write_lease(const std::string& name, const std::string& ip) {
+    const std::string tmp = lease_dir_ + "/subnets/.test-" + std::to_string(writes_++);
+    std::ofstream(tmp) << R"({"PublicIP":")" + ip + R"(","PublicIPv6":null})";
+    const timespec t[2] = {{std::time(nullptr) + 3600, 0}, {std::time(nullptr) + 3600, 0}};
+    ASSERT_EQ(utimensat(AT_FDCWD, tmp.c_str(), t, 0), 0);
+    std::filesystem::rename(tmp, lease_dir_ + "/subnets/" + name);
+  }
+
   std::unique_ptr<Cluster> cluster_;
   std::string lease_dir_;
   int starts_ = 0;
+  int writes_ = 0;
 };
 
 TEST_F(FileLeases, TwoNodesAllocateDistinctSubnetsAndCarryTraffic) {
@@ -225,6 +240,60 @@ TEST_F(FileLeases, IpMasqRulesInOrderAndRestored) {
   }
   EXPECT_TRUE(restored) << sh_out(save) << d0->log();
   EXPECT_TRUE(d0->running());
+}
+
+// Leases that would steal, black-hole or loop traffic (core/lease_policy.h)
+// are never routed: each is counted under its reason, the good peer stays
+// routed and reachable (also the pod a /32 aimed at), and a node still
+// allocates while 0.0.0.0-0 and the whole Network are "leased". Once the
+// earlier of two leases of one subnet goes, the later one is routed.
+TEST_F(FileLeases, BadLeasesAreRefusedAndTheGoodPeerKeepsItsTraffic) {
+  std::filesystem::create_directories(lease_dir_ + "/subnets");
+  write_lease("0.0.0.0-0", "192.168.78.66");
+  write_lease("10.60.0.0-16", "192.168.78.66");
+  auto d0 = start(0, {"--healthz-port=9099"});
+  auto d1 = start(1);
+  ASSERT_FALSE(HasFailure());
+  const std::string s1 = lease_of(1);
+  const std::string pod0 = cluster_->add_pod(0, env_path(0));
+  const std::string pod1 = cluster_->add_pod(1, env_path(1));
+  const std::string s0 = lease_of(0);
+  auto free_subnet = [&, third = 100](int) mutable {
+    std::string s;
+    do {
+      s = "10.60." + std::to_string(third++) + ".0/24";
+    } while (s == s0 || s == s1);
+    return s;
+  };
+  const std::vector<BadLease> bad =
+      bad_leases(s1, pod1, Cluster::node_ip(0), "192.168.78.66", free_subnet);
+  for (const BadLease& l : bad) {
+    if (l.name != "0.0.0.0-0" && l.name != "10.60.0.0-16") write_lease(l.name, l.public_ip);
+  }
+  const std::string ns0 = cluster_->node(0).name();
+  const std::string diff = await_refusals(ns0, 9099, refusals_by_reason(bad), 1, 4000);
+  EXPECT_EQ(diff, "") << d0->log();
+  for (const BadLease& l : bad) {
+    EXPECT_NE(d0->log().find("not routing lease " + l.name + " "), std::string::npos) << l.name;
+  }
+  EXPECT_EQ(d0->log().find(" -> 192.168.78.66:8285"), std::string::npos) << d0->log();
+  EXPECT_TRUE(ping(cluster_->pod(0), pod1));
+  EXPECT_TRUE(ping(cluster_->pod(1), pod0));
+  EXPECT_TRUE(d0->running() && d1->running());
+
+  // Node 1's lease goes: the later lease of its subnet takes its place.
+  std::filesystem::remove(lease_file(1));
+  EXPECT_TRUE(d0->wait_for_log("route " + s1 + " -> 192.168.78.66:8285", 3000)) << d0->log();
+  EXPECT_EQ(d1->wait_exit(3000), 1);
+  const std::string overlap = "udpring_leases_refused_current{reason=\"overlap\"}";
+  std::string m;
+  for (int i = 0; i < 30; ++i) {
+    m = http_get(ns0, 9099, "/metrics");
+    if (metric(m, overlap) == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(metric(m, overlap), 0) << m;
+  EXPECT_EQ(metric(m, "udpring_leases_refused_total{reason=\"overlap\"}"), 1) << m;
 }
 
 }  // namespace

@@ -243,6 +243,41 @@ TEST_F(KubeLeases, JoinsDeletesAndAMovedPodCidrFollowTheApi) {
   EXPECT_EQ(d0->stop(), 0);
 }
 
+// Of two Nodes with one podCIDR the older one is routed, whatever their
+// names, and the newer one once the older is gone. A Node whose podCIDR is
+// not as long as ours (one mask size for every node), or whose public-ip is
+// loopback, is never routed.
+TEST_F(KubeLeases, TheOlderOfTwoNodesWithOnePodCidrWinsAndBadNodesAreRefused) {
+  make(1);
+  api_->add_node(name(0), cidr(0));
+  api_->add_node("zz-older", "10.60.70.0/24", KubeApi::flannel_annotations("192.168.78.70"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // creationTimestamp is in seconds
+  api_->add_node("aa-newer", "10.60.70.0/24", KubeApi::flannel_annotations("192.168.78.71"));
+  api_->add_node("narrow", "10.60.71.0/26", KubeApi::flannel_annotations("192.168.78.72"));
+  api_->add_node("loopback", "10.60.72.0/24", KubeApi::flannel_annotations("127.0.0.1"));
+  auto d0 = start(0, {"--healthz-port=9101"});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(d0->wait_for_log("route 10.60.70.0/24 -> 192.168.78.70:8285", 2000)) << d0->log();
+  for (const auto& [reason, n] : {std::pair{"overlap", 1}, {"wrong_length", 1},
+                                  {"public_ip_not_unicast", 1}, {"outside_network", 0}}) {
+    const std::string sample = std::string("udpring_leases_refused_total{reason=\"") + reason + "\"}";
+    EXPECT_TRUE(wait_metric(0, 9101, sample, n, 2000)) << sample;
+  }
+  EXPECT_TRUE(wait_metric(0, 9101, "udpring_routes", 1, 2000));
+  const std::string log = d0->log();
+  EXPECT_NE(log.find("not routing lease aa-newer (10.60.70.0/24 -> 192.168.78.71)"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("lease zz-older (10.60.70.0/24 -> 192.168.78.70) holds that space"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("not routing lease narrow"), std::string::npos) << log;
+  EXPECT_NE(log.find("not routing lease loopback"), std::string::npos) << log;
+  api_->must("DELETE", "/api/v1/nodes/zz-older");
+  EXPECT_TRUE(d0->wait_for_log("route 10.60.70.0/24 -> 192.168.78.71:8285", 2000)) << d0->log();
+  EXPECT_TRUE(wait_metric(0, 9101, "udpring_leases_refused_current{reason=\"overlap\"}", 0, 2000));
+  EXPECT_TRUE(d0->running());
+}
+
 // Events missed while disconnected, then compacted away: the watch's
 // resourceVersion is too old (ERROR 410 Expired), so the store re-lists
 // and the routes match the API again.

@@ -8,6 +8,7 @@
 
 #include "core/json_fields.h"
 #include "core/lease_policy.h"
+#include "core/json_limits.h"
 
 namespace udpring::core {
 namespace {
@@ -61,6 +62,7 @@ std::string format_lease_value(Be32 public_ip) {
 }
 
 std::optional<LeaseValue> parse_lease_value(std::string_view json) {
+  if (json_limits_exceeded(json, kLeaseValueLimits)) return std::nullopt;
   const Json doc = Json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object()) return std::nullopt;
   const Json* ip = find_ci(doc, "PublicIP");

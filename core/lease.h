@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/ipv4_addr.h"
+#include "core/json_limits.h"
 #include "core/net_config.h"
 
 namespace udpring::core {
@@ -65,8 +66,10 @@ std::optional<Ipv4Prefix> parse_lease_key(std::string_view key);
 std::string format_lease_value(Be32 public_ip);
 
 /// PublicIP and BackendType of a lease value (keys case-insensitive, nulls
-/// and unknown fields tolerated). nullopt if it is not JSON or has no
-/// IPv4 PublicIP.
+/// and unknown fields tolerated). nullopt if it is not JSON, has no IPv4
+/// PublicIP or is beyond kLeaseValueLimits (a vxlan node's value, the
+/// largest flannel writes, is about 150 bytes and two levels deep).
+inline constexpr JsonLimits kLeaseValueLimits{4096, 8};
 struct LeaseValue {
   Be32 public_ip;
   std::string backend_type;

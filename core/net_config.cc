@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_fields.h"
+#include "core/json_limits.h"
 
 namespace udpring::core {
 namespace {
@@ -62,6 +63,10 @@ Be32 parse_subnet_bound(const Json& obj, std::string_view key, const NetConfig& 
 }  // namespace
 
 NetConfig parse_net_config(std::string_view json_text) {
+  // flannel's net-conf is a few hundred bytes, two levels deep.
+  if (const auto why = json_limits_exceeded(json_text, kNetConfigLimits)) {
+    throw ConfigError("net-conf " + *why + ": not a network config");
+  }
   Json root;
   try {
     root = Json::parse(json_text);

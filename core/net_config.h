@@ -8,10 +8,13 @@
 #include <string_view>
 
 #include "core/ipv4_addr.h"
+#include "core/json_limits.h"
 
 namespace udpring::core {
 
 inline constexpr uint16_t kDefaultUdpPort = 8285;
+/// What parse_net_config accepts at most; readers of net-conf files read no more.
+inline constexpr JsonLimits kNetConfigLimits{64 * 1024, 32};
 
 /// A configuration error; what() names the field and the offending value.
 class ConfigError : public std::runtime_error {
@@ -30,7 +33,8 @@ struct NetConfig {
 
 /// Parses and validates net-conf JSON exactly as flannel does: keys match
 /// case-insensitively, unknown keys are ignored, an absent Backend means udp,
-/// SubnetLen/SubnetMin/SubnetMax get flannel's defaults. Throws ConfigError.
+/// SubnetLen/SubnetMin/SubnetMax get flannel's defaults. Throws ConfigError,
+/// also for text beyond kNetConfigLimits (checked before it is parsed).
 NetConfig parse_net_config(std::string_view json_text);
 
 }  // namespace udpring::core

@@ -72,6 +72,13 @@ TEST(LeaseValue, ReadsEveryFlannelShape) {
   }
 }
 
+TEST(LeaseValue, DeepOrHugeValuesAreNotLeases) {
+  const std::string ok = R"({"PublicIP":"192.168.1.10","x":)";
+  EXPECT_TRUE(core::parse_lease_value(ok + "[[[[1]]]]}"));
+  EXPECT_FALSE(core::parse_lease_value(ok + std::string(50000, '[') + std::string(50000, ']') + "}"));
+  EXPECT_FALSE(core::parse_lease_value(ok + "\"" + std::string(5000, 'a') + "\"}"));
+}
+
 TEST(Acquire, ReusesTheLeaseOfOurPublicIp) {
   const Lease mine = lease("10.5.7.0/24", "192.168.1.10");
   const std::vector<Lease> all{lease("10.5.3.0/24", "192.168.1.11"), mine};

@@ -34,6 +34,28 @@ TEST(NetConfig, SmallNetworkSubnetLen) {
   EXPECT_EQ(parse_net_config(R"({"Network":"10.5.0.0/28"})").subnet_len, 30);
 }
 
+// Checked before parsing: nlohmann's dump() (which error messages use)
+// recurses once per level.
+TEST(NetConfig, DeepOrHugeTextIsAConfigErrorNotACrash) {
+  const std::string deep = R"({"Network":"10.5.0.0/16","x":)" + std::string(20000, '[') +
+                           std::string(20000, ']') + "}";
+  try {
+    parse_net_config(deep);
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 32 deep"), std::string::npos) << e.what();
+  }
+  const std::string huge = R"({"Network":"10.5.0.0/16","x":")" + std::string(70000, 'a') + "\"}";
+  try {
+    parse_net_config(huge);
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 65536"), std::string::npos) << e.what();
+  }
+  // Deep inside an ignored key, but within the limit: accepted.
+  EXPECT_EQ(parse_net_config(R"({"Network":"10.5.0.0/16","x":[[[[1]]]]})").subnet_len, 24);
+}
+
 TEST(NetConfig, PortZeroMeansDefault) {
   EXPECT_EQ(parse_net_config(R"({"Network":"10.5.0.0/16","Backend":{"Type":"udp","Port":0}})").port,
             8285);

@@ -16,15 +16,28 @@ void global_init() {
 
 struct Transfer {
   const HttpRequest* req;
+  CURL* handle;
   std::string body;
+  int to_sink = -1;  // the status is 2xx (1) or not (0); -1 until the first byte
   bool sink_done = false;
+  bool too_large = false;
   std::exception_ptr error;  // thrown by the sink; rethrown after curl returns
 };
 
 size_t on_data(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t bytes = size * n;
-  if (!t->req->sink) {
+  if (t->req->sink && t->to_sink < 0) {
+    long status = 0;
+    curl_easy_getinfo(t->handle, CURLINFO_RESPONSE_CODE, &status);
+    t->to_sink = status >= 200 && status < 300;
+  }
+  // An error answer goes to the body, not the sink: it is not the stream.
+  if (!t->req->sink || t->to_sink == 0) {
+    if (t->body.size() + bytes > t->req->max_body_bytes) {
+      t->too_large = true;
+      return 0;
+    }
     t->body.append(data, bytes);
     return bytes;
   }
@@ -39,9 +52,19 @@ size_t on_data(char* data, size_t size, size_t n, void* user) {
   return 0;  // aborts the transfer: the consumer has what it wanted
 }
 
+bool signal_pending(const sigset_t& which) {
+  sigset_t pending;
+  if (sigpending(&pending) != 0) return false;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sigismember(&which, sig) == 1 && sigismember(&pending, sig) == 1) return true;
+  }
+  return false;
+}
+
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   const auto* t = static_cast<Transfer*>(user);
-  return t->req->stop->load(std::memory_order_relaxed) ? 1 : 0;
+  if (t->req->stop && t->req->stop->load(std::memory_order_relaxed)) return 1;
+  return t->req->stop_signals && signal_pending(*t->req->stop_signals) ? 1 : 0;
 }
 
 // PEM text handed to libcurl without a file; it copies the bytes.
@@ -84,7 +107,7 @@ HttpTransfer::~HttpTransfer() = default;
 HttpResult HttpTransfer::perform(const HttpRequest& req) {
   CURL* h = h_->h;
   curl_easy_reset(h);  // keeps the connection cache
-  Transfer t{&req, {}, false, nullptr};
+  Transfer t{&req, h, {}, -1, false, false, nullptr};
   curl_slist* headers = nullptr;
   for (const std::string& hdr : req.headers) headers = curl_slist_append(headers, hdr.c_str());
   curl_easy_setopt(h, CURLOPT_URL, req.url.c_str());
@@ -106,7 +129,7 @@ HttpResult HttpTransfer::perform(const HttpRequest& req) {
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 10L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 5L);
-  if (req.stop) {
+  if (req.stop || req.stop_signals) {
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
@@ -121,7 +144,13 @@ HttpResult HttpTransfer::perform(const HttpRequest& req) {
   r.ended_by_us = (rc == CURLE_WRITE_ERROR && t.sink_done) || rc == CURLE_ABORTED_BY_CALLBACK;
   r.transferred = rc == CURLE_OK || r.ended_by_us;
   r.tls_verify_failed = rc == CURLE_PEER_FAILED_VERIFICATION;
-  if (!r.transferred) r.error = curl_easy_strerror(rc);
+  r.too_large = t.too_large;
+  if (r.too_large) {
+    r.body.clear();
+    r.error = "the answer is more than " + std::to_string(req.max_body_bytes) + " bytes";
+  } else if (!r.transferred) {
+    r.error = curl_easy_strerror(rc);
+  }
   return r;
 }
 

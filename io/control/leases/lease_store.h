@@ -3,12 +3,15 @@
 // from. One implementation per --subnet-mgr (etcd, file); the
 // static mode needs none. Control thread only.
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "core/input_errors.h"
 #include "core/lease.h"
 #include "core/net_config.h"
 
@@ -20,6 +23,23 @@ namespace udpring::io {
 class StoreUnavailable : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+/// What the store answered (or a file of it holds) is not what its protocol
+/// says: a field of the wrong JSON type, too big, nested too deep, not a
+/// regular file. Counted in udpring_control_input_errors_total and retried
+/// like an outage: a broken or hostile store never stops the daemon.
+class StoreInputError : public StoreUnavailable {
+ public:
+  using StoreUnavailable::StoreUnavailable;
+};
+
+/// What the daemon hands every store; both may be null (tests).
+struct StoreContext {
+  core::InputErrors* input_errors = nullptr;  // what the store rejects is counted here
+  /// Requests the store makes on the caller's thread (the control thread)
+  /// end within a second of one of these signals (SIGINT, SIGTERM) pending.
+  const sigset_t* stop_signals = nullptr;
 };
 
 class LeaseStore {

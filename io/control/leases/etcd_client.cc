@@ -2,13 +2,27 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "core/base64.h"
+#include "io/control/leases/checked_json.h"
 
 namespace udpring::io {
 
 using Json = nlohmann::json;
 
-EtcdClient::EtcdClient(EtcdConfig cfg) : cfg_(std::move(cfg)) {
+namespace {
+
+// A token goes into a header line: printable ASCII only, or a hostile
+// answer could add headers of its own.
+bool header_safe(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+}  // namespace
+
+EtcdClient::EtcdClient(EtcdConfig cfg, const std::atomic<bool>* stop, const sigset_t* stop_signals)
+    : cfg_(std::move(cfg)), stop_(stop), stop_signals_(stop_signals) {
   if (cfg_.endpoints.empty()) throw std::invalid_argument("no etcd endpoints");
   // flanneld's rule: a client certificate only with both a key and a
   // certificate; the CA alone still verifies an https endpoint.
@@ -23,25 +37,6 @@ EtcdClient::~EtcdClient() = default;
 
 std::string EtcdClient::b64(const std::string& s) { return core::base64_encode(s); }
 
-std::string EtcdClient::unb64(const Json& v) {
-  if (!v.is_string()) return {};
-  return core::base64_decode(v.get<std::string>()).value_or(std::string());
-}
-
-int64_t EtcdClient::int64(const Json& obj, const char* field) {
-  if (!obj.is_object()) return 0;
-  const auto it = obj.find(field);
-  if (it == obj.end()) return 0;
-  if (it->is_string()) {
-    try {
-      return std::stoll(it->get<std::string>());
-    } catch (const std::exception&) {
-      return 0;
-    }
-  }
-  return it->is_number() ? it->get<int64_t>() : 0;
-}
-
 std::string EtcdClient::perform(const std::string& url, const std::string& body, long timeout_ms,
                                 long& status, const std::function<bool(const char*, size_t)>* sink,
                                 const std::atomic<bool>* stop) {
@@ -55,10 +50,16 @@ std::string EtcdClient::perform(const std::string& url, const std::string& body,
   if (extra_headers_) req.headers.insert(req.headers.end(), extra_headers_->begin(), extra_headers_->end());
   req.tls = &tls_;
   req.sink = sink;
-  req.stop = stop;
+  req.stop = stop ? stop : stop_;
+  req.stop_signals = stop_signals_;
+  req.max_body_bytes = kEtcdAnswerLimits.max_bytes;
   HttpResult r = http_.perform(req);
   status = r.status;
-  if (r.ended_by_us) return {};
+  if (r.too_large) throw StoreInputError("etcd " + url + ": " + r.error);
+  if (r.ended_by_us) {
+    if (sink) return {};
+    throw EtcdUnavailable(url + ": interrupted: the daemon is stopping");
+  }
   if (!r.transferred) throw EtcdUnavailable(url + ": " + r.error);
   return std::move(r.body);
 }
@@ -69,11 +70,16 @@ void EtcdClient::authenticate() {
   long status = 0;
   const std::string url = endpoint() + "/v3/auth/authenticate";
   const std::string answer = perform(url, req.dump(), 5000, status, nullptr, nullptr);
-  const Json doc = Json::parse(answer, nullptr, false);
-  if (status != 200 || !doc.is_object() || !doc.contains("token")) {
-    throw EtcdError("etcd authentication as " + cfg_.username + " failed: " + answer);
+  if (status != 200) {
+    throw EtcdError("etcd authentication as " + cfg_.username + " failed: HTTP " +
+                    std::to_string(status) + ": " + core::printable(answer, 300));
   }
-  token_ = doc["token"].get<std::string>();
+  const std::string where = "etcd " + url;
+  const std::string token = string_member(parse_answer(answer, kEtcdAnswerLimits, where), "token", where);
+  if (token.empty() || !header_safe(token)) {
+    throw StoreInputError(where + ": the answer has no token usable in a header");
+  }
+  token_ = token;
 }
 
 Json EtcdClient::call(const std::string& path, const Json& body, long timeout_ms) {
@@ -85,11 +91,18 @@ Json EtcdClient::call(const std::string& path, const Json& body, long timeout_ms
         long status = 0;
         const std::string answer =
             perform(endpoint() + path, body.dump(), timeout_ms, status, nullptr, nullptr);
-        Json doc = Json::parse(answer, nullptr, false);
-        if (status == 200 && doc.is_object()) return doc;
-        std::string message = doc.is_object() && doc.contains("error") && doc["error"].is_string()
-                                  ? doc["error"].get<std::string>()
-                                  : answer;
+        const std::string where = "etcd " + endpoint() + path;
+        if (status == 200) {
+          Json doc = parse_answer(answer, kEtcdAnswerLimits, where);
+          if (!doc.is_object()) throw StoreInputError(where + ": the answer is not a JSON object");
+          return doc;
+        }
+        const Json doc = core::json_limits_exceeded(answer, kEtcdAnswerLimits)
+                             ? Json()
+                             : Json::parse(answer, nullptr, false);
+        const auto error = doc.is_object() ? doc.find("error") : doc.end();
+        const std::string message = core::printable(
+            error != doc.end() && error->is_string() ? error->get<std::string>() : answer, 300);
         // Tokens expire (etcd's simple tokens after 5 min idle): log in again once.
         if (!cfg_.username.empty() && attempt == 0 &&
             (status == 401 || message.find("token") != std::string::npos)) {
@@ -102,6 +115,11 @@ Json EtcdClient::call(const std::string& path, const Json& body, long timeout_ms
       last_error = e.what();
       current_ = (current_ + 1) % cfg_.endpoints.size();
       token_.clear();
+    } catch (const StoreInputError&) {
+      // Thrown on (counted and retried); the next call asks another member.
+      current_ = (current_ + 1) % cfg_.endpoints.size();
+      token_.clear();
+      throw;
     }
   }
   throw EtcdUnavailable("etcd unreachable (" + last_error + ")");
@@ -112,19 +130,24 @@ void EtcdClient::stream(const std::string& path, const Json& body,
                         const std::atomic<bool>& stop) {
   std::string pending;
   bool consumer_done = false;
+  const std::string where = "etcd " + endpoint() + path;
   const std::function<bool(const char*, size_t)> sink = [&](const char* data, size_t n) {
     pending.append(data, n);
-    // The gateway sends one JSON document per line.
+    // The gateway sends one JSON document per line. One that cannot be
+    // read ends the stream (the watch resumes from its last revision, so
+    // no event is skipped); so does a line that never ends.
     for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
       const std::string line = pending.substr(0, nl);
       pending.erase(0, nl + 1);
       if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
-      const Json doc = Json::parse(line, nullptr, false);
-      if (doc.is_discarded()) continue;
-      if (!on_message(doc)) {
+      if (!on_message(parse_answer(line, kEtcdAnswerLimits, where))) {
         consumer_done = true;
         return false;
       }
+    }
+    if (pending.size() > kEtcdAnswerLimits.max_bytes) {
+      throw StoreInputError(where + ": a message of more than " +
+                            std::to_string(kEtcdAnswerLimits.max_bytes) + " bytes");
     }
     return true;
   };
@@ -133,9 +156,10 @@ void EtcdClient::stream(const std::string& path, const Json& body,
   // ends the stream instead of going silent (gRPC metadata via the gateway).
   static const std::vector<std::string> kRequireLeader = {"Grpc-Metadata-hasleader: true"};
   extra_headers_ = &kRequireLeader;
+  std::string error_body;
   try {
     if (!cfg_.username.empty() && token_.empty()) authenticate();
-    perform(endpoint() + path, body.dump(), 0, status, &sink, &stop);
+    error_body = perform(endpoint() + path, body.dump(), 0, status, &sink, &stop);
     extra_headers_ = nullptr;
   } catch (const EtcdUnavailable&) {
     extra_headers_ = nullptr;
@@ -149,7 +173,8 @@ void EtcdClient::stream(const std::string& path, const Json& body,
   if (consumer_done || stop.load()) return;
   if (status != 200) {
     token_.clear();  // a rejected token is the usual cause
-    throw EtcdError(endpoint() + path + ": HTTP " + std::to_string(status) + ": " + pending);
+    throw EtcdError(endpoint() + path + ": HTTP " + std::to_string(status) + ": " +
+                    core::printable(error_body, 300));
   }
   throw EtcdUnavailable(endpoint() + path + ": stream ended");
 }

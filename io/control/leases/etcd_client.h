@@ -14,10 +14,15 @@
 #include <string>
 #include <vector>
 
+#include "core/json_limits.h"
 #include "io/control/leases/http_transfer.h"
 #include "io/control/leases/lease_store.h"
 
 namespace udpring::io {
+
+/// Every answer and watch message: 32 MiB is twenty times the lease list of
+/// a 5,000-node cluster; a watch message is 5 levels deep.
+inline constexpr core::JsonLimits kEtcdAnswerLimits{size_t{32} << 20, 64};
 
 struct EtcdConfig {
   std::vector<std::string> endpoints;  // http(s)://host:port, tried in order
@@ -40,18 +45,23 @@ class EtcdUnavailable : public EtcdError {
 
 class EtcdClient {
  public:
-  explicit EtcdClient(EtcdConfig cfg);
+  /// Requests end early when `stop` is set or one of `stop_signals` is
+  /// pending (both optional; streams take their own `stop`).
+  explicit EtcdClient(EtcdConfig cfg, const std::atomic<bool>* stop = nullptr,
+                      const sigset_t* stop_signals = nullptr);
   ~EtcdClient();
   EtcdClient(const EtcdClient&) = delete;
   EtcdClient& operator=(const EtcdClient&) = delete;
 
   /// POSTs `body` to `path` (e.g. "/v3/kv/range") and returns the JSON
-  /// answer. Throws EtcdUnavailable or EtcdError.
+  /// answer, an object. Throws EtcdUnavailable or EtcdError, or
+  /// StoreInputError for an answer beyond kEtcdAnswerLimits or not an object.
   nlohmann::json call(const std::string& path, const nlohmann::json& body, long timeout_ms = 5000);
 
   /// POSTs `body` to a streaming `path` (/v3/watch) and calls `on_message`
   /// for each JSON message until it returns false or `stop` becomes true
-  /// (both return normally). Throws when the stream cannot be opened or breaks.
+  /// (both return normally). Throws when the stream cannot be opened or breaks,
+  /// and StoreInputError for a message beyond kEtcdAnswerLimits or not JSON.
   void stream(const std::string& path, const nlohmann::json& body,
               const std::function<bool(const nlohmann::json&)>& on_message,
               const std::atomic<bool>& stop);
@@ -63,10 +73,8 @@ class EtcdClient {
   /// The endpoint that answered last, for logs.
   const std::string& endpoint() const { return cfg_.endpoints[current_]; }
 
-  // Helpers for the gateway's encodings.
+  /// Keys and values go base64 on the wire.
   static std::string b64(const std::string& s);
-  static std::string unb64(const nlohmann::json& v);  // "" for a missing field
-  static int64_t int64(const nlohmann::json& obj, const char* field);  // 0 if absent
 
  private:
   void authenticate();
@@ -75,6 +83,8 @@ class EtcdClient {
                       const std::atomic<bool>* stop);
 
   EtcdConfig cfg_;
+  const std::atomic<bool>* stop_;
+  const sigset_t* stop_signals_;
   TlsOptions tls_;
   size_t current_ = 0;
   std::string token_;

@@ -5,6 +5,9 @@
 #include <random>
 #include <set>
 
+#include "core/base64.h"
+#include "io/control/leases/checked_json.h"
+
 namespace udpring::io {
 namespace {
 
@@ -22,49 +25,39 @@ std::string range_end(std::string prefix) {
   return prefix;
 }
 
-// Each bad key is reported once, however often it is listed or watched.
-void warn_bad_key(const std::string& key, const char* why) {
+constexpr auto kSource = core::InputSource::kEtcd;
+
+// Each bad key is reported (and counted) once, however often it is listed
+// or watched (`id`: the key and its problem). True the first time. The set
+// is bounded: a flood of bad keys may be reported again, never fill memory.
+bool warn_bad_key(const std::string& id, const std::string& message) {
   static std::mutex mu;
   static std::set<std::string> warned;
   std::lock_guard lock(mu);
-  if (warned.insert(key).second) spdlog::warn("skipping etcd key {}: {}", key, why);
+  if (warned.size() >= 4096) warned.clear();
+  if (!warned.insert(id).second) return false;
+  spdlog::warn("{}", message);
+  return true;
 }
 
-// A kv from the gateway as a lease; nullopt (after a warning) if it is not one.
-std::optional<core::Lease> to_lease(const Json& kv) {
-  const std::string key = EtcdClient::unb64(kv.value("key", Json()));
-  const auto subnet = core::parse_lease_key(key);
-  if (!subnet) {
-    warn_bad_key(key, "not a.b.c.d-len");
-    return std::nullopt;
-  }
-  const auto value = core::parse_lease_value(EtcdClient::unb64(kv.value("value", Json())));
-  if (!value) {
-    warn_bad_key(key, "value is not a lease (no PublicIP)");
-    return std::nullopt;
-  }
-  core::Lease l;
-  l.subnet = *subnet;
-  l.public_ip = value->public_ip;
-  l.backend_type = value->backend_type;
-  l.store_lease = EtcdClient::int64(kv, "lease");
-  l.reservation = l.store_lease == 0;
-  l.key = key;
-  // Kept across puts (renewals, reuse); a deleted and re-created key gets
-  // a new one. Keys created in one txn share it (then the key decides).
-  l.created = EtcdClient::int64(kv, "create_revision");
-  return l;
+// A base64 member of a kv (a key or a value): the bytes.
+std::string unb64(const Json& kv, std::string_view member, const std::string& where) {
+  auto bytes = core::base64_decode(string_member(kv, member, where));
+  if (!bytes) throw StoreInputError(where + ": a kv's \"" + std::string(member) + "\" is not base64");
+  return *bytes;
 }
 
 }  // namespace
 
-EtcdLeaseStore::EtcdLeaseStore(EtcdConfig cfg, std::string prefix, int64_t ttl_s, int64_t margin_s)
+EtcdLeaseStore::EtcdLeaseStore(EtcdConfig cfg, std::string prefix, int64_t ttl_s, int64_t margin_s,
+                               StoreContext ctx)
     : cfg_(std::move(cfg)),
       prefix_(std::move(prefix)),
       subnets_(core::subnets_prefix(prefix_)),
       ttl_s_(ttl_s),
       margin_s_(margin_s),
-      client_(cfg_) {
+      ctx_(ctx),
+      client_(cfg_, nullptr, ctx.stop_signals) {
   while (prefix_.size() > 1 && prefix_.back() == '/') prefix_.pop_back();
   if ((!cfg_.certfile.empty()) != (!cfg_.keyfile.empty())) {
     spdlog::warn("--etcd-certfile and --etcd-keyfile must both be set for TLS; using plain HTTP");
@@ -72,8 +65,48 @@ EtcdLeaseStore::EtcdLeaseStore(EtcdConfig cfg, std::string prefix, int64_t ttl_s
 }
 
 EtcdLeaseStore::~EtcdLeaseStore() {
-  updates_.stop();
+  updates_.stop();  // also ends both threads' requests in flight
   if (watcher_.joinable()) watcher_.join();
+  if (renewer_.joinable()) renewer_.join();
+}
+
+void EtcdLeaseStore::count_input_error() const {
+  if (ctx_.input_errors) ctx_.input_errors->count(kSource);
+}
+
+std::optional<core::Lease> EtcdLeaseStore::to_lease(const Json& kv, const std::string& where) {
+  std::string key, value;
+  int64_t lease = 0, created = 0;
+  try {
+    object_item(kv, "a kv", where);
+    key = unb64(kv, "key", where);
+    value = unb64(kv, "value", where);
+    lease = int64_member(kv, "lease", where);
+    created = int64_member(kv, "create_revision", where);
+  } catch (const StoreInputError& e) {
+    if (warn_bad_key(e.what(), std::string("skipping an etcd kv: ") + e.what())) count_input_error();
+    return std::nullopt;
+  }
+  const auto subnet = core::parse_lease_key(key);
+  const auto parsed = subnet ? core::parse_lease_value(value) : std::nullopt;
+  if (!subnet || !parsed) {
+    const char* why = !subnet ? "not a.b.c.d-len" : "value is not a lease (no PublicIP, or over 4 KiB)";
+    if (warn_bad_key(key + '\0' + why, "skipping etcd key " + core::printable(key) + ": " + why)) {
+      count_input_error();
+    }
+    return std::nullopt;
+  }
+  core::Lease l;
+  l.subnet = *subnet;
+  l.public_ip = parsed->public_ip;
+  l.backend_type = parsed->backend_type;
+  l.store_lease = lease;
+  l.reservation = l.store_lease == 0;
+  l.key = key;
+  // Kept across puts (renewals, reuse); a deleted and re-created key gets
+  // a new one. Keys created in one txn share it (then the key decides).
+  l.created = created;
+  return l;
 }
 
 std::string EtcdLeaseStore::describe() const {
@@ -84,63 +117,80 @@ std::string EtcdLeaseStore::describe() const {
 
 std::string EtcdLeaseStore::read_config() {
   const std::string key = prefix_ + "/config";
-  const Json r = client_.call("/v3/kv/range", {{"key", EtcdClient::b64(key)}});
-  if (!r.contains("kvs") || r["kvs"].empty()) {
-    throw EtcdError("flannel config not found in etcd at " + key +
-                    " (write it with the v3 API: etcdctl put " + key + " '{\"Network\":...}')");
-  }
-  return EtcdClient::unb64(r["kvs"][0].value("value", Json()));
+  // Not counted here: the daemon counts a config it cannot use as "config".
+  return counting_input_errors(nullptr, kSource, describe(), [&] {
+    const Json r = client_.call("/v3/kv/range", {{"key", EtcdClient::b64(key)}});
+    const std::string where = "etcd " + client_.endpoint() + " " + key;
+    const Json& kvs = array_member(r, "kvs", where);
+    if (kvs.empty()) {
+      throw EtcdError("flannel config not found in etcd at " + key +
+                      " (write it with the v3 API: etcdctl put " + key + " '{\"Network\":...}')");
+    }
+    return unb64(object_item(kvs[0], "a kv", where), "value", where);
+  });
 }
 
 EtcdLeaseStore::Listing EtcdLeaseStore::list(EtcdClient& client) {
   const Json r = client.call("/v3/kv/range", {{"key", EtcdClient::b64(subnets_)},
                                              {"range_end", EtcdClient::b64(range_end(subnets_))}});
+  const std::string where = "etcd " + client.endpoint() + "/v3/kv/range " + subnets_;
   Listing out;
-  out.revision = EtcdClient::int64(r.value("header", Json::object()), "revision");
-  for (const Json& kv : r.value("kvs", Json::array())) {
-    if (auto l = to_lease(kv)) out.leases.push_back(*l);
+  out.revision = int64_member(object_member(r, "header", where), "revision", where);
+  for (const Json& kv : array_member(r, "kvs", where)) {
+    if (auto l = to_lease(kv, where)) out.leases.push_back(*l);
   }
   return out;
 }
 
-int64_t EtcdLeaseStore::grant(int64_t ttl_s) {
-  const Json r = client_.call("/v3/lease/grant", {{"TTL", std::to_string(ttl_s)}});
-  const int64_t id = EtcdClient::int64(r, "ID");
-  if (id == 0) throw EtcdError("etcd lease grant returned no ID: " + r.dump());
+int64_t EtcdLeaseStore::grant(EtcdClient& client, int64_t ttl_s) {
+  const Json r = client.call("/v3/lease/grant", {{"TTL", std::to_string(ttl_s)}});
+  const std::string where = "etcd " + client.endpoint() + "/v3/lease/grant";
+  const int64_t id = int64_member(r, "ID", where);
+  if (id == 0) throw StoreInputError(where + ": no lease ID in " + excerpt(r));
   return id;
 }
 
-void EtcdLeaseStore::revoke(int64_t id) {
+void EtcdLeaseStore::revoke(EtcdClient& client, int64_t id) {
   try {
-    client_.call("/v3/lease/revoke", {{"ID", std::to_string(id)}});
-  } catch (const EtcdError& e) {
+    client.call("/v3/lease/revoke", {{"ID", std::to_string(id)}});
+  } catch (const StoreUnavailable& e) {
     // Not fatal: an unrevoked lease just runs out its TTL.
+    if (dynamic_cast<const StoreInputError*>(&e)) count_input_error();
     spdlog::warn("revoking etcd lease {:x}: {}", id, e.what());
   }
 }
 
-bool EtcdLeaseStore::txn_put(const std::string& key, const Json& compare, int64_t lease_id) {
+bool EtcdLeaseStore::txn_put(EtcdClient& client, const std::string& key, const Json& compare,
+                             int64_t lease_id) {
   const Json put = {{"requestPut",
                      {{"key", EtcdClient::b64(key)},
                       {"value", EtcdClient::b64(core::format_lease_value(own_ip_))},
                       {"lease", std::to_string(lease_id)}}}};
-  const Json r = client_.call("/v3/kv/txn", {{"compare", Json::array({compare})},
-                                            {"success", Json::array({put})}});
-  if (r.value("succeeded", false)) return true;
+  const Json r = client.call("/v3/kv/txn", {{"compare", Json::array({compare})},
+                                           {"success", Json::array({put})}});
+  if (bool_member(r, "succeeded", false, "etcd " + client.endpoint() + "/v3/kv/txn")) return true;
   // A txn that timed out on one endpoint may have been applied before the
   // client resent it to another, where the compare then fails: if the key
   // is on our new lease, it was ours all along (revoking it would delete it).
-  return key_lease(key) == lease_id;
+  return key_lease(client, key) == lease_id;
 }
 
-std::optional<int64_t> EtcdLeaseStore::key_lease(const std::string& key) {
-  const Json r = client_.call("/v3/kv/range", {{"key", EtcdClient::b64(key)}});
-  if (!r.contains("kvs") || r["kvs"].empty()) return std::nullopt;
-  return EtcdClient::int64(r["kvs"][0], "lease");
+std::optional<int64_t> EtcdLeaseStore::key_lease(EtcdClient& client, const std::string& key) {
+  const Json r = client.call("/v3/kv/range", {{"key", EtcdClient::b64(key)}});
+  const std::string where = "etcd " + client.endpoint() + "/v3/kv/range " + core::printable(key);
+  const Json& kvs = array_member(r, "kvs", where);
+  if (kvs.empty()) return std::nullopt;
+  return int64_member(object_item(kvs[0], "a kv", where), "lease", where);
 }
 
 core::Lease EtcdLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 public_ip,
                                     const std::optional<core::Ipv4Prefix>& previous) {
+  return counting_input_errors(ctx_.input_errors, kSource, describe(),
+                               [&] { return acquire_once(cfg, public_ip, previous); });
+}
+
+core::Lease EtcdLeaseStore::acquire_once(const core::NetConfig& cfg, core::Be32 public_ip,
+                                         const std::optional<core::Ipv4Prefix>& previous) {
   own_ip_ = public_ip;
   std::mt19937_64 rng(std::random_device{}());
   for (int attempt = 1; attempt <= core::kAcquireAttempts; ++attempt) {
@@ -162,27 +212,27 @@ core::Lease EtcdLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 publi
       case core::AcquirePlan::Kind::kReuse:
         l = *plan.existing;
         if (!l.reservation) {
-          const int64_t id = grant(ttl_s_);
+          const int64_t id = grant(client_, ttl_s_);
           const Json same_lease = {{"target", "LEASE"}, {"key", EtcdClient::b64(key)},
                                    {"lease", std::to_string(l.store_lease)}, {"result", "EQUAL"}};
-          if (!txn_put(key, same_lease, id)) {
-            revoke(id);
+          if (!txn_put(client_, key, same_lease, id)) {
+            revoke(client_, id);
             spdlog::info("lease {} changed while we reused it; retrying ({}/{})",
                          core::format_prefix(l.subnet), attempt, core::kAcquireAttempts);
             continue;
           }
-          revoke(l.store_lease);  // the previous run's etcd lease: no orphan
+          revoke(client_, l.store_lease);  // the previous run's etcd lease: no orphan
           l.store_lease = id;
           l.expiry_unix = now_unix() + ttl_s_;
         }
         break;
       case core::AcquirePlan::Kind::kCreate: {
-        const int64_t id = grant(ttl_s_);
+        const int64_t id = grant(client_, ttl_s_);
         const Json absent = {{"target", "VERSION"}, {"key", EtcdClient::b64(key)},
                              {"version", "0"}, {"result", "EQUAL"}};
-        if (!txn_put(key, absent, id)) {
+        if (!txn_put(client_, key, absent, id)) {
           // flanneld exits here (its retry never matches this error).
-          revoke(id);
+          revoke(client_, id);
           spdlog::info("lease {} was taken by another node first; retrying ({}/{})",
                        core::format_prefix(plan.subnet), attempt, core::kAcquireAttempts);
           continue;
@@ -209,41 +259,62 @@ core::Lease EtcdLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 publi
 }
 
 void EtcdLeaseStore::maintain() {
-  if (!own_ || own_->reservation || now_unix() < next_renew_) return;
+  if (renewer_.joinable() || !own_ || own_->reservation) return;
+  renewer_ = std::thread([this] { renew_loop(); });
+}
+
+void EtcdLeaseStore::renew_loop() {
+  // Its own client (one per thread), whose requests end when the store stops.
+  EtcdClient client(cfg_, &updates_.stop_flag());
+  while (!updates_.stopped()) {
+    const int64_t wait_s = next_renew_ - now_unix();
+    if (wait_s > 0) {
+      // In steps, so that a jump of the wall clock is noticed within a minute.
+      updates_.sleep_for(std::chrono::seconds(std::min<int64_t>(wait_s, 60)));
+      continue;
+    }
+    renew(client);
+  }
+}
+
+void EtcdLeaseStore::renew(EtcdClient& client) {
   const std::string key = core::lease_key(prefix_, own_->subnet);
   const int64_t retry = std::min<int64_t>(60, std::max<int64_t>(1, ttl_s_ / 4));
   try {
-    if (pending_lease_ != 0) {
-      // The last renewal's txn failed in transit: did it land?
-      if (key_lease(key) == pending_lease_) {
-        revoke(own_->store_lease);
-        own_->store_lease = pending_lease_;
-      } else {
-        revoke(pending_lease_);
+    counting_input_errors(ctx_.input_errors, kSource, describe(), [&] {
+      if (pending_lease_ != 0) {
+        // The last renewal's txn failed in transit: did it land?
+        if (key_lease(client, key) == pending_lease_) {
+          revoke(client, own_->store_lease);
+          own_->store_lease = pending_lease_;
+        } else {
+          revoke(client, pending_lease_);
+        }
+        pending_lease_ = 0;
       }
+      const int64_t id = grant(client, ttl_s_);
+      const Json still_ours = {{"target", "LEASE"}, {"key", EtcdClient::b64(key)},
+                               {"lease", std::to_string(own_->store_lease)}, {"result", "EQUAL"}};
+      pending_lease_ = id;
+      const bool moved = txn_put(client, key, still_ours, id);
       pending_lease_ = 0;
-    }
-    const int64_t id = grant(ttl_s_);
-    const Json still_ours = {{"target", "LEASE"}, {"key", EtcdClient::b64(key)},
-                             {"lease", std::to_string(own_->store_lease)}, {"result", "EQUAL"}};
-    pending_lease_ = id;
-    const bool moved = txn_put(key, still_ours, id);
-    pending_lease_ = 0;
-    if (!moved) {
-      revoke(id);
-      ++renew_failures_;
-      next_renew_ = now_unix() + retry;
-      spdlog::warn("not renewing {}: the key is no longer on our etcd lease", key);
-      return;
-    }
-    revoke(own_->store_lease);
-    own_->store_lease = id;
-    own_->expiry_unix = now_unix() + ttl_s_;
-    own_expiry_ = own_->expiry_unix;
-    ++renewals_;
-    next_renew_ = core::renew_time(own_->expiry_unix, ttl_s_, margin_s_);
-    spdlog::debug("renewed {} on etcd lease {}", key, id);
-  } catch (const EtcdError& e) {
+      if (!moved) {
+        revoke(client, id);
+        ++renew_failures_;
+        next_renew_ = now_unix() + retry;
+        spdlog::warn("not renewing {}: the key is no longer on our etcd lease", key);
+        return;
+      }
+      revoke(client, own_->store_lease);
+      own_->store_lease = id;
+      own_->expiry_unix = now_unix() + ttl_s_;
+      own_expiry_ = own_->expiry_unix;
+      ++renewals_;
+      next_renew_ = core::renew_time(own_->expiry_unix, ttl_s_, margin_s_);
+      spdlog::debug("renewed {} on etcd lease {}", key, id);
+    });
+  } catch (const StoreUnavailable& e) {
+    if (updates_.stopped()) return;  // ended by the stop, not by etcd
     ++renew_failures_;
     next_renew_ = now_unix() + retry;
     spdlog::warn("renewing {}: {}; retrying in {} s", key, e.what(), retry);
@@ -255,7 +326,8 @@ bool EtcdLeaseStore::wait_update(std::chrono::milliseconds timeout, core::LeaseU
   if (!watching_) {
     // The snapshot comes from this thread, so the first routes are in place
     // before forwarding starts; the watch resumes right after its revision.
-    Listing listing = list(client_);
+    Listing listing = counting_input_errors(ctx_.input_errors, kSource, describe(),
+                                            [&] { return list(client_); });
     watching_ = true;
     watcher_ = std::thread([this, rev = listing.revision + 1, leases = listing.leases] {
       core::LeaseMap known;
@@ -281,38 +353,51 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
                          {{"key", EtcdClient::b64(subnets_)},
                           {"range_end", EtcdClient::b64(range_end(subnets_))},
                           {"start_revision", std::to_string(next_rev)}}}};
+      const std::string where = "etcd " + client.endpoint() + "/v3/watch";
       client.stream("/v3/watch", req, [&](const Json& msg) {
-        if (msg.contains("error")) {
-          error = msg["error"].dump();
+        if (const auto it = object_item(msg, "a message", where).find("error"); it != msg.end()) {
+          error = excerpt(*it);
           return false;
         }
-        const Json& r = msg.value("result", Json::object());
-        if (EtcdClient::int64(r, "compact_revision") > 0) {
+        const Json& r = object_member(msg, "result", where);
+        if (int64_member(r, "compact_revision", where) > 0) {
           spdlog::warn("etcd compacted past revision {}; re-listing leases", next_rev);
           relist = true;
           return false;
         }
-        if (r.value("canceled", false)) {
-          error = "watch canceled: " + r.value("cancel_reason", std::string());
+        if (bool_member(r, "canceled", false, where)) {
+          error = "watch canceled: " + core::printable(string_member(r, "cancel_reason", where));
           return false;
         }
-        if (r.value("created", false)) {
+        const Json& events = array_member(r, "events", where);
+        // Every member read below is checked here first, so that a
+        // malformed message throws before anything is applied: the watch
+        // then resumes at next_rev, and no event is lost.
+        int64_t rev = next_rev;
+        for (const Json& item : events) {
+          const Json& kv = object_member(object_item(item, "an event", where), "kv", where);
+          rev = std::max(rev, int64_member(kv, "mod_revision", where) + 1);
+          string_member(item, "type", where);
+          string_member(kv, "key", where);
+        }
+        if (bool_member(r, "created", false, where)) {
           if (!connected_.exchange(true) && !last_error.empty()) {
             spdlog::info("etcd watch re-established at revision {}", next_rev);
           }
           backoff = std::chrono::milliseconds(100);
           last_error.clear();
         }
+        next_rev = rev;
         core::LeaseUpdate u;
-        for (const Json& ev : r.value("events", Json::array())) {
-          const Json& kv = ev.value("kv", Json::object());
-          next_rev = std::max(next_rev, EtcdClient::int64(kv, "mod_revision") + 1);
-          const std::string key = EtcdClient::unb64(kv.value("key", Json()));
+        for (const Json& ev : events) {
+          const Json& kv = object_member(ev, "kv", where);
+          const auto key = core::base64_decode(string_member(kv, "key", where));
+          if (!key) continue;
           std::optional<core::Lease> put;
-          if (ev.value("type", std::string("PUT")) != "DELETE") put = to_lease(kv);
+          if (string_member(ev, "type", where, "PUT") != "DELETE") put = to_lease(kv, where);
           if (put) {
             u.events.push_back({core::LeaseEvent::Kind::kAdded, *put});
-          } else if (const auto it = known.find(key); it != known.end()) {
+          } else if (const auto it = known.find(*key); it != known.end()) {
             // Deleted, or overwritten with something that is not a lease.
             u.events.push_back({core::LeaseEvent::Kind::kRemoved, it->second});
           } else {
@@ -339,6 +424,9 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
     } catch (const std::exception& e) {
       // Anything (etcd, a malformed answer, memory) ends this stream only.
       if (updates_.stopped()) break;
+      const bool input = dynamic_cast<const StoreInputError*>(&e) ||
+                         dynamic_cast<const nlohmann::json::exception*>(&e);
+      if (input) count_input_error();
       connected_ = false;
       ++reconnects_;
       if (e.what() != last_error) {

@@ -11,6 +11,12 @@
 // The watch runs on its own thread (a long-lived HTTP stream) and hands
 // updates to the control thread through a queue; it reconnects with
 // backoff from 100 ms to 5 s and re-lists when etcd compacted past it.
+// Renewals run on a thread of their own too, so that an etcd slow to
+// answer never holds up the control thread.
+//
+// Every answer is read with checked types (checked_json.h): a malformed
+// one is a StoreInputError, counted and retried like an outage; a
+// malformed key or value is skipped with a warning, the others served.
 
 #include <atomic>
 #include <thread>
@@ -23,7 +29,8 @@ namespace udpring::io {
 
 class EtcdLeaseStore : public LeaseStore {
  public:
-  EtcdLeaseStore(EtcdConfig cfg, std::string prefix, int64_t ttl_s, int64_t margin_s);
+  EtcdLeaseStore(EtcdConfig cfg, std::string prefix, int64_t ttl_s, int64_t margin_s,
+                 StoreContext ctx = {});
   ~EtcdLeaseStore() override;
 
   std::string describe() const override;
@@ -40,23 +47,35 @@ class EtcdLeaseStore : public LeaseStore {
     int64_t revision = 0;
   };
   Listing list(EtcdClient& client);
-  int64_t grant(int64_t ttl_s);
-  void revoke(int64_t id);
+  /// A kv of an answer from `where` as a lease; nullopt (warned once,
+  /// counted) when it is not one.
+  std::optional<core::Lease> to_lease(const nlohmann::json& kv, const std::string& where);
+  int64_t grant(EtcdClient& client, int64_t ttl_s);
+  void revoke(EtcdClient& client, int64_t id);
   /// Puts our value on `lease_id` if the key's current state matches
   /// (`compare`: a gateway compare object). True if it did.
-  bool txn_put(const std::string& key, const nlohmann::json& compare, int64_t lease_id);
+  bool txn_put(EtcdClient& client, const std::string& key, const nlohmann::json& compare,
+               int64_t lease_id);
   /// The etcd lease `key` is attached to (0: none), nullopt if it is absent.
-  std::optional<int64_t> key_lease(const std::string& key);
+  std::optional<int64_t> key_lease(EtcdClient& client, const std::string& key);
+  core::Lease acquire_once(const core::NetConfig& cfg, core::Be32 public_ip,
+                           const std::optional<core::Ipv4Prefix>& previous);
+  void renew_loop();
+  void renew(EtcdClient& client);
   void watch_loop(int64_t next_rev, core::LeaseMap known);
+  void count_input_error() const;
 
   EtcdConfig cfg_;
   std::string prefix_;
   std::string subnets_;
   int64_t ttl_s_;
   int64_t margin_s_;
+  StoreContext ctx_;
   EtcdClient client_;  // control thread
 
-  // Our lease.
+  // Our lease: acquire() writes it on the control thread, then only the
+  // renewal thread, which maintain() starts after it, touches it.
+  std::thread renewer_;
   std::optional<core::Lease> own_;
   core::Be32 own_ip_;
   int64_t next_renew_ = 0;

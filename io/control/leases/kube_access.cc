@@ -2,10 +2,8 @@
 
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "core/base64.h"
+#include "io/control/leases/small_file.h"
 #include "io/control/leases/yaml_json.h"
 
 namespace udpring::io {
@@ -13,12 +11,18 @@ namespace {
 
 bool readable(const std::string& path) { return ::access(path.c_str(), R_OK) == 0; }
 
+// A kubeconfig with a few clusters and their certificates is some 10 KiB.
+constexpr size_t kMaxKubeconfigBytes = size_t{1} << 20;
+
 std::string read_text(const std::string& path, const std::string& what) {
-  std::ifstream in(path);
-  if (!in) throw KubeAccessError("cannot read " + what + " " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  std::optional<SmallFile> f;
+  try {
+    f = read_small_file(path, kMaxKubeconfigBytes, Symlinks::kFollow);
+  } catch (const FileInputError& e) {
+    throw KubeAccessError(what + ": " + e.what());
+  }
+  if (!f) throw KubeAccessError("cannot read " + what + " " + path + ": it does not exist");
+  return std::move(f->text);
 }
 
 std::string strip_slash(std::string url) {

@@ -2,11 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
-#include <fstream>
 #include <random>
-#include <sstream>
 
+#include "io/control/leases/checked_json.h"
 #include "io/control/leases/kube_nodes.h"
+#include "io/control/leases/small_file.h"
 
 namespace udpring::io {
 namespace {
@@ -46,30 +46,33 @@ std::string url_escape(const std::string& s) {
   return out;
 }
 
-std::string object_name(const Json& obj) {
-  const auto meta = obj.find("metadata");
-  return meta != obj.end() && meta->is_object() ? meta->value("name", "") : std::string();
+std::string object_name(const Json& obj, const std::string& where) {
+  return string_member(object_member(obj, "metadata", where), "name", where);
 }
 
-std::string object_version(const Json& obj) {
-  const auto meta = obj.find("metadata");
-  return meta != obj.end() && meta->is_object() ? meta->value("resourceVersion", "")
-                                                : std::string();
+std::string object_version(const Json& obj, const std::string& where) {
+  return string_member(object_member(obj, "metadata", where), "resourceVersion", where);
 }
 
 constexpr const char* kStrategicMerge = "application/strategic-merge-patch+json";
+constexpr auto kSource = core::InputSource::kKube;
 
 }  // namespace
 
-KubeLeaseStore::KubeLeaseStore(KubeStoreOptions opts)
-    : opts_(std::move(opts)), client_(opts_.access) {
+KubeLeaseStore::KubeLeaseStore(KubeStoreOptions opts, StoreContext ctx)
+    : opts_(std::move(opts)), ctx_(ctx), client_(opts_.access, nullptr, ctx.stop_signals) {
   if (!opts_.env) opts_.env = [](const char* name) { return std::getenv(name); };
   if (opts_.annotation_prefix.empty()) opts_.annotation_prefix = kDefaultAnnotationPrefix;
 }
 
 KubeLeaseStore::~KubeLeaseStore() {
-  updates_.stop();
+  updates_.stop();  // also ends both threads' requests in flight
   if (watcher_.joinable()) watcher_.join();
+  if (conditioner_.joinable()) conditioner_.join();
+}
+
+void KubeLeaseStore::count_input_error() const {
+  if (ctx_.input_errors) ctx_.input_errors->count(kSource);
 }
 
 std::string KubeLeaseStore::describe() const {
@@ -78,16 +81,19 @@ std::string KubeLeaseStore::describe() const {
 
 std::string KubeLeaseStore::read_config() {
   // As flanneld in kube mode: the network config is a file (the ConfigMap's
-  // net-conf.json), not an API object.
-  std::ifstream in(opts_.net_config_path);
-  if (!in) {
+  // net-conf.json, a symlink into the mount's ..data), not an API object.
+  std::optional<SmallFile> f;
+  try {
+    f = read_small_file(opts_.net_config_path, core::kNetConfigLimits.max_bytes, Symlinks::kFollow);
+  } catch (const FileInputError& e) {
+    throw StoreInputError(std::string("net-conf: ") + e.what());
+  }
+  if (!f) {
     throw std::runtime_error("cannot read net-conf " + opts_.net_config_path +
                              " (in a pod: mount the kube-flannel-cfg ConfigMap at its directory; "
                              "or pass --net-config-path)");
   }
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  return std::move(f->text);
 }
 
 std::string KubeLeaseStore::node_name() {
@@ -102,9 +108,10 @@ std::string KubeLeaseStore::node_name() {
         "spec.nodeName) or POD_NAME and POD_NAMESPACE (fieldRef metadata.name and "
         "metadata.namespace)");
   }
-  const Json p = client_.get(std::string("/api/v1/namespaces/") + ns + "/pods/" + pod,
-                             permission("pods", "get"));
-  const std::string name = p.value("spec", Json::object()).value("nodeName", "");
+  const std::string path = std::string("/api/v1/namespaces/") + ns + "/pods/" + pod;
+  const Json p = client_.get(path, permission("pods", "get"));
+  const std::string where = "kube GET " + path;
+  const std::string name = string_member(object_member(p, "spec", where), "nodeName", where);
   if (name.empty()) {
     throw StoreUnavailable(std::string("pod ") + ns + "/" + pod + " has no spec.nodeName yet");
   }
@@ -113,7 +120,13 @@ std::string KubeLeaseStore::node_name() {
 }
 
 core::Lease KubeLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 public_ip,
-                                    const std::optional<core::Ipv4Prefix>&) {
+                                    const std::optional<core::Ipv4Prefix>& previous) {
+  return counting_input_errors(ctx_.input_errors, kSource, describe(),
+                               [&] { return acquire_once(cfg, public_ip, previous); });
+}
+
+core::Lease KubeLeaseStore::acquire_once(const core::NetConfig& cfg, core::Be32 public_ip,
+                                         const std::optional<core::Ipv4Prefix>&) {
   network_ = cfg.network;
   const std::string name = node_name();
   status_path_ = "/api/v1/nodes/" + name + "/status";
@@ -129,6 +142,9 @@ core::Lease KubeLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 publi
                                                 : ""));
   }
   NodeView view = view_node(node, opts_.annotation_prefix);
+  if (!view.malformed.empty()) {
+    throw StoreInputError("kube node \"" + name + "\": " + view.malformed);
+  }
   if (!view.pod_cidr) {
     throw StoreUnavailable(
         "node \"" + name + "\" has no podCIDR yet (spec.podCIDR is empty); waiting for it. "
@@ -160,9 +176,12 @@ core::Lease KubeLeaseStore::acquire(const core::NetConfig& cfg, core::Be32 publi
 std::optional<core::Lease> KubeLeaseStore::lease_of(const Json& node) {
   NodeView v = view_node(node, opts_.annotation_prefix);
   auto lease = node_lease(v, network_);
-  if (v.managed && !v.problem.empty()) {
+  if (!v.malformed.empty() || (v.managed && !v.problem.empty())) {
     auto& last = warned_[v.name];
-    if (last != v.problem) spdlog::warn("node {} is not routed: {}", v.name, v.problem);
+    if (last != v.problem) {
+      spdlog::warn("node {} is not routed: {}", core::printable(v.name), v.problem);
+      if (!v.malformed.empty()) count_input_error();
+    }
     last = v.problem;
   } else {
     warned_.erase(v.name);
@@ -177,6 +196,7 @@ KubeLeaseStore::Listing KubeLeaseStore::list(KubeClient& client) {
     std::string path = "/api/v1/nodes?limit=" + std::to_string(opts_.list_page);
     if (!cont.empty()) path += "&continue=" + url_escape(cont);
     Json page;
+    const std::string where = "kube GET " + client.access().server + path;
     try {
       page = client.get(path, permission("nodes", "list"), 60000);
     } catch (const KubeError& e) {
@@ -189,12 +209,13 @@ KubeLeaseStore::Listing KubeLeaseStore::list(KubeClient& client) {
       }
       throw;
     }
-    for (const Json& node : page.value("items", Json::array())) {
-      if (auto l = lease_of(node)) out.leases[object_name(node)] = *l;
+    for (const Json& node : array_member(page, "items", where)) {
+      const std::string name = object_name(object_item(node, "an item", where), where);
+      if (auto l = lease_of(node)) out.leases[name] = *l;
     }
-    const Json& meta = page.value("metadata", Json::object());
-    out.resource_version = meta.value("resourceVersion", "");
-    cont = meta.value("continue", "");
+    const Json& meta = object_member(page, "metadata", where);
+    out.resource_version = string_member(meta, "resourceVersion", where);
+    cont = string_member(meta, "continue", where);
     if (cont.empty()) break;
   }
   return out;
@@ -212,7 +233,8 @@ bool KubeLeaseStore::wait_update(std::chrono::milliseconds timeout, core::LeaseU
   if (!watching_) {
     // The first list comes from this thread, so the first routes are in
     // place before forwarding starts; the watch goes on from its version.
-    Listing listing = list(client_);
+    Listing listing = counting_input_errors(ctx_.input_errors, kSource, describe(),
+                                            [&] { return list(client_); });
     spdlog::info("listed nodes at resourceVersion {}: {} peer lease(s)", listing.resource_version,
                  listing.leases.size());
     out.reset = true;
@@ -255,26 +277,28 @@ void KubeLeaseStore::watch_loop(Listing listing) {
       const long timeout = std::max<long>(1, std::min<long>(300 + rng() % 300, until_resync));
       const std::string path = "/api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion=" +
                                url_escape(rv) + "&timeoutSeconds=" + std::to_string(timeout);
+      const std::string where = "kube watch " + opts_.access.server + "/api/v1/nodes";
       client.watch(path, permission("nodes", "watch"), [&](const Json& ev) {
-        const std::string type = ev.value("type", "");
-        static const Json kNone = Json::object();
-        const auto it = ev.find("object");
-        const Json& obj = it != ev.end() && it->is_object() ? *it : kNone;
+        // Every member is read (and its type checked) before anything is
+        // applied: a malformed event throws with the state as it was.
+        const std::string type = string_member(ev, "type", where);
+        const Json& obj = object_member(ev, "object", where);
         if (type == "ERROR") {
-          if (obj.value("code", 0) == 410) {
+          if (int64_member(obj, "code", where) == 410) {
             spdlog::info("node watch: resourceVersion {} is too old ({}); re-listing", rv,
-                         obj.value("message", "410 Expired"));
+                         core::printable(string_member(obj, "message", where, "410 Expired")));
             relist = true;
           } else {
-            error = "watch error: " + obj.dump();
+            error = "watch error: " + excerpt(obj);
           }
           return false;
         }
+        const std::string version = object_version(obj, where);
+        const std::string name = type == "BOOKMARK" ? std::string() : object_name(obj, where);
         if (!connected_.exchange(true)) spdlog::info("node watch connected again at {}", rv);
         backoff = std::chrono::milliseconds(100);
-        if (const std::string version = object_version(obj); !version.empty()) rv = version;
+        if (!version.empty()) rv = version;
         if (type == "BOOKMARK") return true;
-        const std::string name = object_name(obj);
         if (name.empty()) return true;
         std::optional<core::Lease> before, after;
         if (auto it = known.find(name); it != known.end()) before = it->second;
@@ -290,6 +314,12 @@ void KubeLeaseStore::watch_loop(Listing listing) {
     } catch (const KubeError& e) {
       error = e.what();
       if (e.status() == 410) relist = true;
+    } catch (const StoreInputError& e) {
+      count_input_error();
+      error = e.what();
+    } catch (const nlohmann::json::exception& e) {
+      count_input_error();
+      error = std::string("malformed answer (") + e.what() + ")";
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -307,23 +337,34 @@ void KubeLeaseStore::watch_loop(Listing listing) {
 
 void KubeLeaseStore::maintain() {
   // flanneld's CompleteLease: once forwarding is up, tell the scheduler the
-  // node's network is. Retried every 3 s, as flanneld, until it lands.
-  if (condition_done_ || !opts_.set_network_unavailable || status_path_.empty()) return;
-  if (Clock::now() < next_condition_try_) return;
-  next_condition_try_ = Clock::now() + std::chrono::seconds(3);
-  try {
-    const Json node = client_.get("/api/v1/nodes/" + node_, permission("nodes", "get"));
-    if (const Json patch = network_available_patch(node, rfc3339_now()); !patch.is_null()) {
-      client_.patch(status_path_, patch, kStrategicMerge, permission("nodes/status", "patch"));
-      spdlog::info("node {}: condition NetworkUnavailable=False (FlannelIsUp)", node_);
+  // node's network is.
+  if (conditioner_.joinable() || !opts_.set_network_unavailable || status_path_.empty()) return;
+  conditioner_ = std::thread([this] { condition_loop(); });
+}
+
+void KubeLeaseStore::condition_loop() {
+  // Its own client (one per thread), whose requests end when the store stops.
+  KubeClient client(opts_.access, &updates_.stop_flag());
+  std::string last_error;
+  while (!updates_.stopped()) {
+    try {
+      counting_input_errors(ctx_.input_errors, kSource, describe(), [&] {
+        const Json node = client.get("/api/v1/nodes/" + node_, permission("nodes", "get"));
+        if (const Json patch = network_available_patch(node, rfc3339_now()); !patch.is_null()) {
+          client.patch(status_path_, patch, kStrategicMerge, permission("nodes/status", "patch"));
+          spdlog::info("node {}: condition NetworkUnavailable=False (FlannelIsUp)", node_);
+        }
+      });
+      return;
+    } catch (const std::exception& e) {
+      if (updates_.stopped()) return;
+      if (last_error != e.what()) {
+        spdlog::warn("setting node {}'s NetworkUnavailable condition: {}; retrying every 3 s",
+                     node_, e.what());
+      }
+      last_error = e.what();
     }
-    condition_done_ = true;
-  } catch (const std::exception& e) {
-    if (condition_error_ != e.what()) {
-      spdlog::warn("setting node {}'s NetworkUnavailable condition: {}; retrying every 3 s", node_,
-                   e.what());
-    }
-    condition_error_ = e.what();
+    updates_.sleep_for(std::chrono::seconds(3));  // as flanneld, until it lands
   }
 }
 

@@ -13,7 +13,13 @@
 // from the list's resourceVersion with bookmarks, resumed from the last
 // resourceVersion seen when a stream ends; a 410 Expired (the server
 // compacted past it) re-lists, and so does a periodic resync. Updates go
-// to the control thread through a queue, as in the etcd store.
+// to the control thread through a queue, as in the etcd store. The
+// NetworkUnavailable condition is patched from a thread of its own too, so
+// that a slow API server never holds up the control thread.
+//
+// Lists and events are read with checked types (checked_json.h): a
+// malformed one is a StoreInputError, counted and retried; a Node with a
+// member of the wrong type is not routed (warned once, counted).
 
 #include <atomic>
 #include <map>
@@ -38,7 +44,7 @@ struct KubeStoreOptions {
 
 class KubeLeaseStore : public LeaseStore {
  public:
-  explicit KubeLeaseStore(KubeStoreOptions opts);
+  explicit KubeLeaseStore(KubeStoreOptions opts, StoreContext ctx = {});
   ~KubeLeaseStore() override;
 
   std::string describe() const override;
@@ -57,20 +63,24 @@ class KubeLeaseStore : public LeaseStore {
     std::string resource_version;
   };
   std::string node_name();
+  core::Lease acquire_once(const core::NetConfig& cfg, core::Be32 public_ip,
+                           const std::optional<core::Ipv4Prefix>& previous);
   Listing list(KubeClient& client);
   /// The node's lease after `node` (nullopt: none), with problems warned once.
   std::optional<core::Lease> lease_of(const nlohmann::json& node);
   void watch_loop(Listing listing);
+  /// Sets NetworkUnavailable=False, every 3 s until it lands (its own thread).
+  void condition_loop();
+  void count_input_error() const;
   static std::vector<core::Lease> leases(const NodeLeases& by_node);
 
   KubeStoreOptions opts_;
+  StoreContext ctx_;
   KubeClient client_;  // control thread
   core::Ipv4Prefix network_;
   std::string node_;   // this node's name, once known
   std::string status_path_;
-  bool condition_done_ = false;
-  std::string condition_error_;  // the last one, logged once
-  std::chrono::steady_clock::time_point next_condition_try_{};
+  std::thread conditioner_;  // started by maintain(), after acquire()
 
   // The watch thread and its queue.
   bool watching_ = false;

@@ -8,23 +8,70 @@ namespace {
 
 using Json = nlohmann::json;
 
+// obj[key], or null when obj is not an object or has no such member:
+// whatever the types, reading a Node never throws (view_node() reports
+// the members of the wrong type in NodeView::malformed).
+const Json& member(const Json& obj, std::string_view key) {
+  static const Json kNull;
+  if (!obj.is_object()) return kNull;
+  const auto it = obj.find(key);
+  return it == obj.end() ? kNull : *it;
+}
+
+const Json& annotations(const Json& node) { return member(member(node, "metadata"), "annotations"); }
+
+std::string annotation_key(std::string_view prefix, std::string_view name) {
+  return std::string(prefix) + "/" + std::string(name);
+}
+
+std::string text(const Json& obj, std::string_view key) {
+  const Json& v = member(obj, key);
+  return v.is_string() ? v.get<std::string>() : std::string();
+}
+
 std::string annotation(const Json& node, std::string_view prefix, std::string_view name) {
-  const Json& meta = node.value("metadata", Json::object());
-  const Json& ann = meta.value("annotations", Json::object());
-  const std::string key = std::string(prefix) + "/" + std::string(name);
-  const auto it = ann.find(key);
-  return it != ann.end() && it->is_string() ? it->get<std::string>() : std::string();
+  return text(annotations(node), annotation_key(prefix, name));
 }
 
 bool has_annotation(const Json& node, std::string_view prefix, std::string_view name) {
-  const Json& ann = node.value("metadata", Json::object()).value("annotations", Json::object());
-  const auto it = ann.find(std::string(prefix) + "/" + std::string(name));
-  return it != ann.end() && it->is_string();
+  return member(annotations(node), annotation_key(prefix, name)).is_string();
 }
 
-std::string text(const Json& obj, const char* key) {
-  const auto it = obj.find(key);
-  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+// "a number", "an object": for messages.
+std::string a_type(const Json& v) {
+  const std::string t = v.type_name();
+  return (v.is_object() || v.is_array() ? "an " : "a ") + t;
+}
+
+// The first member the store reads that has the wrong type, "" if none.
+std::string wrong_type(const Json& node, std::string_view prefix) {
+  if (!node.is_object()) return "the node is " + a_type(node) + ", not an object";
+  const auto bad = [](const Json& v, bool (Json::*is)() const noexcept) {
+    return !v.is_null() && !(v.*is)();
+  };
+  const Json& meta = member(node, "metadata");
+  if (bad(meta, &Json::is_object)) return "metadata is not an object";
+  for (const char* key : {"name", "resourceVersion", "creationTimestamp"}) {
+    if (bad(member(meta, key), &Json::is_string)) return std::string("metadata.") + key + " is not a string";
+  }
+  const Json& ann = member(meta, "annotations");
+  if (bad(ann, &Json::is_object)) return "metadata.annotations is not an object";
+  for (const char* name : {"kube-subnet-manager", "public-ip", "backend-type"}) {
+    if (bad(member(ann, annotation_key(prefix, name)), &Json::is_string)) {
+      return "annotation " + annotation_key(prefix, name) + " is not a string";
+    }
+  }
+  const Json& spec = member(node, "spec");
+  if (bad(spec, &Json::is_object)) return "spec is not an object";
+  if (bad(member(spec, "podCIDR"), &Json::is_string)) return "spec.podCIDR is not a string";
+  const Json& cidrs = member(spec, "podCIDRs");
+  if (bad(cidrs, &Json::is_array)) return "spec.podCIDRs is not an array";
+  if (cidrs.is_array()) {
+    for (const Json& c : cidrs) {
+      if (!c.is_string()) return "spec.podCIDRs holds " + a_type(c) + ", not a string";
+    }
+  }
+  return {};
 }
 
 // `n` digits at text[pos], as a number; -1 if they are not digits.
@@ -74,18 +121,23 @@ std::optional<int64_t> parse_rfc3339(std::string_view t) {
 
 NodeView view_node(const Json& node, std::string_view prefix) {
   NodeView v;
-  if (!node.is_object()) return v;
-  const Json& meta = node.value("metadata", Json::object());
+  v.malformed = wrong_type(node, prefix);
+  const Json& meta = member(node, "metadata");
   v.name = text(meta, "name");
   v.resource_version = text(meta, "resourceVersion");
   v.created_unix = parse_rfc3339(text(meta, "creationTimestamp")).value_or(0);
+  if (!v.malformed.empty()) {
+    v.problem = v.malformed;
+    return v;
+  }
   v.managed = annotation(node, prefix, "kube-subnet-manager") == "true";
   v.backend_type = annotation(node, prefix, "backend-type");
-  const Json& spec = node.value("spec", Json::object());
+  const Json& spec = member(node, "spec");
   std::vector<std::string> cidrs;
   if (const std::string one = text(spec, "podCIDR"); !one.empty()) cidrs.push_back(one);
-  for (const Json& c : spec.value("podCIDRs", Json::array())) {
-    if (c.is_string()) cidrs.push_back(c.get<std::string>());
+  const Json& many = member(spec, "podCIDRs");
+  if (many.is_array()) {
+    for (const Json& c : many) cidrs.push_back(c.get<std::string>());  // all strings: checked
   }
   for (const std::string& c : cidrs) {
     if (c.find(':') != std::string::npos) continue;  // the IPv6 one of a dual-stack node
@@ -153,11 +205,13 @@ Json annotation_patch(const Json& node, std::string_view prefix, core::Be32 ip) 
 }
 
 Json network_available_patch(const Json& node, const std::string& now) {
-  const Json& conditions = node.value("status", Json::object()).value("conditions", Json::array());
-  for (const Json& c : conditions) {
-    if (c.is_object() && text(c, "type") == "NetworkUnavailable" && text(c, "status") == "False" &&
-        text(c, "reason") == "FlannelIsUp") {
-      return nullptr;
+  const Json& conditions = member(member(node, "status"), "conditions");
+  if (conditions.is_array()) {
+    for (const Json& c : conditions) {
+      if (text(c, "type") == "NetworkUnavailable" && text(c, "status") == "False" &&
+          text(c, "reason") == "FlannelIsUp") {
+        return nullptr;
+      }
     }
   }
   return {{"status",

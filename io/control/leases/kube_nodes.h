@@ -28,7 +28,12 @@ struct NodeView {
   std::string backend_type;                  // <prefix>/backend-type
   std::string problem;                       // why a managed node has no lease ("" = none)
   int64_t created_unix = 0;                  // metadata.creationTimestamp (0 if absent or bad)
+  /// A member the store reads has the wrong JSON type ("metadata.annotations
+  /// is not an object"; "" = none): the node has no lease, whether managed
+  /// or not, and `problem` says the same.
+  std::string malformed;
 };
+/// Never throws, whatever the JSON types in `node`.
 NodeView view_node(const nlohmann::json& node, std::string_view prefix);
 
 /// An RFC 3339 time ("2024-05-06T07:08:09Z", fractions and offsets

@@ -63,8 +63,12 @@ class LeaseStore {
   /// complete set (reset). Returns false when nothing changed.
   virtual bool wait_update(std::chrono::milliseconds timeout, core::LeaseUpdate& out) = 0;
 
-  /// Renews our lease when it is due; errors are logged, counted and retried
-  /// later (every minute, as flanneld), never thrown.
+  /// Keeps our lease (renewal when due) and tells the cluster we are up,
+  /// once acquire() has succeeded. Returns at once: what takes a server's
+  /// answer (etcd renewals, the kube Node condition) runs on a thread of the
+  /// store's own, which the first call starts, so a slow server never holds
+  /// up lease events or signals. Errors are logged, counted and retried
+  /// later (renewals every minute, as flanneld), never thrown.
   virtual void maintain() = 0;
 
   virtual core::LeaseStoreStatus status() const = 0;

@@ -9,9 +9,17 @@ namespace {
 
 using Json = nlohmann::json;
 
-Json convert(yaml_document_t& doc, const yaml_node_t* node, int depth) {
+// Aliases make a small text a big tree ("billion laughs": nine levels of
+// ten aliases each are a billion nodes); a kubeconfig has a few hundred.
+constexpr size_t kMaxNodes = 100000;
+
+Json convert(yaml_document_t& doc, const yaml_node_t* node, int depth, size_t& nodes) {
   if (!node) return nullptr;
   if (depth > 64) throw YamlError("YAML nested more than 64 levels deep");
+  if (++nodes > kMaxNodes) {
+    throw YamlError("YAML of more than " + std::to_string(kMaxNodes) +
+                    " nodes once its aliases are expanded");
+  }
   switch (node->type) {
     case YAML_SCALAR_NODE: {
       const std::string value(reinterpret_cast<const char*>(node->data.scalar.value),
@@ -26,7 +34,7 @@ Json convert(yaml_document_t& doc, const yaml_node_t* node, int depth) {
       Json out = Json::array();
       for (yaml_node_item_t* it = node->data.sequence.items.start;
            it < node->data.sequence.items.top; ++it) {
-        out.push_back(convert(doc, yaml_document_get_node(&doc, *it), depth + 1));
+        out.push_back(convert(doc, yaml_document_get_node(&doc, *it), depth + 1, nodes));
       }
       return out;
     }
@@ -34,9 +42,10 @@ Json convert(yaml_document_t& doc, const yaml_node_t* node, int depth) {
       Json out = Json::object();
       for (yaml_node_pair_t* p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
            ++p) {
-        const Json key = convert(doc, yaml_document_get_node(&doc, p->key), depth + 1);
+        const Json key = convert(doc, yaml_document_get_node(&doc, p->key), depth + 1, nodes);
         if (!key.is_string()) throw YamlError("a mapping key that is not a plain string");
-        out[key.get<std::string>()] = convert(doc, yaml_document_get_node(&doc, p->value), depth + 1);
+        out[key.get<std::string>()] =
+            convert(doc, yaml_document_get_node(&doc, p->value), depth + 1, nodes);
       }
       return out;
     }
@@ -64,7 +73,8 @@ std::vector<Json> yaml_documents(const std::string& text) {
         &doc, yaml_document_delete);
     const yaml_node_t* root = yaml_document_get_root_node(&doc);
     if (!root) break;  // the end of the stream
-    docs.push_back(convert(doc, root, 0));
+    size_t nodes = 0;
+    docs.push_back(convert(doc, root, 0, nodes));
   }
   return docs;
 }

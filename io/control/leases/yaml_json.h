@@ -2,7 +2,9 @@
 // YAML text as JSON values, read with Debian's libyaml: kubeconfigs are
 // YAML, and the kube store works on JSON. Scalars become strings (a
 // kubeconfig's `true` is the string "true"), except plain `~`, `null` and
-// empty values, which become null. Anchors and aliases are resolved.
+// empty values, which become null. Anchors and aliases are resolved, up to
+// 64 levels deep and 100,000 nodes per document, so that an alias bomb is
+// an error, not a daemon out of memory.
 
 #include <nlohmann/json.hpp>
 #include <stdexcept>

@@ -88,6 +88,48 @@ TEST(KubeNodes, NodesWithoutALeaseSayWhy) {
   EXPECT_FALSE(node_lease(scalar, kNet));
 }
 
+// A member of the wrong type anywhere the store reads is no crash (it
+// would be nlohmann's type_error) but a node without a lease, named.
+TEST(KubeNodes, WrongTypesAreMalformedNodesNotExceptions) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"metadata", "metadata is not an object"},
+      {"metadata/name", "metadata.name is not a string"},
+      {"metadata/annotations", "metadata.annotations is not an object"},
+      {"metadata/annotations/flannel.alpha.coreos.com~1public-ip", "annotation flannel.alpha.coreos.com/public-ip is not a string"},
+      {"metadata/annotations/flannel.alpha.coreos.com~1kube-subnet-manager", "is not a string"},
+      {"spec", "spec is not an object"},
+      {"spec/podCIDR", "spec.podCIDR is not a string"},
+      {"spec/podCIDRs", "spec.podCIDRs is not an array"},
+      {"spec/podCIDRs/0", "spec.podCIDRs holds "},
+  };
+  for (const auto& [pointer, message] : cases) {
+    for (const Json& wrong : {Json(5), Json::array({1}), Json("x"), Json::object()}) {
+      Json n = stock_node("10.244.3.0/24", "192.168.1.3");
+      const Json::json_pointer at(std::string("/") + pointer);
+      if (n[at].type() == wrong.type()) continue;  // not wrong for this member
+      n[at] = wrong;
+      NodeView v;
+      ASSERT_NO_THROW(v = view_node(n, kDefaultAnnotationPrefix)) << pointer;
+      EXPECT_NE(v.malformed.find(message), std::string::npos) << pointer << ": " << v.malformed;
+      EXPECT_EQ(v.problem, v.malformed);
+      EXPECT_FALSE(node_lease(v, kNet)) << pointer;
+      std::string note;
+      EXPECT_NO_THROW(advertised_ip(n, kDefaultAnnotationPrefix, core::Be32{}, note));
+      EXPECT_NO_THROW(annotation_patch(n, kDefaultAnnotationPrefix, core::Be32{}));
+    }
+  }
+  // The condition patch reads status leniently too.
+  Json n = stock_node("10.244.3.0/24", "192.168.1.3");
+  for (const Json& status : {Json("x"), Json({{"conditions", "x"}}), Json({{"conditions", {1, "y"}}})}) {
+    n["status"] = status;
+    EXPECT_FALSE(network_available_patch(n, "now").is_null());
+  }
+  EXPECT_EQ(view_node(Json(3), kDefaultAnnotationPrefix).malformed,
+            "the node is a number, not an object");
+  EXPECT_TRUE(view_node(stock_node("10.244.3.0/24", "192.168.1.3"), kDefaultAnnotationPrefix)
+                  .malformed.empty());
+}
+
 TEST(KubeNodes, DualStackTakesTheIpv4PodCidr) {
   Json n = stock_node("fd00:10:244:3::/64", "192.168.1.3");
   n["spec"]["podCIDRs"] = {"fd00:10:244:3::/64", "10.244.3.0/24"};

@@ -36,5 +36,35 @@ TEST(YamlJson, BadYamlNamesTheLine) {
   EXPECT_THROW(yaml_documents("? [a, b]\n: c\n"), YamlError);  // a key that is no string
 }
 
+// A kubeconfig is the daemon's input too: neither an alias bomb nor deep
+// nesting may take its memory or its stack.
+TEST(YamlJson, AliasBombsAndDeepNestingAreErrors) {
+  std::string bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 9; ++i) {  // 10^9 nodes once expanded
+    const std::string n = std::to_string(i);
+    bomb.append("a").append(n).append(": &a").append(n).append(" [");
+    for (int j = 0; j < 10; ++j) bomb.append(j ? ", *a" : "*a").append(std::to_string(i - 1));
+    bomb.append("]\n");
+  }
+  try {
+    yaml_documents(bomb);
+    FAIL() << "no error";
+  } catch (const YamlError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 100000 nodes"), std::string::npos) << e.what();
+  }
+  try {
+    yaml_documents(std::string(100000, '['));
+    FAIL() << "no error";
+  } catch (const YamlError& e) {
+    SUCCEED() << e.what();  // libyaml's own error (unclosed) or our depth limit
+  }
+  try {
+    yaml_documents(std::string(100, '[') + std::string(100, ']'));
+    FAIL() << "no error";
+  } catch (const YamlError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 64 levels"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace udpring::io

@@ -11,29 +11,30 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <random>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
+
+#include "core/json_limits.h"
+#include "io/control/leases/small_file.h"
 
 namespace udpring::io {
 namespace {
+
+// A lease value is about 50 bytes (a vxlan node's 150); a net-conf a few hundred.
+constexpr size_t kMaxLeaseFileBytes = 4096;
+// A /8 holds 65,536 /24 leases; entries past this many are not read.
+constexpr size_t kMaxEntries = 65536;
+// How long an allocation or a renewal waits for another daemon's allocation.
+constexpr auto kLockWait = std::chrono::seconds(1);
 
 int64_t now_unix() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::optional<std::string> read_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 void make_dir(const std::string& path) {
@@ -43,14 +44,23 @@ void make_dir(const std::string& path) {
 }
 
 // flock for the duration of an allocation: list + create must not interleave
-// with another daemon's.
+// with another daemon's. Waits at most kLockWait (an allocation holds it for
+// milliseconds), so that a stuck holder cannot stall the control thread:
+// then StoreUnavailable, and the caller tries again later.
 class DirLock {
  public:
   explicit DirLock(const std::string& path)
-      : fd_(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+      : fd_(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644)) {
     if (!fd_) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
-    while (flock(fd_.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) throw std::runtime_error("flock " + path + ": " + std::strerror(errno));
+    const auto deadline = std::chrono::steady_clock::now() + kLockWait;
+    while (flock(fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) {
+        throw std::runtime_error("flock " + path + ": " + std::strerror(errno));
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        throw StoreUnavailable(path + " is held by another process for more than 1 s");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }  // the lock goes with the fd
 
@@ -61,12 +71,13 @@ class DirLock {
 }  // namespace
 
 FileLeaseStore::FileLeaseStore(std::string dir, std::string fallback_config, int64_t ttl_s,
-                               int64_t margin_s)
+                               int64_t margin_s, StoreContext ctx)
     : dir_(std::move(dir)),
       subnets_dir_(dir_ + "/subnets"),
       fallback_config_(std::move(fallback_config)),
       ttl_s_(ttl_s),
-      margin_s_(margin_s) {
+      margin_s_(margin_s),
+      ctx_(ctx) {
   make_dir(dir_);
   make_dir(subnets_dir_);
   inotify_ = core::UniqueFd(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
@@ -79,14 +90,35 @@ FileLeaseStore::FileLeaseStore(std::string dir, std::string fallback_config, int
 }
 
 std::string FileLeaseStore::read_config() {
+  // A FIFO, a device or a huge file is an error (the daemon counts it as
+  // "config" and tries again), never a read that blocks or fills memory.
+  // DIR/config is ours: no symlinks; --net-config-path may be a ConfigMap's.
   const std::string own = dir_ + "/config";
-  if (auto text = read_text(own)) return *text;
-  if (!fallback_config_.empty()) {
-    if (auto text = read_text(fallback_config_)) return *text;
-    throw std::runtime_error("no network config: neither " + own + " nor --net-config-path " +
-                             fallback_config_ + " can be read");
+  try {
+    if (auto f = read_small_file(own, core::kNetConfigLimits.max_bytes, Symlinks::kRefuse)) {
+      return f->text;
+    }
+    if (!fallback_config_.empty()) {
+      if (auto f = read_small_file(fallback_config_, core::kNetConfigLimits.max_bytes, Symlinks::kFollow)) {
+        return f->text;
+      }
+      throw std::runtime_error("no network config: neither " + own + " nor --net-config-path " +
+                               fallback_config_ + " exists");
+    }
+  } catch (const FileInputError& e) {
+    throw StoreInputError(std::string("network config: ") + e.what());
   }
-  throw std::runtime_error("no network config: " + own + " cannot be read");
+  throw std::runtime_error("no network config: " + own + " does not exist");
+}
+
+bool FileLeaseStore::skip(const std::string& path, const std::string& why) {
+  // Reported and counted once per file and reason, however often it is
+  // scanned; bounded, so a flood of bad files cannot fill memory.
+  if (warned_.size() >= 4096) warned_.clear();
+  if (!warned_.insert(path + '\0' + why).second) return false;
+  spdlog::warn("skipping lease file {}: {}", core::printable(path), why);
+  if (ctx_.input_errors) ctx_.input_errors->count(core::InputSource::kFile);
+  return true;
 }
 
 std::string FileLeaseStore::path_of(const core::Ipv4Prefix& subnet) const {
@@ -95,7 +127,6 @@ std::string FileLeaseStore::path_of(const core::Ipv4Prefix& subnet) const {
 }
 
 std::vector<core::Lease> FileLeaseStore::scan(bool reap) {
-  static std::set<std::string> warned;  // each bad file is reported once
   std::vector<core::Lease> out;
   DIR* d = opendir(subnets_dir_.c_str());
   if (d == nullptr) {
@@ -103,36 +134,48 @@ std::vector<core::Lease> FileLeaseStore::scan(bool reap) {
     return out;
   }
   const int64_t now = now_unix();
+  size_t entries = 0;
   while (const dirent* e = readdir(d)) {
     const std::string name = e->d_name;
     if (name.empty() || name[0] == '.') continue;  // ., .., temporaries
+    if (++entries > kMaxEntries) {
+      skip(subnets_dir_, "more than " + std::to_string(kMaxEntries) +
+                             " entries; the rest are not read");
+      break;
+    }
     const std::string path = subnets_dir_ + "/" + name;
     const auto subnet = core::parse_lease_key(name);
-    std::optional<core::LeaseValue> value;
-    struct statx st{};
-    if (subnet) {
-      if (auto text = read_text(path)) value = core::parse_lease_value(*text);
+    if (!subnet) {
+      skip(path, "name is not a.b.c.d-len");
+      continue;
     }
-    if (!subnet || !value ||
-        statx(AT_FDCWD, path.c_str(), AT_STATX_SYNC_AS_STAT, STATX_MTIME | STATX_BTIME, &st) != 0) {
-      if (warned.insert(path).second) {
-        spdlog::warn("skipping lease file {}: {}", path,
-                     !subnet ? "name is not a.b.c.d-len" : "value is not a lease");
-      }
+    std::optional<SmallFile> file;
+    try {
+      file = read_small_file(path, kMaxLeaseFileBytes, Symlinks::kRefuse);
+    } catch (const FileInputError& err) {
+      skip(path, err.what());
+      continue;
+    }
+    if (!file) continue;  // deleted since readdir
+    const auto value = core::parse_lease_value(file->text);
+    if (!value) {
+      skip(path, "value is not a lease");
       continue;
     }
     core::Lease l;
     l.subnet = *subnet;
     l.public_ip = value->public_ip;
     l.backend_type = value->backend_type;
-    l.reservation = st.stx_mtime.tv_sec == 0;
-    l.expiry_unix = l.reservation ? 0 : st.stx_mtime.tv_sec;
+    l.reservation = file->mtime_unix == 0;
+    l.expiry_unix = l.reservation ? 0 : file->mtime_unix;
     l.key = name;
     // Creation order is the file's birth time: renewals (utimensat) and
     // our own reuse (touched in place) keep it, and creations are
     // serialised by the allocation lock. Where the filesystem records no
     // birth time, every file ties at 0 and the name decides.
-    if (st.stx_mask & STATX_BTIME) {
+    struct statx st{};
+    if (statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME, &st) == 0 &&
+        (st.stx_mask & STATX_BTIME)) {
       l.created = int64_t{st.stx_btime.tv_sec} * 1'000'000'000 + st.stx_btime.tv_nsec;
     }
     if (!l.reservation && l.expiry_unix <= now) {
@@ -184,8 +227,14 @@ void FileLeaseStore::refresh_lease(const core::Ipv4Prefix& subnet, core::Be32 pu
   // otherwise.
   const std::string path = path_of(subnet);
   const timespec times[2] = {{expiry, 0}, {expiry, 0}};
-  if (read_text(path) == core::format_lease_value(public_ip) &&
-      utimensat(AT_FDCWD, path.c_str(), times, 0) == 0) {
+  std::optional<SmallFile> file;
+  try {
+    file = read_small_file(path, kMaxLeaseFileBytes, Symlinks::kRefuse);
+  } catch (const FileInputError&) {
+    // not ours to touch in place: replaced below
+  }
+  if (file && file->text == core::format_lease_value(public_ip) &&
+      utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0) {
     return;
   }
   write_lease(subnet, public_ip, expiry, false);
@@ -294,8 +343,14 @@ void FileLeaseStore::maintain() {
                  core::format_prefix(own_->subnet));
     return;
   }
-  const auto text = read_text(path);
-  const auto value = text ? core::parse_lease_value(*text) : std::nullopt;
+  std::optional<core::LeaseValue> value;
+  try {
+    if (const auto file = read_small_file(path, kMaxLeaseFileBytes, Symlinks::kRefuse)) {
+      value = core::parse_lease_value(file->text);
+    }
+  } catch (const FileInputError& e) {
+    spdlog::warn("renewing lease {}: {}", path, e.what());
+  }
   if (!value || value->public_ip != own_->public_ip) {
     // Gone or someone else's now: never overwrite (flannel's renewal did);
     // the watch reports the loss.

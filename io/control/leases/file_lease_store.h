@@ -10,8 +10,15 @@
 // is inotify on DIR/subnets plus a once-a-second rescan for expiry. A
 // lease's creation order (which of two overlapping leases wins) is its
 // file's birth time.
+//
+// The directory may be writable by others: an entry that is not a regular
+// file of at most 4 KiB (a FIFO, a symlink, a device, a huge file) is
+// skipped, warned about and counted once, never opened for a blocking or
+// unbounded read (small_file.h); the other leases are still served. The
+// allocation lock is waited for at most a second.
 
 #include <chrono>
+#include <set>
 #include <string>
 
 #include "core/unique_fd.h"
@@ -23,7 +30,8 @@ class FileLeaseStore : public LeaseStore {
  public:
   /// Creates DIR and DIR/subnets if missing. `fallback_config` is read when
   /// DIR/config does not exist ("" = none).
-  FileLeaseStore(std::string dir, std::string fallback_config, int64_t ttl_s, int64_t margin_s);
+  FileLeaseStore(std::string dir, std::string fallback_config, int64_t ttl_s, int64_t margin_s,
+                 StoreContext ctx = {});
 
   std::string describe() const override { return "file " + dir_; }
   std::string read_config() override;
@@ -38,6 +46,8 @@ class FileLeaseStore : public LeaseStore {
   /// Every unexpired, parseable lease; `reap` deletes expired files (only
   /// under the allocation lock: their owners are gone).
   std::vector<core::Lease> scan(bool reap);
+  /// Warns about and counts a bad entry, the first time for this reason.
+  bool skip(const std::string& path, const std::string& why);
   void write_lease(const core::Ipv4Prefix& subnet, core::Be32 public_ip, int64_t expiry,
                    bool exclusive);
   /// Our existing lease with a new expiry.
@@ -48,6 +58,8 @@ class FileLeaseStore : public LeaseStore {
   std::string fallback_config_;
   int64_t ttl_s_;
   int64_t margin_s_;
+  StoreContext ctx_;
+  std::set<std::string> warned_;  // path and reason of each bad entry reported
   core::UniqueFd inotify_;
   bool snapshot_sent_ = false;
   core::LeaseMap known_;

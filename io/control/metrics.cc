@@ -5,6 +5,21 @@
 
 namespace udpring::io {
 
+std::string render_input_errors(const std::array<uint64_t, core::kInputSourceCount>& counts) {
+  std::string out =
+      "# HELP udpring_control_input_errors_total Control-plane input rejected (a wrong JSON type, "
+      "too big, nested too deep, not a regular file), by source; each was skipped or retried.\n"
+      "# TYPE udpring_control_input_errors_total counter\n";
+  for (size_t i = 0; i < core::kInputSourceCount; ++i) {
+    out.append("udpring_control_input_errors_total{source=\"")
+        .append(core::kInputSourceNames[i])
+        .append("\"} ")
+        .append(std::to_string(counts[i]))
+        .append("\n");
+  }
+  return out;
+}
+
 std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>& stats,
                            const MetricsInput& in, const std::vector<FastPath>& fast_paths,
                            const std::string& version) {
@@ -30,6 +45,7 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
            "Flows the TUN steering program placed on the next queue in turn.",
            *in.tun_flows_placed);
   }
+  out += render_input_errors(in.input_errors);
   if (const auto& lease = in.lease) {
     family("udpring_lease_expiry_timestamp_seconds", "gauge",
            "When our lease expires, in Unix seconds (0: never, a reservation).",

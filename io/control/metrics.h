@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/input_errors.h"
 #include "core/lease.h"
 #include "core/lease_policy.h"
 #include "core/worker_stats.h"
@@ -29,7 +30,12 @@ struct MetricsInput {
   std::optional<uint64_t> tun_flows_placed;     // none without TUN steering
   LeaseRefusalCounts leases_refused_total{};    // refusals so far (core::PeerRoutes)
   LeaseRefusalCounts leases_refused_now{};      // leases refused at the moment
+  std::array<uint64_t, core::kInputSourceCount> input_errors{};  // by core::InputSource
 };
+
+/// udpring_control_input_errors_total, one sample per source; also served
+/// before the daemon is ready (it may be why it is not).
+std::string render_input_errors(const std::array<uint64_t, core::kInputSourceCount>& counts);
 
 /// `version` is udpring_build_info's label.
 std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>& stats,

@@ -5,18 +5,16 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/input_errors.h"
 #include "core/lease.h"
 #include "core/lease_policy.h"
 #include "core/net_config.h"
@@ -32,6 +30,7 @@
 #include "io/control/leases/etcd_lease_store.h"
 #include "io/control/leases/file_lease_store.h"
 #include "io/control/leases/kube_lease_store.h"
+#include "io/control/leases/small_file.h"
 #include "io/control/metrics.h"
 #include "io/control/systemd_notify.h"
 #include "io/daemon/control_loop.h"
@@ -51,29 +50,34 @@ namespace {
 constexpr uint32_t kEncapOverhead = 28;
 constexpr uint32_t kMinTunMtu = 576;
 
+// A FIFO, a device or a huge file given as --net-config-path is refused,
+// never read: a read could block start-up or fill memory.
 core::NetConfig load_net_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read net-conf " + path + ": " + std::strerror(errno));
-  std::stringstream text;
-  text << in.rdbuf();
+  std::optional<SmallFile> f;
   try {
-    return core::parse_net_config(text.str());
+    f = read_small_file(path, core::kNetConfigLimits.max_bytes, Symlinks::kFollow);
+  } catch (const FileInputError& e) {
+    throw std::runtime_error(std::string("net-conf: ") + e.what());
+  }
+  if (!f) throw std::runtime_error("cannot read net-conf " + path + ": it does not exist");
+  try {
+    return core::parse_net_config(f->text);
   } catch (const core::ConfigError& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
 }
 
-std::unique_ptr<LeaseStore> make_lease_store(const Options& opts) {
+std::unique_ptr<LeaseStore> make_lease_store(const Options& opts, StoreContext ctx) {
   const int64_t margin_s = int64_t{opts.renew_margin_min} * 60;
   if (opts.subnet_mgr == "file") {
     return std::make_unique<FileLeaseStore>(opts.lease_dir, opts.net_config_path, opts.lease_ttl_s,
-                                            margin_s);
+                                            margin_s, ctx);
   }
   if (opts.subnet_mgr == "etcd") {
     EtcdConfig cfg{opts.etcd_endpoints, opts.etcd_cafile,   opts.etcd_certfile,
                    opts.etcd_keyfile,   opts.etcd_username, opts.etcd_password};
     return std::make_unique<EtcdLeaseStore>(std::move(cfg), opts.etcd_prefix, opts.lease_ttl_s,
-                                            margin_s);
+                                            margin_s, ctx);
   }
   if (opts.subnet_mgr == "kube") {
     KubeStoreOptions k;
@@ -82,18 +86,25 @@ std::unique_ptr<LeaseStore> make_lease_store(const Options& opts) {
     k.net_config_path = opts.net_config_path;
     k.annotation_prefix = opts.kube_annotation_prefix;
     k.set_network_unavailable = opts.set_node_network_unavailable;
-    return std::make_unique<KubeLeaseStore>(std::move(k));
+    return std::make_unique<KubeLeaseStore>(std::move(k), ctx);
   }
   throw std::runtime_error("--subnet-mgr=" + opts.subnet_mgr + " is not available");
 }
 
-std::optional<core::Ipv4Prefix> previous_subnet(const std::string& subnet_file) {
+// flanneld's subnet.env is under 200 bytes.
+constexpr size_t kMaxSubnetEnvBytes = 64 * 1024;
+
+std::optional<core::Ipv4Prefix> previous_subnet(const std::string& subnet_file,
+                                                core::InputErrors& errors) {
   if (subnet_file.empty()) return std::nullopt;
-  std::ifstream in(subnet_file);
-  if (!in) return std::nullopt;
-  std::stringstream text;
-  text << in.rdbuf();
-  return core::parse_subnet_env(text.str()).subnet;
+  try {
+    const auto f = read_small_file(subnet_file, kMaxSubnetEnvBytes, Symlinks::kFollow);
+    return f ? core::parse_subnet_env(f->text).subnet : std::nullopt;
+  } catch (const FileInputError& e) {
+    errors.count(core::InputSource::kConfig);
+    spdlog::warn("ignoring the previous subnet.env: {}", e.what());
+    return std::nullopt;
+  }
 }
 
 // The static leases as a store would list them: ours first, then each
@@ -184,8 +195,12 @@ class Daemon {
   void start_health_server() {
     if (!opts_.healthz_port) return;
     http_ = std::make_unique<HttpServer>(opts_.healthz_ip, opts_.healthz_port, [this] {
-      if (!running_.load(std::memory_order_acquire)) return std::string("# udpringd is starting\n");
+      // Before ready, the one family that may say why it is not.
+      if (!running_.load(std::memory_order_acquire)) {
+        return "# udpringd is starting\n" + render_input_errors(input_errors_.values());
+      }
       MetricsInput in = status_.snapshot();
+      in.input_errors = input_errors_.values();
       if (tun_.steering) in.tun_flows_placed = tun_.steering->flows_placed();
       return render_metrics(stats_, in, fast_paths_, UDPRING_VERSION);
     });
@@ -197,13 +212,19 @@ class Daemon {
     if (static_mode()) {
       net_ = load_net_config(opts_.net_config_path);
     } else {
-      store_ = make_lease_store(opts_);
+      store_ = make_lease_store(opts_, {&input_errors_, nullptr});
       spdlog::info("lease store: {}", store_->describe());
+      // A config that cannot be used, because of its text or of what holds
+      // it (a FIFO, a malformed etcd answer), is counted and read again.
       const bool got = retry_every_second<std::exception>(sigs_, "network config", [&] {
         try {
           net_ = core::parse_net_config(store_->read_config());
         } catch (const core::ConfigError& e) {
+          input_errors_.count(core::InputSource::kConfig);
           throw core::ConfigError("from " + store_->describe() + ": " + e.what());
+        } catch (const StoreInputError&) {
+          input_errors_.count(core::InputSource::kConfig);
+          throw;
         }
       });
       if (!got) return false;
@@ -254,7 +275,7 @@ class Daemon {
       }
       return true;
     }
-    const auto previous = previous_subnet(opts_.subnet_file);
+    const auto previous = previous_subnet(opts_.subnet_file, input_errors_);
     if (previous) {
       spdlog::info("{} names a previous lease {}", opts_.subnet_file, core::format_prefix(*previous));
     }
@@ -499,6 +520,8 @@ class Daemon {
 
   const Options& opts_;
   const sigset_t& sigs_;
+  // Counted by the stores' threads until the store is gone: declared first.
+  core::InputErrors input_errors_;
   // What the steps find and build, in the order they do. Destroyed in
   // reverse, after ~Daemon has stopped the workers.
   core::NetConfig net_;

@@ -106,7 +106,7 @@ std::string FileLeaseStore::read_config() {
                                fallback_config_ + " exists");
     }
   } catch (const FileInputError& e) {
-    throw StoreInputError(std::string("network config: ") + e.what());
+    throw StoreInputError(e.what());
   }
   throw std::runtime_error("no network config: " + own + " does not exist");
 }

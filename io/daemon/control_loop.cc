@@ -4,8 +4,11 @@
 
 #include <chrono>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "io/daemon/periodic_task.h"
 
 namespace udpring::io {
 namespace {
@@ -39,10 +42,8 @@ bool apply_lease_events(const ControlPlane& cp) {
     spdlog::critical("{}: lease has been revoked, shutting down (as flanneld)", lost);
     return false;
   }
-  // Before and after maintain(): a renewal is an etcd call that may take a
-  // while after an outage, and /metrics should show the re-list and the
-  // reconnected watch as soon as they are logged.
-  cp.status.set_lease(cp.store->status());
+  // maintain() returns at once: renewals and the kube condition run on the
+  // store's own thread (the first call starts it).
   cp.store->maintain();
   cp.status.set_lease(cp.store->status());
   return true;
@@ -59,6 +60,8 @@ bool any_worker_failed(const ControlPlane& cp) {
   return failed;
 }
 
+// On the resync thread (PeriodicTask): the manager serializes its runs, and
+// what it publishes is atomic.
 void resync_rules(const ControlPlane& cp) {
   try {
     cp.iptables->resync();  // logs what was missing when it rebuilds
@@ -78,8 +81,12 @@ void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, con
 }
 
 int run_control_loop(const ControlPlane& cp) {
-  const auto resync_every = std::chrono::seconds(cp.opts.iptables_resync_s);
-  auto next_resync = std::chrono::steady_clock::now() + resync_every;
+  // Nothing on this thread waits for iptables: one check may take seconds
+  // on a node with kube-proxy's rules.
+  std::optional<PeriodicTask> resync;
+  if (cp.iptables) {
+    resync.emplace(std::chrono::seconds(cp.opts.iptables_resync_s), [&cp] { resync_rules(cp); });
+  }
   const timespec no_wait{0, 0};
   const timespec tick{1, 0};  // static mode has no lease events to wait on
   int exit_code = 0;
@@ -99,10 +106,6 @@ int run_control_loop(const ControlPlane& cp) {
       if (any_worker_failed(cp)) {
         exit_code = 1;
         break;
-      }
-      if (cp.iptables && std::chrono::steady_clock::now() >= next_resync) {
-        next_resync = std::chrono::steady_clock::now() + resync_every;
-        resync_rules(cp);
       }
       cp.fallbacks.check(cp.stats);
       cp.table.reclaim();

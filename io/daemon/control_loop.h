@@ -1,7 +1,11 @@
 #pragma once
 // The control thread's loop once the daemon is up: lease events become
 // routes, signals are handled, the lease is renewed, iptables rules are
-// kept, workers are watched and old route tables are freed.
+// kept, workers are watched and old route tables are freed. Nothing in a
+// turn waits for a server or a child process: renewals and the kube Node
+// condition run on the store's threads, the iptables check on a thread of
+// its own, so lease events and signals are handled within a turn (at most
+// 250 ms waiting for events, plus the route rebuild).
 
 #include <signal.h>
 

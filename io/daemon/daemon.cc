@@ -145,7 +145,11 @@ std::vector<core::Lease> static_leases(const Options& opts, const core::Ipv4Pref
 // them). subnet.env is written last, so it never names a half-set-up node.
 class Daemon {
  public:
-  Daemon(const Options& opts, const sigset_t& sigs) : opts_(opts), sigs_(sigs) {}
+  Daemon(const Options& opts, const sigset_t& sigs) : opts_(opts), sigs_(sigs) {
+    sigemptyset(&stop_sigs_);
+    sigaddset(&stop_sigs_, SIGINT);
+    sigaddset(&stop_sigs_, SIGTERM);
+  }
   ~Daemon() { stop_workers(); }
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -212,7 +216,7 @@ class Daemon {
     if (static_mode()) {
       net_ = load_net_config(opts_.net_config_path);
     } else {
-      store_ = make_lease_store(opts_, {&input_errors_, nullptr});
+      store_ = make_lease_store(opts_, {&input_errors_, &stop_sigs_});
       spdlog::info("lease store: {}", store_->describe());
       // A config that cannot be used, because of its text or of what holds
       // it (a FIFO, a malformed etcd answer), is counted and read again.
@@ -520,6 +524,7 @@ class Daemon {
 
   const Options& opts_;
   const sigset_t& sigs_;
+  sigset_t stop_sigs_;  // SIGINT and SIGTERM: they end the store's requests on this thread
   // Counted by the stores' threads until the store is gone: declared first.
   core::InputErrors input_errors_;
   // What the steps find and build, in the order they do. Destroyed in

@@ -328,7 +328,14 @@ TEST_F(EtcdLeases, ShortTtlRenewsWithoutOrphanLeases) {
     const auto now = get(key);
     ASSERT_TRUE(now) << "lease expired:\n" << d->log();
     ids.insert(now->second);
-    EXPECT_LE(etcd_lease_count(), baseline + 1) << etcd_->ctl("lease list");
+    // A renewal holds two etcd leases for the moment between its grant and
+    // its revoke (a few commits): an orphan is one still there after that.
+    size_t leases = etcd_lease_count();
+    for (int again = 0; again < 5 && leases > baseline + 1; ++again) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      leases = etcd_lease_count();
+    }
+    EXPECT_LE(leases, baseline + 1) << etcd_->ctl("lease list");
   }
   EXPECT_GE(ids.size(), 3u);  // several renewals, each onto a new etcd lease
   EXPECT_TRUE(d->running());

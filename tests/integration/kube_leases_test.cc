@@ -3,8 +3,9 @@
 // in network namespaces: self-annotation and the NetworkUnavailable
 // condition, pod traffic, a stock flanneld peer, joins, deletes, a moved
 // podCIDR, compaction and re-list, bookmarks, pagination, in-cluster
-// credentials with token rotation, and the errors for a bad token, a
-// missing RBAC verb, an untrusted server certificate and a missing podCIDR.
+// credentials with token rotation, the errors for a bad token, a missing
+// RBAC verb, an untrusted server certificate and a missing podCIDR, and
+// answers and Nodes of the wrong JSON types.
 
 #include <gtest/gtest.h>
 
@@ -503,6 +504,57 @@ TEST_F(KubeLeases, NoPodCidrYetWaitsWithAHintThenComesUp) {
   EXPECT_TRUE(d0->wait_for_log("udpringd ready", 5000)) << d0->log();
   EXPECT_EQ(Cluster::lease_from_env(env_path(0)), "10.60.77.0/24");
   EXPECT_EQ(readyz(cluster_->node(0), 9106), 200);
+}
+
+// Answers of the wrong JSON types at each call (the node, the list, the
+// watch) and a Node whose members are of the wrong types: each is counted
+// once in udpring_control_input_errors_total{source="kube"} and retried or
+// skipped; the daemon comes up, routes its peer and sets its condition.
+TEST_F(KubeLeases, MalformedAnswersAndNodesAreCountedNotFatal) {
+  make(2);
+  api_->add_node(name(0), cidr(0));
+  api_->add_node(name(1), cidr(1));
+  // Annotations that are a string and a podCIDR that is a number.
+  api_->must("POST", "/api/v1/nodes",
+             {{"metadata", {{"name", "bad"}, {"annotations", "x"}}}, {"spec", {{"podCIDR", 5}}}});
+  auto d1 = start(1, {"--healthz-port=9101"});
+  ASSERT_FALSE(HasFailure());
+  const std::string ip0 = Cluster::node_ip(0);
+  const std::string n0 = "/api/v1/nodes/" + name(0);
+  api_->sabotage("GET", n0, R"({"kind":"Node","metadata":"x"})", false, ip0);
+  api_->sabotage("GET", n0, std::string(100000, '['), false, ip0);
+  api_->sabotage("GET", "/api/v1/nodes", R"({"items":{"a":1}})", false, ip0);
+  api_->sabotage("GET", "/api/v1/nodes", R"({"items":[{"metadata":{"name":7}}]})", false, ip0);
+  api_->sabotage("GET", "/api/v1/nodes", R"({"items":[],"metadata":{"resourceVersion":5}})", false, ip0);
+  api_->sabotage("GET", "/api/v1/nodes", "{\"type\":5,\"object\":{}}\n", true, ip0);
+  api_->sabotage("GET", "/api/v1/nodes", "{\"type\":\"ADDED\",\"object\":[]}\n", true, ip0);
+  api_->sabotage("GET", "/api/v1/nodes", "{\"type\":\"ERROR\",\"object\":{\"code\":true}}\n", true, ip0);
+  const long long kBad = 8 + 1;  // the answers above, and node "bad" once
+
+  auto d0 = start(0, {"--healthz-port=9100"});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(d0->wait_for_log("route " + cidr(1) + " -> " + Cluster::node_ip(1) + ":8285", 3000));
+  for (int i = 0; i < 100 && api_->sabotage_pending() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(api_->sabotage_pending(), 0) << d0->log();
+  EXPECT_TRUE(wait_metric(0, 9100, "udpring_control_input_errors_total{source=\"kube\"}", kBad, 5000))
+      << d0->log();
+  EXPECT_TRUE(wait_metric(1, 9101, "udpring_control_input_errors_total{source=\"kube\"}", 1, 2000));
+  EXPECT_TRUE(wait_condition(name(0), "NetworkUnavailable", "False", 5000)) << d0->log();
+  const std::string log = d0->log();
+  for (const char* why : {"metadata is not an object", "nests arrays and objects more than 128 deep",
+                          "\"items\" is an object, not an array", "\"name\" is a number, not a string",
+                          "\"resourceVersion\" is a number, not a string",
+                          "\"type\" is a number, not a string", "\"object\" is an array, not an object",
+                          "\"code\" is a boolean, not an integer",
+                          "node bad is not routed: metadata.annotations is not an object"}) {
+    EXPECT_NE(log.find(why), std::string::npos) << why << "\n" << log;
+  }
+  EXPECT_TRUE(d0->running() && d1->running());
+  // The watch is back: a new node is routed.
+  api_->add_node("node-9", "10.60.9.0/24", KubeApi::flannel_annotations("192.168.78.99"));
+  EXPECT_TRUE(d0->wait_for_log("route 10.60.9.0/24 -> 192.168.78.99:8285", 5000)) << d0->log();
 }
 
 // The stand-in's patch semantics are what the tests above rely on: a JSON

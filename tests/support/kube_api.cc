@@ -101,6 +101,13 @@ void KubeApi::set_user(const std::string& token, const std::string& name,
   must("POST", "/_test/users", {{"token", token}, {"name", name}, {"allow", allow}});
 }
 
+void KubeApi::sabotage(const std::string& method, const std::string& path, const std::string& body,
+                       bool watch, const std::string& client) const {
+  Json s = {{"method", method}, {"path", path}, {"watch", watch}, {"body", body}};
+  if (!client.empty()) s["client"] = client;
+  must("POST", "/_test/sabotage", s);
+}
+
 std::string KubeApi::kubeconfig(const std::string& token, const std::string& file_name,
                                 const std::string& ca) const {
   const std::string path = dir_ + "/" + file_name;

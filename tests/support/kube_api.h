@@ -65,6 +65,12 @@ class KubeApi {
   void pause_watches() const { must("POST", "/_test/pause-watches"); }
   void resume_watches() const { must("POST", "/_test/resume-watches"); }
   void close_watches() const { must("POST", "/_test/close-watches"); }
+  /// Queues `body` (any text) as the answer to the next `method` `path`
+  /// (a watch if `watch`) that `client` (default: anyone but the admin) makes.
+  void sabotage(const std::string& method, const std::string& path, const std::string& body,
+                bool watch = false, const std::string& client = "") const;
+  /// Queued answers not given yet.
+  int sabotage_pending() const { return must("GET", "/_test/sabotage").value("pending", -1); }
 
   std::string log() const;
 

@@ -19,7 +19,8 @@ the semantics a client can get wrong, the way kube-apiserver has them:
   main resource keeps status;
 - test controls under /_test/ (admin token only): compact the history,
   change a user's permissions, pause or end every open watch, create or
-  patch many nodes at once.
+  patch many nodes at once, queue raw answers (any bytes) that a call of
+  a user other than the admin gets instead of the real one.
 
 Usage: kube_api_server.py --listen IP:PORT --cert F --key F --config F
 The config is JSON: {"admin_token": T, "users": {TOKEN: {"name": N,
@@ -72,6 +73,7 @@ class Store:
         self.snapshots = {}      # list snapshot rv -> sorted nodes
         self.generation = 0      # bumped to end every open watch
         self.paused = False      # watches hold their events (to make a client miss some)
+        self.sabotage = []       # queued raw answers: {method, path, watch, client?, body, status?}
 
     def _bump(self, kind, etype, obj):
         self.rv += 1
@@ -267,6 +269,8 @@ class Handler(BaseHTTPRequestHandler):
                 if not user.get("admin"):
                     raise ApiError(403, "Forbidden", "test controls need the admin token")
                 return self.test_control(method, parts[1:])
+            if not user.get("admin") and self.sabotaged(method, url.path, query):
+                return
             if parts[:2] != ["api", "v1"]:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             rest = parts[2:]
@@ -285,6 +289,33 @@ class Handler(BaseHTTPRequestHandler):
     do_PUT = lambda self: self.handle_any("PUT")
     do_PATCH = lambda self: self.handle_any("PATCH")
     do_DELETE = lambda self: self.handle_any("DELETE")
+
+    def sabotaged(self, method, path, query):
+        """Sends the first raw answer queued for this call, if any."""
+        store = self.server.store
+        watch = query.get("watch") in ("true", "1")
+        client = self.client_address[0]
+        with store.lock:
+            for i, s in enumerate(store.sabotage):
+                if (s["method"], s["path"], s.get("watch", False)) == (method, path, watch) and \
+                        s.get("client", client) == client:
+                    del store.sabotage[i]
+                    break
+            else:
+                return False
+        body = s["body"].encode()
+        self.send_response(s.get("status", 200))
+        self.send_header("Content-Type", "application/json")
+        if watch:  # one chunk of the stream, then its end
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        self.wfile.flush()
+        return True
 
     # -- nodes --------------------------------------------------------------
     def nodes(self, method, user, rest, query):
@@ -502,6 +533,13 @@ class Handler(BaseHTTPRequestHandler):
             for name, patch in patches.items():
                 store.update("nodes", name, lambda old, p=patch: strategic_merge(old, p))
             return self.send_json(200, {"patched": len(patches), "resourceVersion": str(store.rv)})
+        if what == "sabotage" and method == "POST":
+            with store.lock:
+                store.sabotage.append(self.body())
+            return self.send_json(200, {})
+        if what == "sabotage" and method == "GET":
+            with store.lock:
+                return self.send_json(200, {"pending": len(store.sabotage)})
         if what == "healthz":
             return self.send_json(200, {"resourceVersion": str(store.rv)})
         raise ApiError(404, "NotFound", "no such test control")

@@ -7,6 +7,7 @@
 
 #include "core/base64.h"
 #include "io/control/leases/checked_json.h"
+#include "io/control/leases/etcd_messages.h"
 
 namespace udpring::io {
 namespace {
@@ -26,19 +27,6 @@ std::string range_end(std::string prefix) {
 }
 
 constexpr auto kSource = core::InputSource::kEtcd;
-
-// Each bad key is reported (and counted) once, however often it is listed
-// or watched (`id`: the key and its problem). True the first time. The set
-// is bounded: a flood of bad keys may be reported again, never fill memory.
-bool warn_bad_key(const std::string& id, const std::string& message) {
-  static std::mutex mu;
-  static std::set<std::string> warned;
-  std::lock_guard lock(mu);
-  if (warned.size() >= 4096) warned.clear();
-  if (!warned.insert(id).second) return false;
-  spdlog::warn("{}", message);
-  return true;
-}
 
 // A base64 member of a kv (a key or a value): the bytes.
 std::string unb64(const Json& kv, std::string_view member, const std::string& where) {
@@ -74,41 +62,6 @@ void EtcdLeaseStore::count_input_error() const {
   if (ctx_.input_errors) ctx_.input_errors->count(kSource);
 }
 
-std::optional<core::Lease> EtcdLeaseStore::to_lease(const Json& kv, const std::string& where) {
-  std::string key, value;
-  int64_t lease = 0, created = 0;
-  try {
-    object_item(kv, "a kv", where);
-    key = unb64(kv, "key", where);
-    value = unb64(kv, "value", where);
-    lease = int64_member(kv, "lease", where);
-    created = int64_member(kv, "create_revision", where);
-  } catch (const StoreInputError& e) {
-    if (warn_bad_key(e.what(), std::string("skipping an etcd kv: ") + e.what())) count_input_error();
-    return std::nullopt;
-  }
-  const auto subnet = core::parse_lease_key(key);
-  const auto parsed = subnet ? core::parse_lease_value(value) : std::nullopt;
-  if (!subnet || !parsed) {
-    const char* why = !subnet ? "not a.b.c.d-len" : "value is not a lease (no PublicIP, or over 4 KiB)";
-    if (warn_bad_key(key + '\0' + why, "skipping etcd key " + core::printable(key) + ": " + why)) {
-      count_input_error();
-    }
-    return std::nullopt;
-  }
-  core::Lease l;
-  l.subnet = *subnet;
-  l.public_ip = parsed->public_ip;
-  l.backend_type = parsed->backend_type;
-  l.store_lease = lease;
-  l.reservation = l.store_lease == 0;
-  l.key = key;
-  // Kept across puts (renewals, reuse); a deleted and re-created key gets
-  // a new one. Keys created in one txn share it (then the key decides).
-  l.created = created;
-  return l;
-}
-
 std::string EtcdLeaseStore::describe() const {
   std::string eps;
   for (const std::string& e : cfg_.endpoints) eps += (eps.empty() ? "" : ",") + e;
@@ -130,16 +83,10 @@ std::string EtcdLeaseStore::read_config() {
   });
 }
 
-EtcdLeaseStore::Listing EtcdLeaseStore::list(EtcdClient& client) {
+EtcdListing EtcdLeaseStore::list(EtcdClient& client) {
   const Json r = client.call("/v3/kv/range", {{"key", EtcdClient::b64(subnets_)},
                                              {"range_end", EtcdClient::b64(range_end(subnets_))}});
-  const std::string where = "etcd " + client.endpoint() + "/v3/kv/range " + subnets_;
-  Listing out;
-  out.revision = int64_member(object_member(r, "header", where), "revision", where);
-  for (const Json& kv : array_member(r, "kvs", where)) {
-    if (auto l = to_lease(kv, where)) out.leases.push_back(*l);
-  }
-  return out;
+  return parse_listing(r, "etcd " + client.endpoint() + "/v3/kv/range " + subnets_, ctx_.input_errors);
 }
 
 int64_t EtcdLeaseStore::grant(EtcdClient& client, int64_t ttl_s) {
@@ -194,7 +141,7 @@ core::Lease EtcdLeaseStore::acquire_once(const core::NetConfig& cfg, core::Be32 
   own_ip_ = public_ip;
   std::mt19937_64 rng(std::random_device{}());
   for (int attempt = 1; attempt <= core::kAcquireAttempts; ++attempt) {
-    const Listing listing = list(client_);
+    const EtcdListing listing = list(client_);
     const core::AcquirePlan plan =
         core::plan_acquisition(cfg, public_ip, previous, listing.leases, rng());
     for (const core::Ipv4Prefix& stale : plan.remove) {
@@ -326,7 +273,7 @@ bool EtcdLeaseStore::wait_update(std::chrono::milliseconds timeout, core::LeaseU
   if (!watching_) {
     // The snapshot comes from this thread, so the first routes are in place
     // before forwarding starts; the watch resumes right after its revision.
-    Listing listing = counting_input_errors(ctx_.input_errors, kSource, describe(),
+    EtcdListing listing = counting_input_errors(ctx_.input_errors, kSource, describe(),
                                             [&] { return list(client_); });
     watching_ = true;
     watcher_ = std::thread([this, rev = listing.revision + 1, leases = listing.leases] {
@@ -355,57 +302,34 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
                           {"start_revision", std::to_string(next_rev)}}}};
       const std::string where = "etcd " + client.endpoint() + "/v3/watch";
       client.stream("/v3/watch", req, [&](const Json& msg) {
-        if (const auto it = object_item(msg, "a message", where).find("error"); it != msg.end()) {
-          error = excerpt(*it);
-          return false;
+        const int64_t from = next_rev;
+        WatchMessage m = parse_watch_message(msg, known, next_rev, where, ctx_.input_errors);
+        switch (m.kind) {
+          case WatchMessage::Kind::kError:
+            error = m.error;
+            return false;
+          case WatchMessage::Kind::kCompacted:
+            spdlog::warn("etcd compacted past revision {}; re-listing leases", from);
+            relist = true;
+            return false;
+          case WatchMessage::Kind::kCanceled:
+            error = "watch canceled: " + m.error;
+            return false;
+          case WatchMessage::Kind::kEvents:
+            break;
         }
-        const Json& r = object_member(msg, "result", where);
-        if (int64_member(r, "compact_revision", where) > 0) {
-          spdlog::warn("etcd compacted past revision {}; re-listing leases", next_rev);
-          relist = true;
-          return false;
-        }
-        if (bool_member(r, "canceled", false, where)) {
-          error = "watch canceled: " + core::printable(string_member(r, "cancel_reason", where));
-          return false;
-        }
-        const Json& events = array_member(r, "events", where);
-        // Every member read below is checked here first, so that a
-        // malformed message throws before anything is applied: the watch
-        // then resumes at next_rev, and no event is lost.
-        int64_t rev = next_rev;
-        for (const Json& item : events) {
-          const Json& kv = object_member(object_item(item, "an event", where), "kv", where);
-          rev = std::max(rev, int64_member(kv, "mod_revision", where) + 1);
-          string_member(item, "type", where);
-          string_member(kv, "key", where);
-        }
-        if (bool_member(r, "created", false, where)) {
+        if (m.created) {
           if (!connected_.exchange(true) && !last_error.empty()) {
-            spdlog::info("etcd watch re-established at revision {}", next_rev);
+            spdlog::info("etcd watch re-established at revision {}", from);
           }
           backoff = std::chrono::milliseconds(100);
           last_error.clear();
         }
-        next_rev = rev;
-        core::LeaseUpdate u;
-        for (const Json& ev : events) {
-          const Json& kv = object_member(ev, "kv", where);
-          const auto key = core::base64_decode(string_member(kv, "key", where));
-          if (!key) continue;
-          std::optional<core::Lease> put;
-          if (string_member(ev, "type", where, "PUT") != "DELETE") put = to_lease(kv, where);
-          if (put) {
-            u.events.push_back({core::LeaseEvent::Kind::kAdded, *put});
-          } else if (const auto it = known.find(*key); it != known.end()) {
-            // Deleted, or overwritten with something that is not a lease.
-            u.events.push_back({core::LeaseEvent::Kind::kRemoved, it->second});
-          } else {
-            continue;  // a key we never took for a lease: nothing to undo
-          }
-          core::apply_event(known, u.events.back());
+        if (!m.events.empty()) {
+          core::LeaseUpdate u;
+          u.events = std::move(m.events);
+          updates_.push(std::move(u));
         }
-        if (!u.events.empty()) updates_.push(std::move(u));
         return !updates_.stopped();
       }, updates_.stop_flag());
       if (!error.empty()) {
@@ -414,7 +338,7 @@ void EtcdLeaseStore::watch_loop(int64_t next_rev, core::LeaseMap known) {
       }
       if (relist) {
         ++relists_;
-        Listing listing = list(client);
+        EtcdListing listing = list(client);
         core::LeaseUpdate u;
         u.events = core::diff_leases(known, listing.leases);
         if (!u.events.empty()) updates_.push(std::move(u));

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "io/control/leases/etcd_client.h"
+#include "io/control/leases/etcd_messages.h"
 #include "io/control/leases/lease_store.h"
 #include "io/control/leases/update_queue.h"
 
@@ -42,14 +43,7 @@ class EtcdLeaseStore : public LeaseStore {
   core::LeaseStoreStatus status() const override;
 
  private:
-  struct Listing {
-    std::vector<core::Lease> leases;
-    int64_t revision = 0;
-  };
-  Listing list(EtcdClient& client);
-  /// A kv of an answer from `where` as a lease; nullopt (warned once,
-  /// counted) when it is not one.
-  std::optional<core::Lease> to_lease(const nlohmann::json& kv, const std::string& where);
+  EtcdListing list(EtcdClient& client);
   int64_t grant(EtcdClient& client, int64_t ttl_s);
   void revoke(EtcdClient& client, int64_t id);
   /// Puts our value on `lease_id` if the key's current state matches

@@ -19,14 +19,18 @@ bool is_unicast(uint32_t host_order) noexcept {
 
 }  // namespace
 
-bool icmp_error_allowed(const uint8_t* offender) noexcept {
+bool icmp_error_allowed(const uint8_t* offender, size_t len) noexcept {
+  if (len < core::kIpv4MinHeaderBytes) return false;
   core::Ipv4View ip(const_cast<uint8_t*>(offender));
+  const size_t ihl = ip.header_bytes();
+  // The quote is the whole header; a super-packet's total length (0 for a
+  // BIG TCP one) says nothing about the bytes we have, so `len` decides.
+  if (ihl < core::kIpv4MinHeaderBytes || ihl > len) return false;
   if (ip.frag_offset() != 0) return false;
   if (!is_unicast(ip.src().host()) || !is_unicast(ip.dst().host())) return false;
   if (ip.protocol() == core::kIpProtoIcmp) {
-    const size_t ihl = ip.header_bytes();
     // An ICMP packet too short to carry a type byte is not worth answering.
-    if (ip.total_length() <= ihl) return false;
+    if (len <= ihl) return false;
     if (is_icmp_error_type(offender[ihl])) return false;
   }
   return true;
@@ -34,7 +38,7 @@ bool icmp_error_allowed(const uint8_t* offender) noexcept {
 
 size_t build_net_unreachable(const uint8_t* offender, size_t len, core::Be32 src,
                              uint8_t* out) noexcept {
-  if (!icmp_error_allowed(offender)) return 0;
+  if (!icmp_error_allowed(offender, len)) return 0;
   const size_t ihl = size_t{offender[0] & 0x0fu} * 4;
   const size_t quote = ihl + std::min<size_t>(8, len - ihl);
   const size_t total = 20 + 8 + quote;

@@ -83,5 +83,28 @@ TEST(IcmpUnreach, FirstFragmentIsAnswered) {
   EXPECT_FALSE(unreach_for(PacketBuilder().frag(0x2000).build()).empty());  // MF, offset 0
 }
 
+// A TSO super-packet with no route is answered from its first bytes, which
+// only send_tso's checks (20 bytes, version 4) have seen. Found by
+// tests/fuzz/icmp_fuzz.cc (corpus/icmp/crash-07dc5236...): the reply read
+// past the packet.
+TEST(IcmpUnreach, SuperPacketCutShortIsNotQuoted) {
+  // IHL 15 (60 bytes of header) in a 40-byte read: nothing to quote whole.
+  auto cut = PacketBuilder().options(std::vector<uint8_t>(40, 1)).build();
+  cut.resize(40);
+  EXPECT_TRUE(unreach_for(cut).empty());
+  // IHL below 5.
+  auto low = PacketBuilder().build();
+  low[0] = 0x44;
+  EXPECT_TRUE(unreach_for(low).empty());
+  // An ICMP header with no type byte after it, whatever its total length says.
+  auto bare = PacketBuilder().protocol(core::kIpProtoIcmp).payload({}).build();
+  bare[2] = 0xab, bare[3] = 0xab;
+  EXPECT_TRUE(unreach_for(bare).empty());
+  // The header all there: answered, as before.
+  auto whole = PacketBuilder().payload_bytes(4).build();
+  whole[2] = 0, whole[3] = 0;  // a BIG TCP super-packet's total length
+  EXPECT_EQ(unreach_for(whole).size(), 20u + 8 + 20 + 4);
+}
+
 }  // namespace
 }  // namespace udpring

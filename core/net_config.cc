@@ -70,7 +70,7 @@ NetConfig parse_net_config(std::string_view json_text) {
   Json root;
   try {
     root = Json::parse(json_text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // a syntax error, or a number out of range (406)
     throw ConfigError(std::string("net-conf is not valid JSON: ") + e.what());
   }
   if (!root.is_object()) throw ConfigError("net-conf must be a JSON object");

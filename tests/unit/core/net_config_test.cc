@@ -56,6 +56,21 @@ TEST(NetConfig, DeepOrHugeTextIsAConfigErrorNotACrash) {
   EXPECT_EQ(parse_net_config(R"({"Network":"10.5.0.0/16","x":[[[[1]]]]})").subnet_len, 24);
 }
 
+// Found by tests/fuzz/net_config_fuzz.cc (corpus/net_config/crash-8c58c18a...):
+// nlohmann throws out_of_range, not parse_error, for a number too big for a
+// double, and it escaped as an error that names neither the file nor JSON.
+TEST(NetConfig, NumberOutOfRangeIsAConfigError) {
+  for (const char* text : {R"({"Network":"10.5.0.0/16","SubnetLen":1e400})", "1e400",
+                           R"({"Network":"10.5.0.0/16","Backend":{"Type":"udp","Port":-1e999}})"}) {
+    try {
+      parse_net_config(text);
+      ADD_FAILURE() << text << ": no error";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(NetConfig, PortZeroMeansDefault) {
   EXPECT_EQ(parse_net_config(R"({"Network":"10.5.0.0/16","Backend":{"Type":"udp","Port":0}})").port,
             8285);

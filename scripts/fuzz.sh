@@ -116,7 +116,7 @@ report() {
   runs=$(stat_of "$t" number_of_executed_units)
   rate=$(stat_of "$t" average_exec_per_sec)
   files=$(find "$dir/corpus" -type f | wc -l)
-  bytes=$(du -sk "$dir/corpus" | cut -f1)
+  bytes=$(( $(du -sb "$dir/corpus" | cut -f1) / 1024 ))
   if [[ "$rc" == 0 ]]; then
     log "$t: ok: ${runs:-?} runs, ${rate:-?} exec/s, corpus $(cat "$dir/seeds") -> $files inputs (${bytes} KiB)"
     return

@@ -25,6 +25,8 @@ PACKAGES=(
   # the TUN steering program: clang's BPF target, the kernel's UAPI headers,
   # libbpf to load it and bpftool to build it in as a skeleton
   clang linux-libc-dev libbpf-dev bpftool
+  # scripts/fuzz.sh: clang's libFuzzer and sanitizer runtimes (host only)
+  libclang-rt-dev
   # test / benchmark tools
   iproute2 iptables iputils-ping iperf3 sockperf tcpdump ethtool
   etcd-server etcd-client openssl gnuplot-nox procps curl

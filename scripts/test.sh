@@ -5,10 +5,13 @@
 #   3. ctest --test-dir build --output-on-failure -j1
 #      (serial: integration tests create network namespaces)
 #   4. ThreadSanitizer build of qsbr_test only, in build-tsan/, and run it
-#   5. arm64: cross-build in build-arm64/ and the unit tests under qemu
+#   5. the libFuzzer targets: clang build in build-fuzz/, each target run
+#      FUZZ_SECONDS (default 30) on its seeds, two at a time (scripts/fuzz.sh)
+#   6. arm64: cross-build in build-arm64/ and the unit tests under qemu
 #      (scripts/test-arm64.sh)
-# Steps 3 to 5 all run even if one fails; exits non-zero if any step failed.
+# Steps 3 to 6 all run even if one fails; exits non-zero if any step failed.
 # Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan),
+# FUZZ_BUILD_DIR (default build-fuzz), FUZZ_SECONDS (default 30),
 # BUILD_DIR_ARM64 (default build-arm64).
 set -euo pipefail
 UR_TAG="test"
@@ -19,20 +22,20 @@ cd "$ROOT"
 MAIN_DIR=${BUILD_DIR:-build}
 TSAN_DIR=${TSAN_BUILD_DIR:-build-tsan}
 
-log "step 1/5: install-deps"
+log "step 1/6: install-deps"
 bash scripts/install-deps.sh </dev/null || die "install-deps failed"
 
-log "step 2/5: Release build in $MAIN_DIR/"
+log "step 2/6: Release build in $MAIN_DIR/"
 BUILD_DIR=$MAIN_DIR BUILD_TYPE=Release bash scripts/build.sh </dev/null || die "build failed"
 
 failed=()
 
-log "step 3/5: ctest"
+log "step 3/6: ctest"
 if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -j1 </dev/null; then
   failed+=("ctest")
 fi
 
-log "step 4/5: ThreadSanitizer qsbr_test in $TSAN_DIR/"
+log "step 4/6: ThreadSanitizer qsbr_test in $TSAN_DIR/"
 if BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo bash scripts/build.sh \
      --target qsbr_test -DUDPRING_SANITIZE=thread </dev/null; then
   qsbr_bin=$(find "$TSAN_DIR" -type f -name qsbr_test -perm -u+x -print -quit)
@@ -56,7 +59,12 @@ else
   failed+=("tsan-build")
 fi
 
-log "step 5/5: arm64 cross-build and unit tests under qemu"
+log "step 5/6: fuzz targets, ${FUZZ_SECONDS:-30} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/"
+if ! bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-30}" </dev/null; then
+  failed+=("fuzz")
+fi
+
+log "step 6/6: arm64 cross-build and unit tests under qemu"
 if ! bash scripts/test-arm64.sh </dev/null; then
   failed+=("arm64")
 fi

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/lease.h"
+#include "core/lease_policy.h"
 #include "core/net_config.h"
 #include "tests/fuzz/fuzz_check.h"
 
@@ -50,14 +51,17 @@ std::optional<core::LeaseValue> value_of(std::string_view value) {
 void check_plan(const core::NetConfig& cfg, const std::optional<core::Ipv4Prefix>& previous,
                 const std::vector<core::Lease>& leases, uint64_t random) {
   const core::AcquirePlan plan = core::plan_acquisition(cfg, kOwnIp, previous, leases, random);
-  // What allocation must avoid: all but our own leases that are no reservation.
-  std::vector<core::Ipv4Prefix> held;
-  for (const core::Lease& l : leases) {
-    if (l.public_ip != kOwnIp || l.reservation) held.push_back(l.subnet);
-  }
+  // What allocation must avoid, of all but our own leases that are no
+  // reservation: the exact key of each, and the space of each the lease
+  // policy routes (a refused lease, e.g. 0.0.0.0-0, holds no space).
+  const core::LeaseVerdicts verdicts = core::judge_leases({cfg.network, cfg.subnet_len, {}}, leases);
+  std::vector<bool> accepted(leases.size(), false);
+  for (const size_t i : verdicts.accepted) accepted[i] = true;
   const auto is_free = [&](const core::Ipv4Prefix& s) {
-    for (const core::Ipv4Prefix& h : held) {
-      if (overlaps(h, s)) return false;
+    for (size_t i = 0; i < leases.size(); ++i) {
+      const core::Lease& l = leases[i];
+      if (l.public_ip == kOwnIp && !l.reservation) continue;
+      if (l.subnet == s || (accepted[i] && overlaps(l.subnet, s))) return false;
     }
     return true;
   };
@@ -101,14 +105,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     l.backend_type = value->backend_type;
     l.reservation = leases.size() % 2 == 1;  // etcd: a key with no lease
     l.store_lease = l.reservation ? 0 : static_cast<int64_t>(leases.size()) + 1;
+    l.key = std::string(line.substr(0, tab));
     leases.push_back(l);
   }
   check_plan(cfg, previous, leases, size);
 
   core::LeaseMap known;
   const auto events = core::diff_leases(known, leases);
-  std::map<uint64_t, core::Lease> want;  // the last lease of each subnet wins
-  for (const core::Lease& l : leases) want[core::lease_map_key(l.subnet)] = l;
+  core::LeaseMap want;  // the last lease of each key wins
+  for (const core::Lease& l : leases) want[core::lease_id(l)] = l;
   FUZZ_CHECK(known == want && events.size() == want.size());
   core::LeaseMap replayed;
   for (const core::LeaseEvent& ev : events) {

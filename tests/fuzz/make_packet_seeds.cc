@@ -84,18 +84,27 @@ Bytes partial(Bytes p, size_t field) {
   return p;
 }
 
+// Flags: bits 0-1 the --peer-check mode (0 off, 1 peer, 2 strict), bit 2
+// a verified outer checksum; then the index of the outer source in
+// fuzz::kSources (0 = 192.168.1.2, the owner of 10.5.2.0/24; 4 = a stranger).
 void udp_decap() {
-  const Bytes ping = PacketBuilder().protocol(core::kIpProtoIcmp).dst("10.5.1.7").payload_bytes(56).build();
-  write("udp_decap", "ping-from-peer", cat({{1, 0}, be16(0), ping}));
-  write("udp_decap", "ping-from-stranger", cat({{1, 4}, be16(0), ping}));
+  const auto ping = [](const char* src, const char* dst) {
+    return PacketBuilder().protocol(core::kIpProtoIcmp).src(src).dst(dst).payload_bytes(56).build();
+  };
+  write("udp_decap", "ping-from-peer", cat({{2, 0}, be16(0), ping("10.5.2.7", "10.5.1.7")}));
+  write("udp_decap", "ping-from-peer-peer-mode", cat({{1, 0}, be16(0), ping("10.5.2.7", "10.5.1.7")}));
+  write("udp_decap", "ping-from-stranger", cat({{2, 4}, be16(0), ping("10.5.2.7", "10.5.1.7")}));
+  write("udp_decap", "relay-to-another-peer", cat({{2, 0}, be16(0), ping("10.5.2.7", "10.5.3.7")}));
+  write("udp_decap", "relay-to-the-node", cat({{2, 0}, be16(0), ping("10.5.2.7", "192.168.1.1")}));
+  write("udp_decap", "forged-source", cat({{2, 0}, be16(0), ping("10.5.3.7", "10.5.1.7")}));
   write("udp_decap", "ttl-1-no-peer-check", cat({{0, 1}, be16(0), PacketBuilder().ttl(1).build()}));
   const Bytes opts = PacketBuilder().options({7, 7, 4, 0, 0, 0, 0, 1}).frag(0x2000).build();
-  write("udp_decap", "options-fragment", cat({{1, 2}, be16(0), opts}));
+  write("udp_decap", "options-fragment", cat({{2, 2}, be16(0), opts}));
   const auto gro = tcp_stream(3, 1400, 1400);
-  write("udp_decap", "gro-3-tcp-segments", cat({{3, 1}, be16(gro[0].size()), joined(gro)}));
+  write("udp_decap", "gro-3-tcp-segments", cat({{6, 1}, be16(gro[0].size()), joined(gro)}));
   Bytes v6(40, 0);
   v6[0] = 0x60;
-  write("udp_decap", "ipv6", cat({{1, 3}, be16(0), v6}));
+  write("udp_decap", "ipv6", cat({{2, 3}, be16(0), v6}));
 }
 
 void coalesce() {

@@ -61,7 +61,10 @@ std::optional<core::Lease> check_node(const Json& node) {
     patched.merge_patch(patch);
     FUZZ_CHECK(io::annotation_patch(patched, prefix, ip).is_null());
     io::NodeView pv = io::view_node(patched, prefix);
-    FUZZ_CHECK(pv.managed && pv.public_ip == ip);
+    // The patch sets annotations only: a Node malformed elsewhere stays
+    // so, and one that was not does not become so.
+    FUZZ_CHECK(pv.malformed.empty() == v.malformed.empty());
+    FUZZ_CHECK(!pv.malformed.empty() || (pv.managed && pv.public_ip == ip));
   }
   if (const Json patch = io::network_available_patch(node, kNow); !patch.is_null()) {
     FUZZ_CHECK(io::network_available_patch(with_condition(node, patch), kNow).is_null());

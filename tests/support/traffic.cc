@@ -131,37 +131,19 @@ std::optional<std::vector<uint8_t>> udp_exchange(const std::string& server_ns,
                                                  const std::string& client_ns,
                                                  const std::vector<uint8_t>& payload,
                                                  const UdpSendOptions& opts, int timeout_ms) {
-  std::atomic<bool> bound{false};
-  std::optional<std::vector<uint8_t>> got;
-  NsThread server(server_ns, [&] {
-    UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_in sa = make_addr(server_ip, port);
-    const int ok = bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    bound = true;
-    if (ok != 0) throw std::runtime_error("bind " + server_ip + ": " + std::strerror(errno));
-    pollfd pfd{s.get(), POLLIN, 0};
-    if (poll(&pfd, 1, timeout_ms) != 1) return;
-    std::vector<uint8_t> buf(65536);
-    const ssize_t n = recv(s.get(), buf.data(), buf.size(), 0);
-    if (n >= 0) {
-      buf.resize(static_cast<size_t>(n));
-      got = std::move(buf);
-    }
-  });
-  while (!bound) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  run_in_netns(client_ns, [&] {
-    UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    setsockopt(s.get(), IPPROTO_IP, IP_TTL, &opts.ttl, sizeof opts.ttl);
-    const int pmtu = opts.dont_fragment ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
-    setsockopt(s.get(), IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
-    sockaddr_in sa = make_addr(server_ip, port);
-    if (sendto(s.get(), payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa) !=
-        static_cast<ssize_t>(payload.size())) {
-      throw std::runtime_error("sendto " + server_ip + ": " + std::strerror(errno));
-    }
-  });
-  server.join();
-  return got;
+  return udp_receive_during(server_ns, server_ip, port, [&] {
+    run_in_netns(client_ns, [&] {
+      UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      setsockopt(s.get(), IPPROTO_IP, IP_TTL, &opts.ttl, sizeof opts.ttl);
+      const int pmtu = opts.dont_fragment ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
+      setsockopt(s.get(), IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+      sockaddr_in sa = make_addr(server_ip, port);
+      if (sendto(s.get(), payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&sa),
+                 sizeof sa) != static_cast<ssize_t>(payload.size())) {
+        throw std::runtime_error("sendto " + server_ip + ": " + std::strerror(errno));
+      }
+    });
+  }, timeout_ms);
 }
 
 std::optional<std::vector<uint8_t>> udp_receive_during(const std::string& ns, const std::string& ip,

@@ -170,6 +170,28 @@ TEST(HttpServer, ClosesATricklingClientAtTheEndOfItsLifetime) {
   EXPECT_LT(took, milliseconds(3000));
 }
 
+// A request cut short by the client's end of stream, in the middle of a
+// header line (as in tests/fuzz/corpus/http/cut-request-*),
+// is closed at the end of its lifetime at the latest, whether its last bytes
+// and the end of stream come in one read or two, and the next client is
+// served. Rounds repeat it, as the fuzz target does, with a probe between.
+TEST(HttpServer, ClosesARequestCutShortByTheClientAndServesTheNext) {
+  io::HttpServer server(loopback(), 0, [] { return std::string(); },
+                        {.idle = std::chrono::seconds(5), .lifetime = milliseconds(1000)});
+  const std::string cut = "HEAD /heaGET /readyz HTTP/1.1\r\nHost: 270.1.0.1\r\nUslthz He0P/1rT";
+  for (int round = 0; round < 3; ++round) {
+    core::UniqueFd c = test::http_connect("127.0.0.1", server.port());
+    const auto start = steady_clock::now();
+    ASSERT_EQ(send(c.get(), cut.data(), cut.size(), MSG_NOSIGNAL), static_cast<ssize_t>(cut.size()));
+    if (round == 1) std::this_thread::sleep_for(milliseconds(50));  // the end of stream in a read of its own
+    shutdown(c.get(), SHUT_WR);
+    EXPECT_TRUE(test::closed_by_server(c.get(), 2500)) << "round " << round;
+    EXPECT_LT(steady_clock::now() - start, milliseconds(2000)) << "round " << round;
+    EXPECT_EQ(test::http_status(get(server.port(), "GET /healthz HTTP/1.0\r\n\r\n")), 200);
+  }
+  EXPECT_TRUE(connections_become(server, 0)) << server.connections();
+}
+
 // 12 connections from one address with 8 allowed: the 4 over are closed
 // at once, and so is a probe from there; a probe from elsewhere is served.
 TEST(HttpServer, CapsConnectionsPerAddress) {

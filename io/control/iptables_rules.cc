@@ -19,6 +19,7 @@
 #include <system_error>
 
 #include "core/unique_fd.h"
+#include "io/control/stop_signals.h"
 
 extern char** environ;
 
@@ -33,6 +34,8 @@ constexpr const char* kKubeProxyMark = "0x4000/0x4000";
 // iptables-restore may wait for the xtables lock (legacy backend, held by
 // kube-proxy at times); a child that outlives this is killed.
 constexpr auto kChildTimeout = std::chrono::seconds(30);
+// How often a child's wait looks for a stop signal.
+constexpr auto kStopCheck = std::chrono::milliseconds(100);
 
 void require_nonzero(const core::Ipv4Prefix& p, const char* what) {
   if (p.length == 0) {
@@ -72,7 +75,10 @@ struct RunResult {
 // process, and the child inherits the calling thread's network namespace.
 // stdin is a socketpair, not a pipe, so that send(MSG_NOSIGNAL) cannot raise
 // SIGPIPE in the daemon when the child exits without reading it all.
-RunResult run_program(const std::vector<std::string>& argv, std::string_view input) {
+// With `stop`, a stop signal arriving meanwhile kills the child within
+// kStopCheck and throws IptablesStopped.
+RunResult run_program(const std::vector<std::string>& argv, std::string_view input,
+                      const sigset_t* stop = nullptr) {
   const std::string path = find_program(argv[0]);
   int in_pair[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in_pair) != 0) {
@@ -120,6 +126,7 @@ RunResult run_program(const std::vector<std::string>& argv, std::string_view inp
   if (input.empty()) in_ours.reset();
   const auto deadline = std::chrono::steady_clock::now() + kChildTimeout;
   bool timed_out = false;
+  bool stopped = false;
   while (out_ours || err_ours) {
     pollfd pfds[3];
     nfds_t n = 0;
@@ -132,12 +139,17 @@ RunResult run_program(const std::vector<std::string>& argv, std::string_view inp
     add(in_ours, POLLOUT);
     add(out_ours, POLLIN);
     add(err_ours, POLLIN);
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
     }
+    if (stop && stop_signal_pending(*stop)) {
+      stopped = true;
+      break;
+    }
+    if (stop) left = std::min<std::chrono::milliseconds>(left, kStopCheck);
     if (poll(pfds, n, static_cast<int>(left.count())) < 0) {
       if (errno == EINTR) continue;
       timed_out = true;  // cannot happen with valid fds; treat as a hang
@@ -162,11 +174,12 @@ RunResult run_program(const std::vector<std::string>& argv, std::string_view inp
       }
     }
   }
-  if (timed_out) kill(pid, SIGKILL);
+  if (timed_out || stopped) kill(pid, SIGKILL);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "waitpid " + argv[0]);
   }
+  if (stopped) throw IptablesStopped(argv[0] + " stopped: a stop signal arrived while it ran");
   if (timed_out) {
     throw std::runtime_error(argv[0] + " did not finish within " +
                              std::to_string(kChildTimeout.count()) + " s; killed");
@@ -316,7 +329,8 @@ std::string restore_script(const RuleSet& set, const ChainRules& saved) {
   return s;
 }
 
-IptablesManager::IptablesManager(std::vector<RuleSet> sets) : sets_(std::move(sets)) {
+IptablesManager::IptablesManager(std::vector<RuleSet> sets, const sigset_t* stop_signals)
+    : sets_(std::move(sets)), stop_signals_(stop_signals) {
   for (const auto& set : sets_) {
     if (set.table.empty() || set.chain.empty() || set.parent.empty() || set.jump.empty()) {
       throw std::invalid_argument("IptablesManager: a rule set needs a table, chain, parent and jump");
@@ -329,7 +343,7 @@ std::map<std::string, ChainRules> IptablesManager::save_tables() const {
   for (const auto& set : sets_) tables.insert(set.table);
   std::map<std::string, ChainRules> saved;
   for (const auto& table : tables) {
-    const RunResult r = run_program({"iptables-save", "-t", table}, "");
+    const RunResult r = run_program({"iptables-save", "-t", table}, "", stop_signals_);
     if (r.exit_code != 0) {
       throw std::runtime_error("iptables-save -t " + table + " failed (exit " + std::to_string(r.exit_code) +
                                "): " + trimmed(r.err));
@@ -354,7 +368,7 @@ void IptablesManager::apply_locked() {
   for (const auto& set : sets_) script += restore_script(set, saved.at(set.table));
   // --wait: queue behind kube-proxy for the xtables lock (legacy backend;
   // nf_tables ignores it), as flannel does.
-  const RunResult r = run_program({"iptables-restore", "--noflush", "--wait=10"}, script);
+  const RunResult r = run_program({"iptables-restore", "--noflush", "--wait=10"}, script, stop_signals_);
   if (r.exit_code != 0) {
     throw std::runtime_error("iptables-restore failed (exit " + std::to_string(r.exit_code) +
                              "): " + trimmed(r.err));

@@ -17,11 +17,14 @@
 //
 // Rules are left in place on exit, as flannel does (a restart keeps NAT).
 
+#include <signal.h>
+
 #include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,6 +61,11 @@ RuleSet forward_rules(const core::Ipv4Prefix& network);
 /// iptables cannot be run.
 bool iptables_supports_random_fully();
 
+/// An iptables child killed because the daemon was told to stop.
+struct IptablesStopped : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// Rules of one table as `iptables-save -t TABLE` prints them: chain name →
 /// rule specs in order (the text after "-A <chain> "). Declared chains with
 /// no rules map to an empty list, so a missing key means a missing chain.
@@ -81,7 +89,10 @@ std::string restore_script(const RuleSet& set, const ChainRules& saved);
 /// mutex serializes apply, check and resync, as flannel's does.
 class IptablesManager {
  public:
-  explicit IptablesManager(std::vector<RuleSet> sets);
+  /// With `stop_signals` (which must outlive the manager), every iptables
+  /// child is killed within 100 ms of one of them arriving (pending, as the
+  /// daemon blocks them), and the call throws IptablesStopped.
+  explicit IptablesManager(std::vector<RuleSet> sets, const sigset_t* stop_signals = nullptr);
   IptablesManager(const IptablesManager&) = delete;
   IptablesManager& operator=(const IptablesManager&) = delete;
 
@@ -109,6 +120,7 @@ class IptablesManager {
   void apply_locked();
 
   const std::vector<RuleSet> sets_;
+  const sigset_t* const stop_signals_;
   std::mutex mutex_;  // serializes the save → restore sequences
   // A metrics counter: written under mutex_, read anywhere; relaxed because
   // nothing else is published through it.

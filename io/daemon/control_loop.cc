@@ -65,6 +65,8 @@ bool any_worker_failed(const ControlPlane& cp) {
 void resync_rules(const ControlPlane& cp) {
   try {
     cp.iptables->resync();  // logs what was missing when it rebuilds
+  } catch (const IptablesStopped&) {
+    return;  // the daemon is stopping: the rules stay, as on any exit
   } catch (const std::exception& e) {
     spdlog::warn("iptables resync failed: {}; trying again in {} s", e.what(),
                  cp.opts.iptables_resync_s);

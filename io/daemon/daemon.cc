@@ -167,7 +167,7 @@ class Daemon {
       test_udp_gso();
       start_workers();
       report_fast_paths();
-      install_iptables_rules();
+      if (!install_iptables_rules()) return 0;
       write_subnet_env();
       announce_ready();
     } catch (const std::exception& e) {
@@ -474,17 +474,22 @@ class Daemon {
   }
 
   // flannel's order: masquerade rules, then forward rules, then subnet.env.
-  void install_iptables_rules() {
+  // iptables-restore may wait up to 10 s for the xtables lock: a SIGTERM
+  // meanwhile kills it and stops here. False when stopped.
+  bool install_iptables_rules() {
     std::vector<RuleSet> rule_sets;
     if (opts_.ip_masq) {
       const bool random_fully = !opts_.ip_masq_random_fully_disable && iptables_supports_random_fully();
       rule_sets.push_back(masq_rules(net_.network, own_, random_fully));
     }
     if (opts_.iptables_forward_rules) rule_sets.push_back(forward_rules(net_.network));
-    if (rule_sets.empty()) return;
-    iptables_ = std::make_unique<IptablesManager>(std::move(rule_sets));
+    if (rule_sets.empty()) return true;
+    iptables_ = std::make_unique<IptablesManager>(std::move(rule_sets), &stop_sigs_);
     try {
       iptables_->apply();
+    } catch (const IptablesStopped& e) {
+      spdlog::info("stopped while installing iptables rules ({})", e.what());
+      return false;
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string("installing iptables rules: ") + e.what() +
                                " (install iptables, or pass --iptables-forward-rules=false"
@@ -496,6 +501,7 @@ class Daemon {
                      ? std::string(opts_.ip_masq ? " and " : "") + "forward rules (FLANNEL-FWD)"
                      : std::string(),
                  opts_.iptables_resync_s);
+    return true;
   }
 
   // After setup, before "ready": the CNI plugin sizes the bridge from it.

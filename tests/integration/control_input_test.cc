@@ -6,6 +6,7 @@
 // Each time the daemon stays up, counts what it rejected in
 // udpring_control_input_errors_total, and serves once the input is sane.
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <gtest/gtest.h>
@@ -341,4 +342,42 @@ TEST_F(FileInput, FifoOrDeeplyNestedNetConfIsAClearErrorAndRetried) {
 }
 
 }  // namespace
+// iptables-restore --wait=10 may queue behind kube-proxy for the xtables
+// lock, and an iptables-save of a busy node takes seconds: a SIGTERM while
+// start-up waits for one kills the child and stops the daemon at once. An
+// iptables-save that never answers stands in for both (first in PATH, as
+// the daemon looks there first); the forward rules are on by default.
+TEST_F(FileInput, SigtermWhileIptablesHangsAtStartUpStopsAtOnce) {
+  std::filesystem::copy_file(cluster_->net_conf, dir_ + "/config");
+  const std::string bin = cluster_->dir + "/slow-iptables";
+  std::filesystem::create_directories(bin);
+  const std::string started = bin + "/started";
+  {
+    std::ofstream save(bin + "/iptables-save");
+    save << "#!/bin/sh\necho $$ > " << started << "\nexec sleep 60\n";
+  }
+  std::filesystem::permissions(bin + "/iptables-save", std::filesystem::perms::owner_all);
+  const char* path = std::getenv("PATH");
+  auto d = std::make_unique<Process>(
+      cluster_->node(1).name(),
+      std::vector<std::string>{"env", "PATH=" + bin + ":" + (path ? path : "/usr/bin:/bin"), UDPRINGD_PATH,
+                               "--iface=u0", "--workers=1", "--subnet-file=" + env_path(1),
+                               "--subnet-mgr=file", "--lease-dir=" + dir_},
+      cluster_->dir + "/udpringd-slow-iptables.log");
+  pid_t child = 0;
+  for (int i = 0; i < 100 && child == 0; ++i) {
+    std::ifstream in(started);
+    if (!(in >> child)) child = 0;
+    if (child == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GT(child, 0) << "the daemon never ran iptables-save\n" << d->log();
+  const auto t0 = Clock::now();
+  EXPECT_EQ(d->stop(4000), 0) << d->log();
+  EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(1000)) << d->log();
+  EXPECT_NE(d->log().find("stopped while installing iptables rules"), std::string::npos) << d->log();
+  EXPECT_NE(kill(child, 0), 0) << "iptables-save outlived the daemon";
+  kill(child, SIGKILL);  // if it did
+  EXPECT_FALSE(std::filesystem::exists(env_path(1))) << "subnet.env written for a node never set up";
+}
+
 }  // namespace udpring::test

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "io/control/stop_signals.h"
+
 namespace udpring::io {
 namespace {
 
@@ -52,19 +54,10 @@ size_t on_data(char* data, size_t size, size_t n, void* user) {
   return 0;  // aborts the transfer: the consumer has what it wanted
 }
 
-bool signal_pending(const sigset_t& which) {
-  sigset_t pending;
-  if (sigpending(&pending) != 0) return false;
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sigismember(&which, sig) == 1 && sigismember(&pending, sig) == 1) return true;
-  }
-  return false;
-}
-
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   const auto* t = static_cast<Transfer*>(user);
   if (t->req->stop && t->req->stop->load(std::memory_order_relaxed)) return 1;
-  return t->req->stop_signals && signal_pending(*t->req->stop_signals) ? 1 : 0;
+  return t->req->stop_signals && stop_signal_pending(*t->req->stop_signals) ? 1 : 0;
 }
 
 // PEM text handed to libcurl without a file; it copies the bytes.

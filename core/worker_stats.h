@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/completion_errors.h"
+
 namespace udpring::core {
 
 /// Every counter a worker keeps. Drops are counted by reason; a packet is
@@ -66,6 +68,8 @@ inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
 
 struct alignas(64) WorkerStats {
   std::array<std::atomic<uint64_t>, kCounterCount> values{};
+  // Error completions by op and errno (core/completion_errors.h).
+  std::array<std::atomic<uint64_t>, kCompletionOps * kErrnoSlots> errors{};
 
   /// Owner-only increment: relaxed load + store, no read-modify-write.
   void add(Counter c, uint64_t n = 1) noexcept {
@@ -79,13 +83,28 @@ struct alignas(64) WorkerStats {
   uint64_t get(Counter c) const noexcept {
     return values[static_cast<size_t>(c)].load(std::memory_order_relaxed);
   }
+  /// Owner-only: counts one error completion of `op` with errno `err`.
+  void add_error(CompletionOp op, int err) noexcept {
+    auto& v = errors[error_index(op, errno_slot(err))];
+    v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  uint64_t errors_of(CompletionOp op, size_t slot) const noexcept {
+    return errors[error_index(op, slot)].load(std::memory_order_relaxed);
+  }
+  static constexpr size_t error_index(CompletionOp op, size_t slot) noexcept {
+    return static_cast<size_t>(op) * kErrnoSlots + slot;
+  }
 };
 
 /// A plain sum of all workers' counters at one moment (each value is exact,
 /// the set is not an atomic snapshot, which is fine for monitoring).
 struct StatsTotals {
   std::array<uint64_t, kCounterCount> values{};
+  std::array<uint64_t, kCompletionOps * kErrnoSlots> errors{};
   uint64_t operator[](Counter c) const noexcept { return values[static_cast<size_t>(c)]; }
+  uint64_t errors_of(CompletionOp op, size_t slot) const noexcept {
+    return errors[WorkerStats::error_index(op, slot)];
+  }
 };
 
 inline StatsTotals sum_stats(std::span<const WorkerStats* const> workers) noexcept {
@@ -97,6 +116,7 @@ inline StatsTotals sum_stats(std::span<const WorkerStats* const> workers) noexce
       t.values[i] = i == static_cast<size_t>(Counter::kLastSendErrno) ? std::max(t.values[i], v)
                                                                          : t.values[i] + v;
     }
+    for (size_t i = 0; i < t.errors.size(); ++i) t.errors[i] += w->errors[i].load(std::memory_order_relaxed);
   }
   return t;
 }
@@ -109,6 +129,18 @@ inline std::string format_stats(const StatsTotals& t) {
     out += kCounterNames[i];
     out += '=';
     out += std::to_string(t.values[i]);
+  }
+  for (size_t op = 0; op < kCompletionOps; ++op) {
+    for (size_t slot = 0; slot < kErrnoSlots; ++slot) {
+      const uint64_t n = t.errors_of(static_cast<CompletionOp>(op), slot);
+      if (n == 0) continue;
+      out += " error_";
+      out += completion_op_name(static_cast<CompletionOp>(op));
+      out += '_';
+      out += errno_slot_name(slot);
+      out += '=';
+      out += std::to_string(n);
+    }
   }
   return out;
 }

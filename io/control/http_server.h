@@ -53,6 +53,8 @@ class HttpServer {
   uint16_t port() const noexcept { return port_; }
   /// /readyz answers 200 from now on.
   void set_ready() noexcept { ready_.store(true, std::memory_order_release); }
+  /// Back to 503, for good: the daemon is about to exit.
+  void set_not_ready() noexcept { ready_.store(false, std::memory_order_release); }
   /// The limits in force, defaults resolved.
   const HttpLimits& limits() const noexcept { return limits_; }
   /// Connections open now (accepted and not yet closed).

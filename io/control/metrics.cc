@@ -92,6 +92,23 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
     out += "# TYPE " + metric + (gauge ? " gauge\n" : " counter\n");
     out += metric + " " + std::to_string(t.values[i]) + "\n";
   }
+  // Error completions, by the request they ended and errno, with what the
+  // worker made of each (core/completion_errors.h); only those seen.
+  out += "# HELP udpring_completion_errors_total io_uring completions that failed, by op, errno "
+         "and class.\n# TYPE udpring_completion_errors_total counter\n";
+  for (size_t op = 0; op < core::kCompletionOps; ++op) {
+    for (size_t slot = 0; slot < core::kErrnoSlots; ++slot) {
+      const auto o = static_cast<core::CompletionOp>(op);
+      const uint64_t n = t.errors_of(o, slot);
+      if (n == 0) continue;
+      const bool named = slot + 1 < core::kErrnoSlots;
+      out.append("udpring_completion_errors_total{op=\"").append(core::completion_op_name(o));
+      out.append("\",errno=\"").append(core::errno_slot_name(slot)).append("\",class=\"");
+      out.append(named ? core::error_class_name(core::classify_completion_error(o, core::kCountedErrnos[slot]))
+                       : std::string_view("unknown"));
+      out.append("\"} ").append(std::to_string(n)).append("\n");
+    }
+  }
   // Per worker, the counters that show how traffic spreads over them.
   for (const core::Counter c : {core::Counter::kTunRxPackets, core::Counter::kUdpTxPackets,
                                 core::Counter::kUdpRxPackets}) {

@@ -49,15 +49,22 @@ bool apply_lease_events(const ControlPlane& cp) {
   return true;
 }
 
+// A worker stops only on an error it cannot go on from (the TUN deleted):
+// /readyz says so at once, and the daemon exits non-zero for a restart. When
+// every worker hit the same error, it is logged once.
 bool any_worker_failed(const ControlPlane& cp) {
-  bool failed = false;
-  for (const auto& w : cp.workers) {
-    if (w->state() == WorkerState::kFailed) {
-      spdlog::critical("worker failed: {}", w->error());
-      failed = true;
+  std::string last;
+  for (size_t i = 0; i < cp.workers.size(); ++i) {
+    const auto& w = cp.workers[i];
+    if (w->state() != WorkerState::kFailed) continue;
+    if (last.empty() && cp.not_ready) {
+      cp.not_ready();
+      spdlog::warn("/readyz answers 503 from now on: a worker stopped");
     }
+    if (w->error() != last) spdlog::critical("worker {} failed: {}", i, w->error());
+    last = w->error();
   }
-  return failed;
+  return !last.empty();
 }
 
 // On the resync thread (PeriodicTask): the manager serializes its runs, and
@@ -90,7 +97,9 @@ int run_control_loop(const ControlPlane& cp) {
     resync.emplace(std::chrono::seconds(cp.opts.iptables_resync_s), [&cp] { resync_rules(cp); });
   }
   const timespec no_wait{0, 0};
-  const timespec tick{1, 0};  // static mode has no lease events to wait on
+  // Static mode has no lease events to wait on; the tick bounds how long a
+  // failed worker goes unnoticed (lease events wait at most 250 ms too).
+  const timespec tick{0, 250'000'000};
   int exit_code = 0;
   try {
     for (;;) {

@@ -9,6 +9,7 @@
 
 #include <signal.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -36,6 +37,7 @@ struct ControlPlane {
   IptablesManager* iptables;            // null without rules
   DaemonStatus& status;
   RuntimeFallbackLog& fallbacks;        // checked every turn, and once more after the stop
+  std::function<void()> not_ready;      // /readyz to 503 (empty without a health server)
 };
 
 /// Runs until SIGINT/SIGTERM (returns 0), our lease is revoked or a worker

@@ -174,8 +174,10 @@ class Daemon {
       spdlog::critical("{}", e.what());
       return 1;
     }
-    const int code = run_control_loop({opts_, sigs_, store_.get(), *peer_routes_, *table_,
-                                       workers_, stats_, iptables_.get(), status_, *fallbacks_});
+    std::function<void()> not_ready;
+    if (http_) not_ready = [this] { http_->set_not_ready(); };
+    const int code = run_control_loop({opts_, sigs_, store_.get(), *peer_routes_, *table_, workers_,
+                                       stats_, iptables_.get(), status_, *fallbacks_, not_ready});
     stop_workers();
     fallbacks_->check(stats_);
     log_stats(stats_, "exit");
@@ -401,6 +403,7 @@ class Daemon {
     w.peer_policy = {opts_.peer_check, own_};
     w.trust_outer_checksum = opts_.trust_outer_checksum;
     w.tun_addr = own_.network;
+    w.tun_name = opts_.tun_name;
     w.sqpoll = opts_.sqpoll;
     w.busy_poll_us = opts_.busy_poll_us;
     w.busy_poll_auto = opts_.busy_poll_auto;

@@ -85,11 +85,13 @@ void TunToUdp::arm_reads() {
 }
 
 void TunToUdp::rearm() {
+  if (ctx_.fatal_errno) return;  // the loop stops: arming again would spin
   // After ENOBUFS, re-arming before any buffer came back would only fail
-  // again at once; wait for a recycle (or for nothing to be in flight).
-  if (reads_armed_ == 0 && (recycled_this_turn_ > 0 || in_flight_ == 0)) {
-    arm_reads();
-  } else if (!multishot_) {
+  // again at once, every turn (plain reads too, when sends hold every
+  // buffer): wait for a recycle, or for nothing to be in flight.
+  if (starved_ && recycled_this_turn_ == 0 && in_flight_ > 0) return;
+  if (reads_armed_ == 0 || !multishot_) {
+    starved_ = false;
     arm_reads();
   }
 }
@@ -115,7 +117,11 @@ void TunToUdp::on_read(const io_uring_cqe* cqe) {
   const bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
   const uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
   if (cqe->res <= 0) {
-    if (cqe->res == -ENOBUFS) stats().add(Counter::kNoBuffer);
+    if (cqe->res < 0 &&
+        ctx_.error(core::CompletionOp::kTunRead, cqe->res) == core::ErrorClass::kTransient) {
+      starved_ = true;
+      if (cqe->res == -ENOBUFS) stats().add(Counter::kNoBuffer);
+    }
     if (has_buf) recycle(bid);
     return;
   }
@@ -238,7 +244,11 @@ void TunToUdp::send_icmp_unreachable(const encap::PacketRef& offender) {
 }
 
 void TunToUdp::on_icmp_write(const io_uring_cqe* cqe, uint32_t slot) {
-  if (cqe->res >= 0) stats().add(Counter::kIcmpUnreachSent);
+  if (cqe->res >= 0) {
+    stats().add(Counter::kIcmpUnreachSent);
+  } else {
+    ctx_.error(core::CompletionOp::kIcmpWrite, cqe->res);
+  }
   icmp_free_.push_back(slot);
 }
 
@@ -417,6 +427,7 @@ void TunToUdp::on_send(const io_uring_cqe* cqe, uint32_t slot) {
 // The counters of a finished send of `datagrams` datagrams.
 void TunToUdp::count_send(int res, uint32_t datagrams) {
   if (res < 0) {
+    ctx_.error(core::CompletionOp::kUdpSend, res);
     stats().add(Counter::kDropSendError, datagrams);
     stats().set(Counter::kLastSendErrno, static_cast<uint64_t>(-res));
   } else {

@@ -127,6 +127,7 @@ class TunToUdp {
   std::vector<encap::GsoTrain> trains_;
 
   int reads_armed_ = 0;
+  bool starved_ = false;  // the last read ended with a transient error (ENOBUFS)
   uint32_t recycled_this_turn_ = 0;
   uint32_t in_flight_ = 0;  // TUN buffers referenced by sends in flight
 };

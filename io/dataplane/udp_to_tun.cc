@@ -41,7 +41,11 @@ UdpToTun::UdpToTun(WorkerContext& ctx, BufRing& bufs, bool gro)
 }
 
 void UdpToTun::arm_recv() {
-  if (armed_) return;
+  if (armed_ || ctx_.fatal_errno) return;
+  // After ENOBUFS, arming again before a buffer came back would only fail
+  // again at once, every turn: wait for a recycle, or for nothing to be held.
+  if (starved_ && recycled_this_turn_ == 0 && held_ > 0) return;
+  starved_ = false;
   io_uring_sqe* sqe = ctx_.ring.sqe();
   io_uring_prep_recvmsg_multishot(sqe, kUdpFile, &recv_template_, 0);
   sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
@@ -50,8 +54,16 @@ void UdpToTun::arm_recv() {
   armed_ = true;
 }
 
+void UdpToTun::recycle(uint32_t bid) {
+  bufs_.recycle(bid);
+  ++recycled_this_turn_;
+}
+
 void UdpToTun::release(uint32_t bid) {
-  if (--refs_[bid] == 0) bufs_.recycle(bid);
+  if (--refs_[bid] == 0) {
+    --held_;
+    recycle(bid);
+  }
 }
 
 // ---- receives ---------------------------------------------------------------
@@ -64,8 +76,14 @@ void UdpToTun::on_recv(const io_uring_cqe* cqe) {
   const bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
   const uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
   if (cqe->res < 0 || !has_buf) {
-    if (cqe->res == -ENOBUFS) stats().add(Counter::kNoBuffer);
-    if (has_buf) bufs_.recycle(bid);
+    if (cqe->res < 0) {
+      ctx_.error(core::CompletionOp::kUdpRecv, cqe->res);
+      if (cqe->res == -ENOBUFS) {
+        stats().add(Counter::kNoBuffer);
+        starved_ = true;
+      }
+    }
+    if (has_buf) recycle(bid);
     return;
   }
   ctx_.turn_bytes += static_cast<uint32_t>(cqe->res);
@@ -73,7 +91,7 @@ void UdpToTun::on_recv(const io_uring_cqe* cqe) {
   io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buf, cqe->res, &recv_template_);
   if (out == nullptr) {
     stats().add(Counter::kDropBadHeaderUdp);
-    bufs_.recycle(bid);
+    recycle(bid);
     return;
   }
   const uint32_t len = io_uring_recvmsg_payload_length(out, cqe->res, &recv_template_);
@@ -83,7 +101,7 @@ void UdpToTun::on_recv(const io_uring_cqe* cqe) {
     // Bigger than our buffer: forwarding the cut packet would corrupt it
     // (the original truncated silently).
     stats().add(Counter::kDropTruncated);
-    bufs_.recycle(bid);
+    recycle(bid);
     return;
   }
   core::Be32 src;
@@ -131,10 +149,11 @@ void UdpToTun::split_gro(uint8_t* payload, uint32_t len, uint32_t seg, bool oute
   }
   if (pieces == 0) {  // an empty datagram
     stats().add(Counter::kDropBadHeaderUdp);
-    bufs_.recycle(bid);
+    recycle(bid);
     return;
   }
   refs_[bid] = pieces;
+  ++held_;
   if (pieces > 1) {
     stats().add(Counter::kUdpRxPackets, pieces - 1u);
     stats().add(Counter::kGroReceives);
@@ -243,6 +262,7 @@ void UdpToTun::write_vnet() {
 
 void UdpToTun::on_write(const io_uring_cqe* cqe, uint32_t bid) {
   if (cqe->res < 0) {
+    ctx_.error(core::CompletionOp::kTunWrite, cqe->res);
     stats().add(Counter::kDropTunWriteError);
   } else {
     stats().add(Counter::kTunTxPackets);
@@ -255,6 +275,7 @@ void UdpToTun::on_write(const io_uring_cqe* cqe, uint32_t bid) {
 void UdpToTun::on_write_run(const io_uring_cqe* cqe, uint32_t slot) {
   RunSlot& rs = run_slots_[slot];
   if (cqe->res < 0) {
+    ctx_.error(core::CompletionOp::kTunWrite, cqe->res);
     stats().add(Counter::kDropTunWriteError, rs.count);
   } else {
     stats().add(Counter::kTunTxPackets, rs.count);

@@ -29,7 +29,9 @@ class UdpToTun {
   /// `gro`: the socket accepted UDP_GRO (worker setup).
   UdpToTun(WorkerContext& ctx, BufRing& bufs, bool gro);
 
-  /// Keeps the multishot recvmsg armed.
+  /// Start of a loop turn.
+  void begin_turn() noexcept { recycled_this_turn_ = 0; }
+  /// Keeps the multishot recvmsg armed (not while starved of buffers).
   void arm_recv();
   /// End of a loop turn, after the completions: writes what the turn received.
   void flush();
@@ -57,6 +59,7 @@ class UdpToTun {
                  uint32_t bid);
   void write_plain();
   void write_vnet();
+  void recycle(uint32_t bid);  // hands a buffer back to the ring, counted for arm_recv
   void release(uint32_t bid);
   core::WorkerStats& stats() noexcept { return ctx_.stats; }
 
@@ -66,6 +69,9 @@ class UdpToTun {
   const bool gro_;   // UDP_GRO enabled on the socket
   msghdr recv_template_{};  // must outlive the armed multishot recvmsg
   bool armed_ = false;
+  bool starved_ = false;              // the last receive ended with ENOBUFS
+  uint32_t recycled_this_turn_ = 0;
+  uint32_t held_ = 0;                 // buffers referenced by TUN writes in flight
 
   // The batch collected from one loop turn's receives.
   std::vector<encap::DecapInput> in_;

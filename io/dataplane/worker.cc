@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -137,6 +138,7 @@ struct Worker::Impl {
       }
       w.qsbr_.online(id);
       tx->begin_turn();
+      rx->begin_turn();
       ctx->turn_bytes = 0;
       unsigned head;
       seen = 0;
@@ -150,11 +152,25 @@ struct Worker::Impl {
       rx->flush();
       tun_bufs->commit();
       udp_bufs->commit();
+      if (ctx->fatal_errno) break;
       tx->rearm();
       rx->arm_recv();
     }
     w.qsbr_.offline(id);
     shutdown();
+    if (ctx->fatal_errno) throw std::runtime_error(fatal_message());
+  }
+
+  // What the daemon logs before it exits: the device, the request, the errno.
+  std::string fatal_message() const {
+    const core::CompletionOp op = ctx->fatal_op;
+    const bool tun = op == core::CompletionOp::kTunRead || op == core::CompletionOp::kTunWrite ||
+                     op == core::CompletionOp::kIcmpWrite;
+    const std::string what = tun ? "TUN device " + w.opts_.tun_name : std::string("UDP socket");
+    return what + ": " + std::string(core::completion_op_name(op)) + " failed with " +
+           core::errno_name(ctx->fatal_errno) + " (" + std::strerror(ctx->fatal_errno) + ")" +
+           (tun ? ": the device was deleted, brought down or detached" : "") +
+           "; stopping so that systemd or kubelet restarts udpringd";
   }
 
   // Cancel everything in flight and drop the registered files now, not in

@@ -34,6 +34,7 @@ struct WorkerOptions {
   bool coalesce_udp = false;       // with uso and coalesce: merge UDP runs too
   bool trust_outer_checksum = true; // coalesce GRO receives without summing each segment again
   core::Be32 tun_addr;             // source of ICMP errors (the flannel0 address)
+  std::string tun_name;            // the TUN device, for the error that stops a worker
   bool sqpoll = false;             // IORING_SETUP_SQPOLL: a kernel thread submits
   unsigned busy_poll_us = 0;       // spin this long for completions before blocking
   bool busy_poll_auto = false;     // spin only after activity; back off after misses

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "core/completion_errors.h"
+
 #include "core/route_table.h"
 #include "core/worker_stats.h"
 #include "io/dataplane/ring.h"
@@ -30,6 +32,23 @@ struct WorkerContext {
   // Bytes read from the TUN and the socket this turn: busy polling does not
   // spin after bulk turns.
   uint64_t turn_bytes = 0;
+  // The first fatal error completion (errno, 0: none): the loop stops at the
+  // end of the turn that saw it.
+  int fatal_errno = 0;
+  core::CompletionOp fatal_op = core::CompletionOp::kTunRead;
+
+  /// Counts an error completion (`res` < 0) and says what it means; a fatal
+  /// one is kept for the loop.
+  core::ErrorClass error(core::CompletionOp op, int res) noexcept {
+    const int err = -res;
+    stats.add_error(op, err);
+    const core::ErrorClass c = core::classify_completion_error(op, err);
+    if (c == core::ErrorClass::kFatal && fatal_errno == 0) {
+      fatal_errno = err;
+      fatal_op = op;
+    }
+    return c;
+  }
 };
 
 }  // namespace udpring::io

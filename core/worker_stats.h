@@ -27,6 +27,8 @@ enum class Counter : uint8_t {
   kTunTxPackets,      // packets written into the TUN
   kTunTxBytes,
   kIcmpUnreachSent,   // ICMP net-unreachable written back into the TUN
+  kIcmpTimeExceededSent,  // ICMP time-exceeded sent (into the TUN, or to the sender's node)
+  kIcmpRateLimited,   // ICMP errors not sent: their source had used up --icmp-rate/--icmp-burst
   kDropBadHeaderTun,  // TUN packet not a valid IPv4 packet
   kDropBadHeaderUdp,  // datagram payload not a valid IPv4 packet
   kDropNoRoute,       // TUN packet for an address with no peer
@@ -58,7 +60,7 @@ inline constexpr size_t kCounterCount = static_cast<size_t>(Counter::kCount);
 inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
     "tun_rx_packets",   "tun_rx_bytes",      "udp_tx_packets",       "udp_tx_bytes",
     "udp_rx_packets",   "udp_rx_bytes",      "tun_tx_packets",       "tun_tx_bytes",
-    "icmp_unreach_sent", "drop_bad_header_tun", "drop_bad_header_udp", "drop_no_route",
+    "icmp_unreach_sent", "icmp_time_exceeded_sent", "icmp_rate_limited", "drop_bad_header_tun", "drop_bad_header_udp", "drop_no_route",
     "drop_ttl_expired", "drop_truncated",    "drop_unknown_peer",
     "drop_inner_dst_not_local", "drop_inner_src_not_peer", "drop_send_error",
     "drop_tun_write_error", "no_buffer",     "multishot_rearm",      "gso_sends",

@@ -38,6 +38,11 @@ bool icmp_error_allowed(const uint8_t* offender, size_t len) noexcept {
 
 size_t build_net_unreachable(const uint8_t* offender, size_t len, core::Be32 src,
                              uint8_t* out) noexcept {
+  return build_icmp_error(IcmpError::kNetUnreachable, offender, len, src, out);
+}
+
+size_t build_icmp_error(IcmpError kind, const uint8_t* offender, size_t len, core::Be32 src,
+                        uint8_t* out) noexcept {
   if (!icmp_error_allowed(offender, len)) return 0;
   const size_t ihl = size_t{offender[0] & 0x0fu} * 4;
   const size_t quote = ihl + std::min<size_t>(8, len - ihl);
@@ -56,8 +61,8 @@ size_t build_net_unreachable(const uint8_t* offender, size_t len, core::Be32 src
   core::ipv4_set_header_checksum(ip);
 
   uint8_t* icmp = out + 20;
-  icmp[0] = 3;  // Destination Unreachable
-  icmp[1] = 0;  // Net Unreachable
+  icmp[0] = kind == IcmpError::kTimeExceeded ? 11 : 3;  // Time Exceeded, Destination Unreachable
+  icmp[1] = 0;  // in transit; Net Unreachable
   std::memset(icmp + 2, 0, 6);  // checksum placeholder + unused word
   // The quote is a few header bytes of an error reply, not forwarded payload.
   std::memcpy(icmp + 8, offender, quote);

@@ -1,8 +1,9 @@
 #pragma once
-// ICMP Destination Unreachable / Net Unreachable (type 3, code 0), built the
-// way flannel's proxy builds it: IP TTL 8, ID 0, source = the flannel0
-// address, quoting the offender's IP header (with options) plus the first 8
-// bytes of its payload. It is written back into the TUN for the local sender.
+// The ICMP errors udpringd sends, built the way flannel's proxy builds its
+// Net Unreachable: IP TTL 8, ID 0, source = the flannel0 address, quoting the
+// offender's IP header (with options) plus the first 8 bytes of its payload.
+// One for a local pod is written back into the TUN; one for a remote pod is
+// sent to its node, as any packet to that pod would be.
 
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +23,16 @@ inline constexpr size_t kIcmpUnreachMaxBytes = 96;
 /// address or from a non-unicast source, and not when its IP header is not
 /// all within `len` (a TSO super-packet reaches here unvalidated).
 bool icmp_error_allowed(const uint8_t* offender, size_t len) noexcept;
+
+/// Which error, and its ICMP type and code.
+enum class IcmpError : uint8_t {
+  kNetUnreachable,  // type 3 code 0: no lease covers the destination
+  kTimeExceeded,    // type 11 code 0: the TTL ran out at this hop (traceroute)
+};
+
+/// Writes `kind` for `offender` (as build_net_unreachable), from `src`.
+size_t build_icmp_error(IcmpError kind, const uint8_t* offender, size_t len, core::Be32 src,
+                        uint8_t* out) noexcept;
 
 /// Writes a Net Unreachable for `offender` (`len` bytes: a validated packet,
 /// or a super-packet of at least 20 bytes with version 4) into `out` (at

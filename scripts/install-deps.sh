@@ -28,7 +28,7 @@ PACKAGES=(
   # scripts/fuzz.sh: clang's libFuzzer and sanitizer runtimes (host only)
   libclang-rt-dev
   # test / benchmark tools
-  iproute2 iptables iputils-ping iperf3 sockperf tcpdump ethtool
+  iproute2 iptables iputils-ping iperf3 sockperf tcpdump ethtool traceroute
   etcd-server etcd-client openssl gnuplot-nox procps curl
   # systemd-analyze verify for deploy/udpringd.service
   systemd

@@ -404,6 +404,9 @@ class Daemon {
     w.trust_outer_checksum = opts_.trust_outer_checksum;
     w.tun_addr = own_.network;
     w.tun_name = opts_.tun_name;
+    w.icmp_time_exceeded = opts_.icmp_time_exceeded;
+    w.icmp_rate = opts_.icmp_rate;
+    w.icmp_burst = opts_.icmp_burst;
     w.sqpoll = opts_.sqpoll;
     w.busy_poll_us = opts_.busy_poll_us;
     w.busy_poll_auto = opts_.busy_poll_auto;

@@ -566,6 +566,27 @@ std::vector<Flag> make_table() {
                "send_zc_fallback).",
        .shown = shown_on_off("send-zc", &Options::send_zc)});
   add({.group = G::kDataPlane,
+       .name = "icmp-time-exceeded",
+       .value = switch_on(&Options::icmp_time_exceeded),
+       .help = "Answer a packet whose TTL runs out here, in either direction, with ICMP Time "
+               "Exceeded from the flannel0 address, so that traceroute shows the overlay hop. "
+               "=false drops it silently, as stock flanneld.",
+       .shown = shown_on_off("icmp-time-exceeded", &Options::icmp_time_exceeded)});
+  add({.group = G::kDataPlane,
+       .name = "icmp-rate",
+       .metavar = "N",
+       .value = whole(&Options::icmp_rate, 0, 1000000),
+       .help = "ICMP errors (Net Unreachable, Time Exceeded) sent per second for packets from one "
+               "source address, per worker; 0 sends one for every packet. Each one not sent is "
+               "counted (icmp_rate_limited).",
+       .shown = shown_number("icmp-rate", &Options::icmp_rate, "/s")});
+  add({.group = G::kDataPlane,
+       .name = "icmp-burst",
+       .metavar = "N",
+       .value = whole(&Options::icmp_burst, 1, 1000000),
+       .help = "ICMP errors one source may get at once before --icmp-rate applies.",
+       .shown = shown_number("icmp-burst", &Options::icmp_burst)});
+  add({.group = G::kDataPlane,
        .name = "peer-check",
        .metavar = "MODE",
        .value = custom(false, "strict, peer or off",

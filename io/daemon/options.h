@@ -55,6 +55,9 @@ struct Options {
   uint32_t tun_txqueuelen = 4000;
   bool multishot = true;
   encap::PeerCheck peer_check = encap::PeerCheck::kStrict;
+  bool icmp_time_exceeded = true;     // answer an expired TTL with ICMP Time Exceeded
+  unsigned icmp_rate = 10;            // ICMP errors per second per offender source (0 = no limit)
+  unsigned icmp_burst = 10;           // ... and at most this many at once
   bool trust_outer_checksum = true;
   bool gso = true;
   bool gro = true;

@@ -11,7 +11,8 @@
 namespace udpring::io {
 
 /// What a completion belongs to. Encoded in user_data, decoded in one place.
-enum class Op : uint8_t { kTunRead = 1, kUdpRecv, kUdpSend, kUdpSendSegment, kTunWrite, kTunWriteRun, kIcmpWrite };
+enum class Op : uint8_t { kTunRead = 1, kUdpRecv, kUdpSend, kUdpSendSegment, kTunWrite, kTunWriteRun, kIcmpWrite,
+                          kIcmpSend };
 
 /// user_data layout: op in bits 56..63, an index (buffer id / slot) in 0..31.
 struct UserData {

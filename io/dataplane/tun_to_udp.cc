@@ -62,6 +62,7 @@ TunToUdp::TunToUdp(WorkerContext& ctx, BufRing& bufs, int send_file, bool gso, b
   icmp_bufs_.resize(kIcmpSlots);
   for (auto& b : icmp_bufs_) b.fill(0);
   for (uint32_t i = 0; i < kIcmpSlots; ++i) icmp_free_.push_back(i);
+  icmp_kind_.resize(kIcmpSlots);
   pkts_.reserve(o.batch);
   bids_.reserve(o.batch);
   results_.resize(o.batch);
@@ -215,23 +216,27 @@ void TunToUdp::drop(size_t i) {
       break;
     case encap::EncapVerdict::kDropNoRoute:
       stats().add(Counter::kDropNoRoute);
-      send_icmp_unreachable(pkts_[i]);
+      send_icmp(encap::IcmpError::kNetUnreachable, pkts_[i]);
       break;
     case encap::EncapVerdict::kDropTtl:
       stats().add(Counter::kDropTtlExpired);
+      if (ctx_.opts.icmp_time_exceeded) send_icmp(encap::IcmpError::kTimeExceeded, pkts_[i]);
       break;
   }
   recycle(bids_[i]);
 }
 
-void TunToUdp::send_icmp_unreachable(const encap::PacketRef& offender) {
+// The error goes back into the TUN, to the local pod that sent `offender`.
+void TunToUdp::send_icmp(encap::IcmpError kind, const encap::PacketRef& offender) {
   if (icmp_free_.empty()) return;  // replies are best effort under a storm
+  if (!encap::icmp_error_allowed(offender.data, offender.len)) return;
+  if (!ctx_.icmp_allowed(core::Ipv4View(offender.data).src())) return;
   const uint32_t slot = icmp_free_.back();
   uint8_t* out = icmp_bufs_[slot].data() + encap::kVnetHdrBytes;
-  const size_t len =
-      encap::build_net_unreachable(offender.data, offender.len, ctx_.opts.tun_addr, out);
+  const size_t len = encap::build_icmp_error(kind, offender.data, offender.len, ctx_.opts.tun_addr, out);
   if (len == 0) return;
   icmp_free_.pop_back();
+  icmp_kind_[slot] = kind;
   io_uring_sqe* sqe = ctx_.ring.sqe();
   if (vnet_) {
     io_uring_prep_write(sqe, kTunFile, icmp_bufs_[slot].data(),
@@ -245,7 +250,8 @@ void TunToUdp::send_icmp_unreachable(const encap::PacketRef& offender) {
 
 void TunToUdp::on_icmp_write(const io_uring_cqe* cqe, uint32_t slot) {
   if (cqe->res >= 0) {
-    stats().add(Counter::kIcmpUnreachSent);
+    stats().add(icmp_kind_[slot] == encap::IcmpError::kTimeExceeded ? Counter::kIcmpTimeExceededSent
+                                                                     : Counter::kIcmpUnreachSent);
   } else {
     ctx_.error(core::CompletionOp::kIcmpWrite, cqe->res);
   }
@@ -275,9 +281,10 @@ void TunToUdp::send_tso(uint32_t bid, uint8_t* pkt, uint32_t len, uint16_t gso_s
     stats().add(Counter::kTunRxPackets);
     if (!hop) {
       stats().add(Counter::kDropNoRoute);
-      send_icmp_unreachable({pkt, len});
+      send_icmp(encap::IcmpError::kNetUnreachable, {pkt, len});
     } else if (split.status == encap::TsoStatus::kTtlExpired) {
       stats().add(Counter::kDropTtlExpired);
+      if (ctx_.opts.icmp_time_exceeded) send_icmp(encap::IcmpError::kTimeExceeded, {pkt, len});
     } else {
       stats().add(Counter::kDropBadHeaderTun);
     }

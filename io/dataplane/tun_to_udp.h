@@ -91,7 +91,7 @@ class TunToUdp {
   void finish_send(uint32_t slot);
   void resend_singly(const SendSlot& train);
   void resend_copied(const SendSlot& train);
-  void send_icmp_unreachable(const encap::PacketRef& offender);
+  void send_icmp(encap::IcmpError kind, const encap::PacketRef& offender);
   void drop(size_t i);
   void recycle(uint32_t bid);
   void release(uint32_t bid);
@@ -119,6 +119,7 @@ class TunToUdp {
 
   std::vector<std::array<uint8_t, kIcmpSlotBytes>> icmp_bufs_;
   std::vector<uint32_t> icmp_free_;
+  std::vector<encap::IcmpError> icmp_kind_;  // per slot: what it carries, for the counters
 
   // The batch collected from one loop turn's reads.
   std::vector<encap::PacketRef> pkts_;

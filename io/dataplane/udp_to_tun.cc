@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/ipv4.h"
+
 namespace udpring::io {
 namespace {
 
@@ -36,6 +38,17 @@ UdpToTun::UdpToTun(WorkerContext& ctx, BufRing& bufs, bool gro)
   write_bids_.reserve(cap);
   write_segs_.reserve(cap);
   runs_.resize(cap);
+  icmp_sends_.resize(kIcmpSlots);
+  for (uint32_t i = 0; i < kIcmpSlots; ++i) {
+    IcmpSend& is = icmp_sends_[i];
+    std::memset(&is, 0, sizeof is);
+    is.dst.sin_family = AF_INET;
+    is.msg.msg_name = &is.dst;
+    is.msg.msg_namelen = sizeof is.dst;
+    is.msg.msg_iov = &is.iov;
+    is.msg.msg_iovlen = 1;
+    icmp_free_.push_back(i);
+  }
   recv_template_.msg_namelen = sizeof(sockaddr_in);
   recv_template_.msg_controllen = gro_ ? CMSG_SPACE(sizeof(int)) : 0;
 }
@@ -190,6 +203,7 @@ void UdpToTun::flush() {
         break;
       case encap::DecapVerdict::kDropTtl:
         stats().add(Counter::kDropTtlExpired);
+        if (ctx_.opts.icmp_time_exceeded) send_time_exceeded(in_[i].pkt, *routes);
         break;
     }
     release(bid);
@@ -256,6 +270,43 @@ void UdpToTun::write_vnet() {
     }
     sqe->flags |= IOSQE_FIXED_FILE;
   }
+}
+
+// ---- ICMP back to a remote sender ------------------------------------------
+
+// A packet from a peer's pod whose TTL ran out here: the Time Exceeded goes
+// to that pod the way any packet for it would, in a datagram to the node
+// that leases its address (under strict, the node that sent it). A source
+// no lease covers gets nothing: errors are not sent off the overlay.
+void UdpToTun::send_time_exceeded(const encap::PacketRef& offender, const core::RouteSnapshot& routes) {
+  if (icmp_free_.empty()) return;  // best effort under a storm
+  if (!encap::icmp_error_allowed(offender.data, offender.len)) return;
+  const core::Be32 src = core::Ipv4View(offender.data).src();
+  const core::NextHop* hop = routes.lookup(src);
+  if (hop == nullptr) return;
+  if (!ctx_.icmp_allowed(src)) return;
+  const uint32_t slot = icmp_free_.back();
+  IcmpSend& is = icmp_sends_[slot];
+  const size_t len = encap::build_icmp_error(encap::IcmpError::kTimeExceeded, offender.data, offender.len,
+                                             ctx_.opts.tun_addr, is.buf.data());
+  if (len == 0) return;
+  icmp_free_.pop_back();
+  is.dst.sin_addr.s_addr = hop->addr.raw;
+  is.dst.sin_port = hop->port_be;
+  is.iov = {is.buf.data(), len};
+  io_uring_sqe* sqe = ctx_.ring.sqe();
+  io_uring_prep_sendmsg(sqe, kUdpFile, &is.msg, 0);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, UserData{Op::kIcmpSend, slot}.encode());
+}
+
+void UdpToTun::on_icmp_send(const io_uring_cqe* cqe, uint32_t slot) {
+  if (cqe->res >= 0) {
+    stats().add(Counter::kIcmpTimeExceededSent);
+  } else {
+    ctx_.error(core::CompletionOp::kUdpSend, cqe->res);
+  }
+  icmp_free_.push_back(slot);
 }
 
 // ---- writes -----------------------------------------------------------------

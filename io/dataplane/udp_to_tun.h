@@ -9,6 +9,7 @@
 // Owns the per-buffer segment counts: a UDP buffer goes back to the kernel
 // when the last TUN write of a packet in it completes.
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "encap/coalesce.h"
+#include "encap/icmp.h"
 #include "encap/packet_ref.h"
 #include "encap/udp_decap.h"
 #include "encap/vnet_hdr.h"
@@ -39,6 +41,7 @@ class UdpToTun {
   void on_recv(const io_uring_cqe* cqe);
   void on_write(const io_uring_cqe* cqe, uint32_t bid);
   void on_write_run(const io_uring_cqe* cqe, uint32_t slot);
+  void on_icmp_send(const io_uring_cqe* cqe, uint32_t slot);
 
   bool gro() const noexcept { return gro_; }
 
@@ -59,6 +62,7 @@ class UdpToTun {
                  uint32_t bid);
   void write_plain();
   void write_vnet();
+  void send_time_exceeded(const encap::PacketRef& offender, const core::RouteSnapshot& routes);
   void recycle(uint32_t bid);  // hands a buffer back to the ring, counted for arm_recv
   void release(uint32_t bid);
   core::WorkerStats& stats() noexcept { return ctx_.stats; }
@@ -68,6 +72,16 @@ class UdpToTun {
   const bool vnet_;  // TUN writes carry a virtio_net_hdr
   const bool gro_;   // UDP_GRO enabled on the socket
   msghdr recv_template_{};  // must outlive the armed multishot recvmsg
+  // ICMP errors for remote senders, each a datagram of its own.
+  static constexpr uint32_t kIcmpSlots = 16;
+  struct IcmpSend {
+    msghdr msg;
+    iovec iov;
+    sockaddr_in dst;
+    std::array<uint8_t, encap::kIcmpUnreachMaxBytes> buf;
+  };
+  std::vector<IcmpSend> icmp_sends_;
+  std::vector<uint32_t> icmp_free_;
   bool armed_ = false;
   bool starved_ = false;              // the last receive ended with ENOBUFS
   uint32_t recycled_this_turn_ = 0;

@@ -117,6 +117,7 @@ struct Worker::Impl {
       case Op::kUdpRecv: rx->on_recv(cqe); break;
       case Op::kTunWrite: rx->on_write(cqe, ud.index); break;
       case Op::kTunWriteRun: rx->on_write_run(cqe, ud.index); break;
+      case Op::kIcmpSend: rx->on_icmp_send(cqe, ud.index); break;
     }
   }
 

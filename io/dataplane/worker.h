@@ -35,6 +35,9 @@ struct WorkerOptions {
   bool trust_outer_checksum = true; // coalesce GRO receives without summing each segment again
   core::Be32 tun_addr;             // source of ICMP errors (the flannel0 address)
   std::string tun_name;            // the TUN device, for the error that stops a worker
+  bool icmp_time_exceeded = true;  // answer an expired TTL with ICMP Time Exceeded
+  uint32_t icmp_rate = 10;         // ICMP errors per second per source (0: no limit)
+  uint32_t icmp_burst = 10;
   bool sqpoll = false;             // IORING_SETUP_SQPOLL: a kernel thread submits
   unsigned busy_poll_us = 0;       // spin this long for completions before blocking
   bool busy_poll_auto = false;     // spin only after activity; back off after misses

@@ -5,7 +5,10 @@
 
 #include <cstdint>
 
+#include <time.h>
+
 #include "core/completion_errors.h"
+#include "encap/icmp_rate_limit.h"
 
 #include "core/route_table.h"
 #include "core/worker_stats.h"
@@ -34,8 +37,22 @@ struct WorkerContext {
   uint64_t turn_bytes = 0;
   // The first fatal error completion (errno, 0: none): the loop stops at the
   // end of the turn that saw it.
+  // One budget of ICMP errors per source for both directions.
+  encap::IcmpRateLimit icmp_limit{opts.icmp_rate, opts.icmp_burst};
   int fatal_errno = 0;
   core::CompletionOp fatal_op = core::CompletionOp::kTunRead;
+
+  /// Takes a token for an ICMP error about a packet from `src`, or counts
+  /// the error as rate-limited. The clock is read only here (vDSO, no
+  /// system call), once per error generated.
+  bool icmp_allowed(core::Be32 src) noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const uint64_t now = uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+    if (icmp_limit.allow(src, now)) return true;
+    stats.add(core::Counter::kIcmpRateLimited);
+    return false;
+  }
 
   /// Counts an error completion (`res` < 0) and says what it means; a fatal
   /// one is kept for the loop.

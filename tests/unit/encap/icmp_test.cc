@@ -1,5 +1,7 @@
 #include "encap/icmp.h"
 
+#include "encap/icmp_rate_limit.h"
+
 #include <gtest/gtest.h>
 
 #include "tests/support/packet_builder.h"
@@ -104,6 +106,57 @@ TEST(IcmpUnreach, SuperPacketCutShortIsNotQuoted) {
   auto whole = PacketBuilder().payload_bytes(4).build();
   whole[2] = 0, whole[3] = 0;  // a BIG TCP super-packet's total length
   EXPECT_EQ(unreach_for(whole).size(), 20u + 8 + 20 + 4);
+}
+
+TEST(IcmpTimeExceeded, TypeElevenCodeZeroQuotingTheOffender) {
+  const auto offender = PacketBuilder().src("10.5.2.7").dst("10.5.1.9").ttl(1).payload_bytes(40).build();
+  std::vector<uint8_t> m(encap::kIcmpUnreachMaxBytes);
+  m.resize(encap::build_icmp_error(encap::IcmpError::kTimeExceeded, offender.data(), offender.size(),
+                                   kTunAddr, m.data()));
+  ASSERT_EQ(m.size(), 20u + 8 + 20 + 8);
+  EXPECT_EQ(core::format_ipv4(core::Ipv4View(m.data()).src()), "10.5.1.0");
+  EXPECT_EQ(core::format_ipv4(core::Ipv4View(m.data()).dst()), "10.5.2.7");
+  EXPECT_TRUE(test::header_checksum_ok(m));
+  EXPECT_EQ(m[20], 11);
+  EXPECT_EQ(m[21], 0);
+  EXPECT_TRUE(std::equal(offender.begin(), offender.begin() + 28, m.begin() + 28));
+  EXPECT_EQ(core::ones_sum(m.data() + 20, m.size() - 20), 0xffffu);
+  // Never in reply to an ICMP error (here: a Time Exceeded itself).
+  EXPECT_EQ(encap::build_icmp_error(encap::IcmpError::kTimeExceeded, m.data(), m.size(), kTunAddr,
+                                    std::vector<uint8_t>(encap::kIcmpUnreachMaxBytes).data()),
+            0u);
+}
+
+constexpr uint64_t kSecond = 1'000'000'000;
+
+TEST(IcmpRateLimit, ABurstThenTheRatePerSource) {
+  encap::IcmpRateLimit limit(10, 5);
+  const core::Be32 a = *core::parse_ipv4("10.5.1.2"), b = *core::parse_ipv4("10.5.1.3");
+  uint64_t t = 7 * kSecond;
+  int sent = 0;
+  for (int i = 0; i < 20; ++i) sent += limit.allow(a, t) ? 1 : 0;
+  EXPECT_EQ(sent, 5);  // the burst, at one instant
+  // Another source has its own bucket.
+  EXPECT_TRUE(limit.allow(b, t));
+  // 10 per second: one token each 100 ms, not before.
+  EXPECT_FALSE(limit.allow(a, t + 99'000'000));
+  EXPECT_TRUE(limit.allow(a, t + 100'000'000));
+  EXPECT_FALSE(limit.allow(a, t + 100'000'000));
+  // A long quiet time refills only up to the burst.
+  t += 3600 * kSecond;
+  sent = 0;
+  for (int i = 0; i < 20; ++i) sent += limit.allow(a, t) ? 1 : 0;
+  EXPECT_EQ(sent, 5);
+  // Over a steady flood, about the rate gets through.
+  sent = 0;
+  for (uint64_t ms = 0; ms < 10'000; ++ms) sent += limit.allow(a, t + 1 + ms * 1'000'000) ? 1 : 0;
+  EXPECT_GE(sent, 99);
+  EXPECT_LE(sent, 101);
+}
+
+TEST(IcmpRateLimit, RateZeroSendsEveryError) {
+  encap::IcmpRateLimit limit(0, 1);
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(limit.allow(*core::parse_ipv4("10.5.1.2"), 0));
 }
 
 }  // namespace

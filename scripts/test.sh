@@ -2,8 +2,9 @@
 # Full test run (this is what CI executes via .ci/run):
 #   1. install missing Debian packages (scripts/install-deps.sh)
 #   2. Release build in build/ (scripts/build.sh)
-#   3. ctest --test-dir build --output-on-failure -j1
-#      (serial: integration tests create network namespaces)
+#   3. ctest --test-dir build --output-on-failure: the unit tests (label
+#      unit) with -j2, then the rest with -j1 (integration tests time
+#      traffic and rates, which a second test beside them would skew)
 #   4. ThreadSanitizer build in build-tsan/ of the tests of what threads
 #      share (qsbr_test, route_table_test, worker_test), and run them
 #   5. the libFuzzer targets: clang build in build-fuzz/, each target run
@@ -29,18 +30,21 @@ TSAN_DIR=${TSAN_BUILD_DIR:-build-tsan}
 log "step 1/6: install-deps"
 bash scripts/install-deps.sh </dev/null || die "install-deps failed"
 
-log "step 2/6: Release build in $MAIN_DIR/"
+log "step 2/6: Release build in $MAIN_DIR/ ($SECONDS s)"
 BUILD_DIR=$MAIN_DIR BUILD_TYPE=Release bash scripts/build.sh </dev/null || die "build failed"
 
 failed=()
 
-log "step 3/6: ctest"
-if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -j1 </dev/null; then
+log "step 3/6: ctest: unit tests two at a time, then the rest one at a time ($SECONDS s)"
+if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -L unit -j2 </dev/null; then
+  failed+=("ctest-unit")
+fi
+if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -LE unit -j1 </dev/null; then
   failed+=("ctest")
 fi
 
 tsan_tests=(qsbr_test route_table_test worker_test)
-log "step 4/6: ThreadSanitizer ${tsan_tests[*]} in $TSAN_DIR/"
+log "step 4/6: ThreadSanitizer ${tsan_tests[*]} in $TSAN_DIR/ ($SECONDS s)"
 tsan_targets=()
 for t in "${tsan_tests[@]}"; do tsan_targets+=(--target "$t"); done
 if BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo bash scripts/build.sh \
@@ -74,18 +78,18 @@ for f in tests/fuzz/*_fuzz.cc; do
   t=$(basename "$f" _fuzz.cc)
   [[ " ${FUZZ_SKIP-} " == *" $t "* ]] || fuzz_targets+=("$t")
 done
-log "step 5/6: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-30} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/"
+log "step 5/6: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-30} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/ ($SECONDS s)"
 if ! bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-30}" "${fuzz_targets[@]}" </dev/null; then
   failed+=("fuzz")
 fi
 
-log "step 6/6: arm64 cross-build and unit tests under qemu"
+log "step 6/6: arm64 cross-build and unit tests under qemu ($SECONDS s)"
 if ! bash scripts/test-arm64.sh </dev/null; then
   failed+=("arm64")
 fi
 
 if ((${#failed[@]})); then
-  log "FAILED: ${failed[*]}"
+  log "FAILED: ${failed[*]} ($SECONDS s)"
   exit 1
 fi
-log "all steps passed"
+log "all steps passed ($SECONDS s)"

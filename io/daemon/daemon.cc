@@ -140,7 +140,8 @@ std::vector<core::Lease> static_leases(const Options& opts, const core::Ipv4Pref
 // destructor undoes it, so a failure at any step leaves nothing half made:
 // the workers are stopped and joined, and the TUN queues closed, which
 // removes the (non-persistent) device with its address and route. Two
-// things stay on purpose, as with flanneld: the lease (its TTL keeps it
+// things stay on purpose, as with flanneld (three with --keep-tun, whose
+// device is made persistent only once the node is ready): the lease (its TTL keeps it
 // for the next start) and iptables rules (idempotent; a restart re-checks
 // them). subnet.env is written last, so it never names a half-set-up node.
 class Daemon {
@@ -181,6 +182,11 @@ class Daemon {
     stop_workers();
     fallbacks_->check(stats_);
     log_stats(stats_, "exit");
+    if (opts_.keep_tun && code == 0) {
+      spdlog::info("leaving TUN {} in place (--keep-tun): what is routed into it is dropped "
+                   "until the next udpringd attaches",
+                   opts_.tun_name);
+    }
     return code;
   }
 
@@ -522,6 +528,7 @@ class Daemon {
     status_.set_routes(peer_routes_->route_count());
     if (store_) status_.set_lease(store_->status());
     running_.store(true, std::memory_order_release);
+    if (opts_.keep_tun) keep_tun_on_exit(tun_, opts_.tun_name);
     if (http_) http_->set_ready();
     notify_systemd_ready();
     spdlog::info("udpringd ready: lease {}, {} peer route(s)", core::format_prefix(own_),

@@ -480,6 +480,17 @@ std::vector<Flag> make_table() {
                "kernel's 500, which drops under bursts.",
        .shown = shown_number("tun-txqueuelen", &Options::tun_txqueuelen)});
   add({.group = G::kDataPlane,
+       .name = "keep-tun",
+       .value = switch_on(&Options::keep_tun),
+       .help = "Leave the TUN, its address and its route in place when udpringd stops (a "
+               "persistent device), and reattach to it at the next start when its address, MTU "
+               "and routes still fit (else it is deleted and made anew). A restart then drops "
+               "only what is routed into the TUN while no udpringd reads it; without it the "
+               "route goes too, and that traffic follows the default route or is refused. Off "
+               "by default, as stock flanneld: the device would outlive an uninstall "
+               "(`ip link del flannel0` removes it). =false also takes a kept device back.",
+       .shown = shown_on_off("keep-tun", &Options::keep_tun)});
+  add({.group = G::kDataPlane,
        .name = "no-multishot",
        .value = switch_off(&Options::multishot),
        .help = "Read the TUN with plain reads even where READ_MULTISHOT (Linux 6.7+) is available. "

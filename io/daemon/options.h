@@ -53,6 +53,7 @@ struct Options {
   std::string subnet_file = "/run/flannel/subnet.env";  // "" = do not write one
   unsigned workers = 0;               // 0 = one per online CPU
   uint32_t tun_txqueuelen = 4000;
+  bool keep_tun = false;              // TUNSETPERSIST: the TUN outlives udpringd
   bool multishot = true;
   encap::PeerCheck peer_check = encap::PeerCheck::kStrict;
   bool icmp_time_exceeded = true;     // answer an expired TTL with ICMP Time Exceeded

@@ -75,6 +75,17 @@ TunOffload enable_tun_offload(int fd, bool want_uso) {
   return r;
 }
 
+int disable_tun_offload(int fd) { return ::ioctl(fd, TUNSETOFFLOAD, 0u) < 0 ? errno : 0; }
+
+int set_tun_persist(int fd, bool on) {
+  return ::ioctl(fd, TUNSETPERSIST, on ? 1ul : 0ul) < 0 ? errno : 0;
+}
+
+int detach_tun_steering(int fd) {
+  int none = -1;
+  return ::ioctl(fd, TUNSETSTEERINGEBPF, &none) < 0 ? errno : 0;
+}
+
 std::vector<std::string> tune_tun_sysctls(const std::string& name) {
   std::vector<std::string> failures;
   const std::pair<const char*, const char*> settings[] = {

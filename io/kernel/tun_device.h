@@ -10,9 +10,11 @@ namespace udpring::io {
 
 /// Opens one queue of the multi-queue TUN `name` (IFF_TUN|IFF_NO_PI|
 /// IFF_MULTI_QUEUE): the first call creates the device, later calls with the
-/// same name attach further queues, one per worker. The fd is left blocking:
+/// same name attach further queues, one per worker, and so does the first
+/// call when a persistent device of that name is left from an earlier run
+/// (see set_tun_persist). The fd is left blocking:
 /// since Linux 6.4 io_uring reads TUN without io-wq either way, and before
-/// that O_NONBLOCK would turn into -EAGAIN completions. The device is not
+/// that O_NONBLOCK would turn into -EAGAIN completions. A new device is not
 /// persistent, so it disappears with the last queue, as flannel's does.
 /// With `vnet_hdr` every read and write carries a struct virtio_net_hdr.
 /// Throws std::system_error with a hint for the usual container mistakes.
@@ -29,6 +31,22 @@ struct TunOffload {
   std::string error;  // why, when !ok
 };
 TunOffload enable_tun_offload(int fd, bool want_uso);
+
+/// Takes every offload back (TUNSETOFFLOAD 0), for queues opened without the
+/// vnet header on a device an earlier run gave offloads: the kernel would
+/// otherwise still hand over super-packets. Returns 0 or an errno value.
+int disable_tun_offload(int fd);
+
+/// TUNSETPERSIST on the device `fd` is a queue of: when on, the device, its
+/// address and its routes outlive the last queue (the kernel drops what it
+/// routes there meanwhile, carrier off); off, it goes with the last queue.
+/// Returns 0 or an errno value.
+int set_tun_persist(int fd, bool on);
+
+/// Detaches whatever steering program the device has (TUNSETSTEERINGEBPF
+/// with -1): one an earlier run attached stays with a persistent device.
+/// Returns 0 or an errno value.
+int detach_tun_steering(int fd);
 
 /// Per-device sysctls for the TUN, best effort (a read-only /proc/sys in a
 /// container only loses the improvement; each failure is returned as text):

@@ -1,5 +1,7 @@
 #include "io/netlink/netlink.h"
 
+#include "io/netlink/libnl_util.h"
+
 #include <linux/if.h>
 #include <linux/rtnetlink.h>
 #include <netlink/addr.h>
@@ -24,58 +26,6 @@
 
 namespace udpring::io {
 namespace {
-
-// Owners for libnl objects, so every early throw releases them.
-struct SockDeleter {
-  void operator()(nl_sock* s) const { nl_socket_free(s); }
-};
-struct CacheDeleter {
-  void operator()(nl_cache* c) const { nl_cache_free(c); }
-};
-struct LinkDeleter {
-  void operator()(rtnl_link* l) const { rtnl_link_put(l); }
-};
-struct AddrObjDeleter {
-  void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
-};
-struct NlAddrDeleter {
-  void operator()(nl_addr* a) const { nl_addr_put(a); }
-};
-struct RouteDeleter {
-  void operator()(rtnl_route* r) const { rtnl_route_put(r); }
-};
-using SockPtr = std::unique_ptr<nl_sock, SockDeleter>;
-using CachePtr = std::unique_ptr<nl_cache, CacheDeleter>;
-using LinkPtr = std::unique_ptr<rtnl_link, LinkDeleter>;
-using AddrObjPtr = std::unique_ptr<rtnl_addr, AddrObjDeleter>;
-using NlAddrPtr = std::unique_ptr<nl_addr, NlAddrDeleter>;
-using RoutePtr = std::unique_ptr<rtnl_route, RouteDeleter>;
-
-[[noreturn]] void fail(const std::string& what, int nl_err) {
-  throw std::runtime_error(what + ": " + nl_geterror(nl_err));
-}
-
-SockPtr connect_route() {
-  SockPtr sock(nl_socket_alloc());
-  if (!sock) throw std::runtime_error("nl_socket_alloc: out of memory");
-  if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0) fail("netlink connect", err);
-  return sock;
-}
-
-LinkPtr get_link(nl_sock* sock, int ifindex, const char* name) {
-  rtnl_link* link = nullptr;
-  if (int err = rtnl_link_get_kernel(sock, ifindex, name, &link); err < 0) {
-    fail(std::string("interface ") + (name ? name : std::to_string(ifindex)), err);
-  }
-  return LinkPtr(link);
-}
-
-NlAddrPtr make_addr(core::Be32 a, int prefix_len) {
-  NlAddrPtr addr(nl_addr_build(AF_INET, &a.raw, 4));
-  if (!addr) throw std::runtime_error("nl_addr_build: out of memory");
-  nl_addr_set_prefixlen(addr.get(), prefix_len);
-  return addr;
-}
 
 struct AddrEntry {
   int ifindex;

@@ -33,7 +33,7 @@ enum class Counter : uint8_t {
   kDropBadHeaderUdp,  // datagram payload not a valid IPv4 packet
   kDropNoRoute,       // TUN packet for an address with no peer
   kDropTtlExpired,    // TTL would reach 0 (either direction)
-  kDropTruncated,     // datagram larger than the receive buffer (MSG_TRUNC)
+  kDropTruncated,     // datagram larger than the receive buffer (MSG_TRUNC), or GRO pieces past 64
   kDropUnknownPeer,   // datagram from an address that is no known peer
   kDropInnerDstNotLocal,  // datagram from a peer whose inner destination is not ours
   kDropInnerSrcNotPeer,   // datagram from a peer whose inner source is not its lease's

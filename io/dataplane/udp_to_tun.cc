@@ -154,12 +154,16 @@ void UdpToTun::on_recv(const io_uring_cqe* cqe) {
 void UdpToTun::split_gro(uint8_t* payload, uint32_t len, uint32_t seg, bool outer_verified,
                          core::Be32 src, uint32_t bid) {
   uint16_t pieces = 0;
-  for (uint32_t off = 0; off < len && pieces < kMaxGroSegments; off += seg) {
+  uint32_t off = 0;
+  for (; off < len && pieces < kMaxGroSegments; off += seg) {
     in_.push_back({{payload + off, std::min(seg, len - off), outer_verified}, src});
     in_bids_.push_back(static_cast<uint16_t>(bid));
     in_segs_.push_back(static_cast<uint8_t>(pieces));
     ++pieces;
   }
+  // The kernel coalesces at most 64 (UDP_GRO_CNT_MAX), so this is a guard:
+  // pieces beyond what the slot arrays hold are counted, not lost unseen.
+  if (off < len) stats().add(Counter::kDropTruncated, (len - off + seg - 1) / seg);
   if (pieces == 0) {  // an empty datagram
     stats().add(Counter::kDropBadHeaderUdp);
     recycle(bid);

@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/support/metrics.h"
@@ -101,6 +103,43 @@ TEST(KernelFaults, ATunPoolHeldBySendsIsWaitedForNotSpunOn) {
   EXPECT_GT(starved, 0) << "the flood never held every buffer: the test tests nothing\n" << m;
   ASSERT_EQ(sh("tc -n " + topo.n1.name() + " qdisc del dev u0 root"), 0);
   EXPECT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << d1->log();
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// SIGTERM while both workers move a TCP transfer at full speed: the daemon
+// stops within a second with exit 0, and the transfer, held up while no
+// daemon runs, completes with every byte once a new one starts.
+TEST(KernelFaults, SigtermAtFullLoadExitsWithinASecond) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  auto d2 = start_udpringd(topo, 2, {"--workers=2"});
+  auto d1 = start_udpringd(topo, 1, {"--workers=2"});
+  constexpr uint64_t kBytes = 1ull << 30;
+  uint64_t received = 0;
+  std::string error;
+  std::thread tcp([&] {
+    try {
+      received = tcp_transfer_verified(topo.p2.name(), "10.50.2.2", 5201, topo.p1.name(), kBytes);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  const auto before = daemon_stats(*d1);
+  const auto t0 = Clock::now();
+  const int code = d1->stop(3000);
+  const auto took = Clock::now() - t0;
+  std::printf("SIGTERM at load: exit %d in %lld ms\n", code,
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  EXPECT_EQ(code, 0) << d1->log();
+  EXPECT_LT(took, std::chrono::milliseconds(1000)) << d1->log();
+  // It was under load: the transfer had moved tens of thousands of packets.
+  EXPECT_GT(before.at("udp_tx_packets"), 10000u);
+  d1 = start_udpringd(topo, 1, {"--workers=2"});
+  tcp.join();
+  EXPECT_EQ(received, kBytes) << error;
   EXPECT_EQ(d1->stop(), 0);
   EXPECT_EQ(d2->stop(), 0);
 }

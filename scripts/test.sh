@@ -8,14 +8,14 @@
 #   4. ThreadSanitizer build in build-tsan/ of the tests of what threads
 #      share (qsbr_test, route_table_test, worker_test), and run them
 #   5. the libFuzzer targets: clang build in build-fuzz/, each target run
-#      FUZZ_SECONDS (default 30) on its seeds, two at a time (scripts/fuzz.sh)
+#      FUZZ_SECONDS (default 15) on its seeds, two at a time (scripts/fuzz.sh)
 #   6. arm64: cross-build in build-arm64/ and the unit tests under qemu
 #      (scripts/test-arm64.sh)
 # Steps 3 to 6 all run even if one fails; exits non-zero if any step failed.
 # The whole suite under ASan+UBSan is scripts/test-sanitizers.sh: about 28
 # minutes on its own here, which CI's 30 cannot hold beside these steps.
 # Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan),
-# FUZZ_BUILD_DIR (default build-fuzz), FUZZ_SECONDS (default 30), FUZZ_SKIP
+# FUZZ_BUILD_DIR (default build-fuzz), FUZZ_SECONDS (default 15; CI's 30 minutes hold no more), FUZZ_SKIP
 # (fuzz targets to leave out, default none), BUILD_DIR_ARM64 (default
 # build-arm64).
 set -euo pipefail
@@ -78,8 +78,8 @@ for f in tests/fuzz/*_fuzz.cc; do
   t=$(basename "$f" _fuzz.cc)
   [[ " ${FUZZ_SKIP-} " == *" $t "* ]] || fuzz_targets+=("$t")
 done
-log "step 5/6: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-30} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/ ($SECONDS s)"
-if ! bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-30}" "${fuzz_targets[@]}" </dev/null; then
+log "step 5/6: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-15} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/ ($SECONDS s)"
+if ! bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-15}" "${fuzz_targets[@]}" </dev/null; then
   failed+=("fuzz")
 fi
 

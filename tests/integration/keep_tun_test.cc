@@ -66,12 +66,12 @@ struct RestartResult {
   std::string error;  // the TCP transfer's, if it failed
 };
 
-// 600 pings (6 s) and a 256 MiB verified TCP transfer from p1 to p2, with
+// 400 pings (4 s) and a 256 MiB verified TCP transfer from p1 to p2, with
 // node 1's daemon restarted 1 s in.
 RestartResult restart_under_traffic(Topology& topo, std::unique_ptr<Process>& d1,
                                     const std::vector<std::string>& flags, uint64_t bytes) {
   RestartResult r;
-  PingLoop pings(topo, 600);
+  PingLoop pings(topo, 400);
   std::thread tcp([&] {
     try {
       r.tcp_bytes = tcp_transfer_verified(topo.p2.name(), "10.50.2.2", 5201, topo.p1.name(), bytes);
@@ -113,7 +113,7 @@ TEST(KeepTun, RestartKeepsTheDeviceAndLosesOnlyTheGapNoTcpByte) {
                              "1472, route 10.50.0.0/16): reattaching its queues"))
       << d1->log();
   EXPECT_EQ(kept.tcp_bytes, kBytes) << kept.error;
-  EXPECT_EQ(kept.pings.sent, 600);
+  EXPECT_EQ(kept.pings.sent, 400);
   // Only what was sent while no daemon read the TUN is lost: at most the
   // restart's length in pings, plus the one or two in flight.
   const int lost = kept.pings.sent - kept.pings.received;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-arm64.sh -- cross-build udpringd for arm64 and run its unit tests there.
 #
-#   scripts/test-arm64.sh
+#   scripts/test-arm64.sh [--build-only]
 #
 # flannel's udp backend never had arm64 (its cgo build is amd64-only);
 # udpringd builds for it with Debian's cross toolchain and the multiarch
@@ -18,13 +18,17 @@
 #   4. build the arm64 image (scripts/build-image.sh --arch arm64) and check
 #      it with tests/deploy/image_test.sh under qemu (all but the daemon
 #      coming up, which needs io_uring).
+# --build-only stops after step 1 (scripts/test.sh builds while other
+# tests run, then calls this again: the second build has nothing to do).
 set -euo pipefail
 UR_TAG="test-arm64"
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
+build_only=0
 case "${1:-}" in
   "") ;;
+  --build-only) build_only=1 ;;
   -h|--help) usage; exit 0 ;;
   *) die "unknown argument '$1' (try --help)" ;;
 esac
@@ -39,6 +43,7 @@ cmake -S . -B "$DIR" -DCMAKE_TOOLCHAIN_FILE=scripts/cmake/aarch64-linux-gnu.cmak
   -DCMAKE_BUILD_TYPE=Release -DUDPRING_BUILD_BENCH=OFF -DUDPRING_BUILD_INTEGRATION_TESTS=OFF \
   </dev/null >/dev/null || die "cmake configure for arm64 failed"
 cmake --build "$DIR" -j2 </dev/null || die "arm64 build failed"
+((build_only)) && exit 0
 
 machine=$(readelf -h "$DIR/udpringd" | sed -n 's/^ *Machine: *//p')
 [[ "$machine" == AArch64 ]] || die "$DIR/udpringd is built for '$machine', not AArch64"

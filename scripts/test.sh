@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Full test run (this is what CI executes via .ci/run):
-#   1. install missing Debian packages (scripts/install-deps.sh)
+#   1. install missing Debian packages, the arm64 cross build's too
+#      (scripts/install-deps.sh --arm64)
 #   2. Release build in build/ (scripts/build.sh)
 #   3. ctest --test-dir build --output-on-failure: the unit tests (label
 #      unit) with -j2, then the rest with -j1 (integration tests time
-#      traffic and rates, which a second test beside them would skew)
+#      traffic and rates, which a second test beside them would skew).
+#      Meanwhile the trees of steps 4 to 6 are built in the background
+#      under SCHED_IDLE (chrt --idle): the integration tests spend most of
+#      their time waiting (on etcd, on timeouts, on a daemon's restart), and
+#      an idle-class process gets a CPU only when no test wants it, so the
+#      tests' timing is what it is without the builds. Their log is printed
+#      when they end.
 #   4. ThreadSanitizer build in build-tsan/ of the tests of what threads
 #      share (qsbr_test, route_table_test, worker_test), and run them
 #   5. the libFuzzer targets: clang build in build-fuzz/, each target run
@@ -15,9 +22,9 @@
 # The whole suite under ASan+UBSan is scripts/test-sanitizers.sh: about 28
 # minutes on its own here, which CI's 30 cannot hold beside these steps.
 # Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan),
-# FUZZ_BUILD_DIR (default build-fuzz), FUZZ_SECONDS (default 15; CI's 30 minutes hold no more), FUZZ_SKIP
-# (fuzz targets to leave out, default none), BUILD_DIR_ARM64 (default
-# build-arm64).
+# FUZZ_BUILD_DIR (default build-fuzz), FUZZ_SECONDS (default 15; CI's 30
+# minutes hold no more), FUZZ_SKIP (fuzz targets to leave out, default
+# none), BUILD_DIR_ARM64 (default build-arm64).
 set -euo pipefail
 UR_TAG="test"
 # shellcheck source=scripts/lib/common.sh
@@ -27,13 +34,46 @@ cd "$ROOT"
 MAIN_DIR=${BUILD_DIR:-build}
 TSAN_DIR=${TSAN_BUILD_DIR:-build-tsan}
 
-log "step 1/6: install-deps"
-bash scripts/install-deps.sh </dev/null || die "install-deps failed"
+log "step 1/6: install-deps --arm64"
+bash scripts/install-deps.sh --arm64 </dev/null || die "install-deps failed"
 
 log "step 2/6: Release build in $MAIN_DIR/ ($SECONDS s)"
 BUILD_DIR=$MAIN_DIR BUILD_TYPE=Release bash scripts/build.sh </dev/null || die "build failed"
 
 failed=()
+
+tsan_tests=(qsbr_test route_table_test worker_test)
+tsan_targets=()
+for t in "${tsan_tests[@]}"; do tsan_targets+=(--target "$t"); done
+# FUZZ_SKIP: targets to leave out of this run (none by default).
+fuzz_targets=()
+for f in tests/fuzz/*_fuzz.cc; do
+  t=$(basename "$f" _fuzz.cc)
+  [[ " ${FUZZ_SKIP-} " == *" $t "* ]] || fuzz_targets+=("$t")
+done
+
+idle=(nice -n 19)
+chrt --idle 0 true 2>/dev/null && idle=(chrt --idle 0 nice -n 19)
+bg_dir=$(mktemp -d "${TMPDIR:-/tmp}/udpring-test.XXXXXX")
+bg_pid=""
+# shellcheck disable=SC2317  # called by the trap
+stop_background() {
+  # the builds are their own process group (set -m below): stop all of it
+  [[ -z "$bg_pid" ]] || { kill -- "-$bg_pid" 2>/dev/null; wait "$bg_pid" 2>/dev/null; }
+  rm -rf "$bg_dir"
+}
+ur_cleanup_trap stop_background
+log "building steps 4 to 6 in the background (${idle[*]}; log printed when done)"
+set -m
+(
+  # Each build's failure is left to its step, which builds again and says.
+  BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo "${idle[@]}" bash scripts/build.sh \
+    "${tsan_targets[@]}" -DUDPRING_SANITIZE=thread || true
+  "${idle[@]}" bash scripts/fuzz.sh --build-only "${fuzz_targets[@]}" || true
+  "${idle[@]}" bash scripts/test-arm64.sh --build-only || true
+) </dev/null >"$bg_dir/log" 2>&1 &
+bg_pid=$!
+set +m
 
 log "step 3/6: ctest: unit tests two at a time, then the rest one at a time ($SECONDS s)"
 if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -L unit -j2 </dev/null; then
@@ -43,10 +83,13 @@ if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -LE unit -j1 </dev/null; t
   failed+=("ctest")
 fi
 
-tsan_tests=(qsbr_test route_table_test worker_test)
+log "ctest done; waiting for the background builds ($SECONDS s)"
+wait "$bg_pid" || true
+bg_pid=""
+cat "$bg_dir/log"
+log "background builds done ($SECONDS s)"
+
 log "step 4/6: ThreadSanitizer ${tsan_tests[*]} in $TSAN_DIR/ ($SECONDS s)"
-tsan_targets=()
-for t in "${tsan_tests[@]}"; do tsan_targets+=(--target "$t"); done
 if BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo bash scripts/build.sh \
      "${tsan_targets[@]}" -DUDPRING_SANITIZE=thread </dev/null; then
   # TSan cannot cope with every ASLR layout the kernel may pick
@@ -72,12 +115,6 @@ else
   failed+=("tsan-build")
 fi
 
-# FUZZ_SKIP: targets to leave out of this run (none by default).
-fuzz_targets=()
-for f in tests/fuzz/*_fuzz.cc; do
-  t=$(basename "$f" _fuzz.cc)
-  [[ " ${FUZZ_SKIP-} " == *" $t "* ]] || fuzz_targets+=("$t")
-done
 log "step 5/6: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-15} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/ ($SECONDS s)"
 if ! bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-15}" "${fuzz_targets[@]}" </dev/null; then
   failed+=("fuzz")

@@ -45,6 +45,10 @@ failed=()
 tsan_tests=(qsbr_test route_table_test worker_test)
 tsan_targets=()
 for t in "${tsan_tests[@]}"; do tsan_targets+=(--target "$t"); done
+build_tsan() {
+  BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo bash scripts/build.sh \
+    "${tsan_targets[@]}" -DUDPRING_SANITIZE=thread </dev/null
+}
 # FUZZ_SKIP: targets to leave out of this run (none by default).
 fuzz_targets=()
 for f in tests/fuzz/*_fuzz.cc; do
@@ -52,8 +56,6 @@ for f in tests/fuzz/*_fuzz.cc; do
   [[ " ${FUZZ_SKIP-} " == *" $t "* ]] || fuzz_targets+=("$t")
 done
 
-idle=(nice -n 19)
-chrt --idle 0 true 2>/dev/null && idle=(chrt --idle 0 nice -n 19)
 bg_dir=$(mktemp -d "${TMPDIR:-/tmp}/udpring-test.XXXXXX")
 bg_pid=""
 # shellcheck disable=SC2317  # called by the trap
@@ -63,14 +65,16 @@ stop_background() {
   rm -rf "$bg_dir"
 }
 ur_cleanup_trap stop_background
-log "building steps 4 to 6 in the background (${idle[*]}; log printed when done)"
+log "building steps 4 to 6 in the background (SCHED_IDLE, nice 19; log printed when done)"
 set -m
 (
+  # This shell and all it starts: idle class (nice 19 where chrt cannot).
+  chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || true
+  renice -n 19 -p "$BASHPID" >/dev/null
   # Each build's failure is left to its step, which builds again and says.
-  BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo "${idle[@]}" bash scripts/build.sh \
-    "${tsan_targets[@]}" -DUDPRING_SANITIZE=thread || true
-  "${idle[@]}" bash scripts/fuzz.sh --build-only "${fuzz_targets[@]}" || true
-  "${idle[@]}" bash scripts/test-arm64.sh --build-only || true
+  build_tsan || true
+  bash scripts/fuzz.sh --build-only "${fuzz_targets[@]}" || true
+  bash scripts/test-arm64.sh --build-only || true
 ) </dev/null >"$bg_dir/log" 2>&1 &
 bg_pid=$!
 set +m
@@ -90,8 +94,7 @@ cat "$bg_dir/log"
 log "background builds done ($SECONDS s)"
 
 log "step 4/6: ThreadSanitizer ${tsan_tests[*]} in $TSAN_DIR/ ($SECONDS s)"
-if BUILD_DIR=$TSAN_DIR BUILD_TYPE=RelWithDebInfo bash scripts/build.sh \
-     "${tsan_targets[@]}" -DUDPRING_SANITIZE=thread </dev/null; then
+if build_tsan; then
   # TSan cannot cope with every ASLR layout the kernel may pick
   # ("unexpected memory mapping"); run with randomization disabled.
   runner=()

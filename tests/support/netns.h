@@ -92,6 +92,11 @@ class Process {
   std::string log_path_;
 };
 
+/// Resident memory (VmRSS) of process `pid` in KiB; -1 if it is gone.
+long rss_kib(pid_t pid);
+/// Number of open file descriptors of process `pid`; -1 if it is gone.
+int open_fds(pid_t pid);
+
 /// Sends SIGUSR1 to udpringd and parses the "stats" line it logs.
 std::map<std::string, uint64_t> daemon_stats(Process& daemon);
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string_view>
 
+#include "core/ipv4_addr.h"
+
 namespace udpring::io {
 
 std::string render_input_errors(const std::array<uint64_t, core::kInputSourceCount>& counts) {
@@ -59,6 +61,22 @@ std::string render_metrics(const std::vector<std::unique_ptr<core::WorkerStats>>
            "Full lease re-lists (etcd compaction, Kubernetes 410 Expired or resync).", lease->relists);
     family("udpring_lease_watch_connected", "gauge", "1 while the lease watch is connected.",
            lease->watch_connected ? 1 : 0);
+  }
+  if (const auto& pu = in.peer_unreachable) {
+    out += "# HELP udpring_peer_unreachable_total ICMP Destination Unreachable about our datagrams "
+           "to a peer, by peer and reason.\n# TYPE udpring_peer_unreachable_total counter\n";
+    auto samples = [&out](const std::string& peer, const auto& counts) {
+      for (size_t r = 0; r < counts.size(); ++r) {
+        if (counts[r] == 0) continue;
+        out.append("udpring_peer_unreachable_total{peer=\"").append(peer).append("\",reason=\"");
+        out.append(encap::peer_unreach_name(static_cast<encap::PeerUnreach>(r)));
+        out.append("\"} ").append(std::to_string(counts[r])).append("\n");
+      }
+    };
+    for (const auto& [peer, counts] : pu->by_peer) {
+      samples(core::format_ipv4(core::Be32::from_host(peer)), counts);
+    }
+    samples("other", pu->others);
   }
   // Every reason is listed, also at 0, so an alert can rate() each one.
   auto by_refusal = [&out](const char* name, const char* type, const char* help,

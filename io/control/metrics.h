@@ -15,6 +15,7 @@
 #include "core/lease_policy.h"
 #include "core/worker_stats.h"
 #include "io/control/fast_paths.h"
+#include "io/control/peer_icmp_watch.h"
 
 namespace udpring::io {
 
@@ -31,6 +32,7 @@ struct MetricsInput {
   LeaseRefusalCounts leases_refused_total{};    // refusals so far (core::PeerRoutes)
   LeaseRefusalCounts leases_refused_now{};      // leases refused at the moment
   std::array<uint64_t, core::kInputSourceCount> input_errors{};  // by core::InputSource
+  std::optional<PeerUnreachCounts> peer_unreachable;  // none without the raw ICMP socket
 };
 
 /// udpring_control_input_errors_total, one sample per source; also served

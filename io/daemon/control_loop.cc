@@ -119,6 +119,7 @@ int run_control_loop(const ControlPlane& cp) {
         break;
       }
       cp.fallbacks.check(cp.stats);
+      if (cp.icmp_watch && cp.icmp_watch->drain()) cp.status.set_peer_unreachable(cp.icmp_watch->counts());
       cp.table.reclaim();
     }
   } catch (const std::exception& e) {

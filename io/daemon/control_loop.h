@@ -1,7 +1,8 @@
 #pragma once
 // The control thread's loop once the daemon is up: lease events become
 // routes, signals are handled, the lease is renewed, iptables rules are
-// kept, workers are watched and old route tables are freed. Nothing in a
+// kept, workers are watched, ICMP errors from peers are counted and old
+// route tables are freed. Nothing in a
 // turn waits for a server or a child process: renewals and the kube Node
 // condition run on the store's threads, the iptables check on a thread of
 // its own, so lease events and signals are handled within a turn (at most
@@ -18,6 +19,7 @@
 #include "core/worker_stats.h"
 #include "io/control/fast_paths.h"
 #include "io/control/iptables_rules.h"
+#include "io/control/peer_icmp_watch.h"
 #include "io/control/leases/lease_store.h"
 #include "io/daemon/daemon_status.h"
 #include "io/daemon/options.h"
@@ -38,6 +40,7 @@ struct ControlPlane {
   DaemonStatus& status;
   RuntimeFallbackLog& fallbacks;        // checked every turn, and once more after the stop
   std::function<void()> not_ready;      // /readyz to 503 (empty without a health server)
+  PeerIcmpWatch* icmp_watch;            // null without CAP_NET_RAW
 };
 
 /// Runs until SIGINT/SIGTERM (returns 0), our lease is revoked or a worker

@@ -1,6 +1,8 @@
 #include "io/daemon/daemon.h"
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -32,6 +35,7 @@
 #include "io/control/leases/kube_lease_store.h"
 #include "io/control/leases/small_file.h"
 #include "io/control/metrics.h"
+#include "io/control/peer_icmp_watch.h"
 #include "io/control/systemd_notify.h"
 #include "io/daemon/control_loop.h"
 #include "io/daemon/daemon_status.h"
@@ -164,6 +168,7 @@ class Daemon {
       if (!take_lease()) return 0;
       set_up_tun_device();
       open_sockets();
+      watch_peer_icmp();
       if (!route_peers()) return 0;
       test_udp_gso();
       start_workers();
@@ -178,7 +183,8 @@ class Daemon {
     std::function<void()> not_ready;
     if (http_) not_ready = [this] { http_->set_not_ready(); };
     const int code = run_control_loop({opts_, sigs_, store_.get(), *peer_routes_, *table_, workers_,
-                                       stats_, iptables_.get(), status_, *fallbacks_, not_ready});
+                                       stats_, iptables_.get(), status_, *fallbacks_, not_ready,
+                                       icmp_watch_.get()});
     stop_workers();
     fallbacks_->check(stats_);
     log_stats(stats_, "exit");
@@ -306,6 +312,26 @@ class Daemon {
   }
 
   void open_sockets() { socks_ = open_worker_sockets(opts_, ext_.addr, net_.port, n_workers_); }
+
+  // Before the workers take the sockets: the ports our datagrams leave from.
+  void watch_peer_icmp() {
+    std::vector<uint16_t> ports = {net_.port};
+    for (const core::UniqueFd& fd : socks_.send) {
+      sockaddr_in sa{};
+      socklen_t len = sizeof sa;
+      if (fd && getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len) == 0) {
+        ports.push_back(ntohs(sa.sin_port));
+      }
+    }
+    try {
+      icmp_watch_ = std::make_unique<PeerIcmpWatch>(ext_.addr, std::move(ports));
+      status_.set_peer_unreachable(icmp_watch_->counts());
+    } catch (const std::system_error& e) {
+      spdlog::warn("{}: ICMP errors from peers (a dead peer's port unreachable) are not counted; "
+                   "give udpringd CAP_NET_RAW to count them in udpring_peer_unreachable_total",
+                   e.what());
+    }
+  }
 
   // Every peer is routed before the first packet is forwarded: in static
   // mode from the flags, otherwise from the store's first batch, the
@@ -557,6 +583,7 @@ class Daemon {
   unsigned n_workers_ = 0;
   TunSetup tun_;
   WorkerSockets socks_;
+  std::unique_ptr<PeerIcmpWatch> icmp_watch_;  // null without CAP_NET_RAW
   std::unique_ptr<core::Qsbr> qsbr_;
   std::unique_ptr<core::RouteTable> table_;
   std::unique_ptr<core::PeerRoutes> peer_routes_;

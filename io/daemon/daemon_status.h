@@ -27,6 +27,11 @@ class DaemonStatus {
     lease_ = s;
   }
 
+  void set_peer_unreachable(const PeerUnreachCounts& c) {
+    std::lock_guard lock(mu_);
+    peer_unreachable_ = c;
+  }
+
   /// The values for one scrape (any thread).
   MetricsInput snapshot() const {
     MetricsInput in;
@@ -36,16 +41,18 @@ class DaemonStatus {
     in.lease = lease_;
     in.leases_refused_total = refused_total_;
     in.leases_refused_now = refused_now_;
+    in.peer_unreachable = peer_unreachable_;
     return in;
   }
 
  private:
   std::atomic<size_t> routes_{0};
   std::atomic<uint64_t> rebuilds_{0};
-  mutable std::mutex mu_;  // guards lease_ and the refusal counts: structs, copied whole
+  mutable std::mutex mu_;  // guards what follows: structs, copied whole
   std::optional<core::LeaseStoreStatus> lease_;
   LeaseRefusalCounts refused_total_{};
   LeaseRefusalCounts refused_now_{};
+  std::optional<PeerUnreachCounts> peer_unreachable_;  // set once the watch runs
 };
 
 }  // namespace udpring::io

@@ -1,9 +1,11 @@
 #include "tests/support/cluster.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -76,6 +78,20 @@ std::string Cluster::lease_from_env(const std::string& subnet_env) {
   if (slash == std::string::npos) return "";
   const auto dot = s.rfind('.', slash);
   return s.substr(0, dot + 1) + "0" + s.substr(slash);
+}
+
+std::unique_ptr<Process> Cluster::start_on_file_store(int i, const std::vector<std::string>& extra) {
+  if (!std::filesystem::exists(lease_dir() + "/config")) {
+    std::filesystem::create_directories(lease_dir() + "/subnets");
+    std::filesystem::copy_file(net_conf, lease_dir() + "/config");
+  }
+  std::vector<std::string> argv = {UDPRINGD_PATH, "--subnet-mgr=file", "--lease-dir=" + lease_dir(),
+                                   "--iface=u0", "--subnet-file=" + subnet_env(i)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = std::make_unique<Process>(node(i).name(), argv,
+                                     dir + "/udpringd-" + std::to_string(i) + "-" + std::to_string(starts_++) + ".log");
+  if (!p->wait_for_log("udpringd ready", 10000)) ADD_FAILURE() << "node " << i << " not ready:\n" << p->log();
+  return p;
 }
 
 bool Cluster::ping(const Netns& from, const std::string& ip) {

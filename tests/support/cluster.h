@@ -38,6 +38,15 @@ class Cluster {
   std::string add_pod(int i, const std::string& subnet_env);
   const Netns& pod(int i) const { return *pods_.at(i); }
 
+  /// The file store's directory (dir/leases, with the net-conf as its config).
+  std::string lease_dir() const { return dir + "/leases"; }
+  /// Where node i's daemon started by start_on_file_store writes subnet.env.
+  std::string subnet_env(int i) const { return dir + "/subnet-" + std::to_string(i) + ".env"; }
+  /// Starts udpringd on node i on the file store (--iface=u0, subnet.env at
+  /// subnet_env(i), `extra` flags after) and waits until it is ready; a
+  /// daemon that is not fails the test (ADD_FAILURE) with its log.
+  std::unique_ptr<Process> start_on_file_store(int i, const std::vector<std::string>& extra = {});
+
   /// A key of a subnet.env (FLANNEL_SUBNET gives "10.60.3.1/24"), "" if absent.
   static std::string env_value(const std::string& subnet_env, const std::string& key);
   /// The lease a subnet.env names: "10.60.3.0/24" from FLANNEL_SUBNET=10.60.3.1/24.
@@ -55,6 +64,7 @@ class Cluster {
  private:
   std::vector<std::unique_ptr<Netns>> nodes_;
   std::vector<std::unique_ptr<Netns>> pods_;
+  int starts_ = 0;
 };
 
 /// A CA (ca.crt, ca.key) and a server and a client certificate signed by

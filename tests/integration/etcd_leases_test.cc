@@ -342,6 +342,54 @@ TEST_F(EtcdLeases, ShortTtlRenewsWithoutOrphanLeases) {
   EXPECT_EQ(d->stop(), 0);
 }
 
+// A renewal that falls due while etcd is down fails, is counted and is
+// retried (every TTL/4) until etcd is back; then it is made, onto a new
+// etcd lease, with no orphan left. etcd keeps its leases across its own
+// restart (it extends them when it becomes leader), so the key is still
+// ours when the retry comes.
+TEST_F(EtcdLeases, ARenewalDueDuringAnOutageIsMadeWhenEtcdReturns) {
+  make_cluster(1);
+  const size_t baseline = etcd_lease_count();
+  auto d = start(0, {"--subnet-lease-ttl=8", "--healthz-port=9097"});  // renewed every 4 s
+  ASSERT_FALSE(HasFailure());
+  const std::string key = key_of(lease_of(0));
+  const auto first = get(key);
+  ASSERT_TRUE(first);
+  auto lease_metric = [&](const char* name) {
+    return metric(http_get(cluster_->node(0).name(), 9097, "/metrics"), name);
+  };
+  etcd_->stop();
+  const long long renewed_before = lease_metric("udpring_lease_renewals_total");
+  ASSERT_GE(renewed_before, 0);
+  EXPECT_TRUE(d->wait_for_log("renewing " + key + ": ", 8000)) << d->log();
+  EXPECT_NE(d->log().find("retrying in 2 s"), std::string::npos) << d->log();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const long long failed = lease_metric("udpring_lease_renew_failures_total");
+  EXPECT_GE(failed, 1);
+  etcd_->start();
+
+  long long renewed = renewed_before;
+  for (int i = 0; i < 100 && renewed <= renewed_before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    renewed = lease_metric("udpring_lease_renewals_total");
+  }
+  EXPECT_GT(renewed, renewed_before) << "no renewal within 10 s of etcd's return\n" << d->log();
+  const auto after = get(key);
+  ASSERT_TRUE(after) << "the lease expired across the outage\n" << d->log();
+  EXPECT_NE(after->second, first->second) << "still on the etcd lease of before the outage";
+  EXPECT_EQ(after->first, first->first);
+  size_t leases = etcd_lease_count();
+  for (int again = 0; again < 10 && leases > baseline + 1; ++again) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    leases = etcd_lease_count();
+  }
+  EXPECT_LE(leases, baseline + 1) << etcd_->ctl("lease list");
+  std::printf("renewals failed during the outage: %lld; renewals %lld -> %lld\n", failed, renewed_before,
+              renewed);
+  EXPECT_TRUE(d->running());
+  EXPECT_EQ(d->stop(), 0);
+}
+
 TEST_F(EtcdLeases, UnreachableEtcdIsRetriedAndNamed) {
   make_cluster(1);
   etcd_->stop();

@@ -27,25 +27,17 @@ class FileLeases : public ::testing::Test {
   void SetUp() override {
     UDPRING_REQUIRE_INTEGRATION();
     cluster_ = std::make_unique<Cluster>(2);
-    lease_dir_ = cluster_->dir + "/leases";
+    lease_dir_ = cluster_->lease_dir();
     std::filesystem::create_directories(lease_dir_);
     std::filesystem::copy_file(cluster_->net_conf, lease_dir_ + "/config");
   }
 
-  std::string env_path(int i) const { return cluster_->dir + "/subnet-" + std::to_string(i) + ".env"; }
+  std::string env_path(int i) const { return cluster_->subnet_env(i); }
 
   std::unique_ptr<Process> start(int i, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {UDPRINGD_PATH, "--subnet-mgr=file",
-                                     "--lease-dir=" + lease_dir_, "--iface=u0", "--workers=1",
-                                     "--subnet-file=" + env_path(i)};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto p = std::make_unique<Process>(cluster_->node(i).name(), argv,
-                                       cluster_->dir + "/udpringd-" + std::to_string(i) + "-" +
-                                           std::to_string(starts_++) + ".log");
-    if (!p->wait_for_log("udpringd ready", 10000)) {
-      ADD_FAILURE() << "node " << i << " not ready:\n" << p->log();
-    }
-    return p;
+    std::vector<std::string> flags = {"--workers=1"};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    return cluster_->start_on_file_store(i, flags);
   }
 
   // "10.60.7.0/24" from FLANNEL_SUBNET=10.60.7.1/24.
@@ -71,7 +63,6 @@ class FileLeases : public ::testing::Test {
 
   std::unique_ptr<Cluster> cluster_;
   std::string lease_dir_;
-  int starts_ = 0;
   int writes_ = 0;
 };
 

@@ -6,19 +6,24 @@
 #   3. ctest --test-dir build --output-on-failure: the unit tests (label
 #      unit) with -j2, then the rest with -j1 (integration tests time
 #      traffic and rates, which a second test beside them would skew).
-#      Meanwhile the trees of steps 4 to 6 are built in the background
+#      Meanwhile the trees of steps 5 to 7 are built in the background
 #      under SCHED_IDLE (chrt --idle): the integration tests spend most of
 #      their time waiting (on etcd, on timeouts, on a daemon's restart), and
 #      an idle-class process gets a CPU only when no test wants it, so the
 #      tests' timing is what it is without the builds. Their log is printed
 #      when they end.
-#   4. ThreadSanitizer build in build-tsan/ of the tests of what threads
+#   4. the soak for 120 s on the Release build (scripts/soak.sh --release
+#      120): traffic both ways, 1,200 lease changes a second and a garbage
+#      flood; the background builds go on beside it, at idle priority. Its
+#      ASan+UBSan form (scripts/soak.sh 120) builds the daemon anew, about
+#      10 CPU-minutes here, which CI's 30 minutes do not hold.
+#   5. ThreadSanitizer build in build-tsan/ of the tests of what threads
 #      share (qsbr_test, route_table_test, worker_test), and run them
-#   5. the libFuzzer targets: clang build in build-fuzz/, each target run
+#   6. the libFuzzer targets: clang build in build-fuzz/, each target run
 #      FUZZ_SECONDS (default 15) on its seeds, two at a time (scripts/fuzz.sh)
-#   6. arm64: cross-build in build-arm64/ and the unit tests under qemu
+#   7. arm64: cross-build in build-arm64/ and the unit tests under qemu
 #      (scripts/test-arm64.sh)
-# Steps 3 to 6 all run even if one fails; exits non-zero if any step failed.
+# Steps 3 to 7 all run even if one fails; exits non-zero if any step failed.
 # The whole suite under ASan+UBSan is scripts/test-sanitizers.sh: about 28
 # minutes on its own here, which CI's 30 cannot hold beside these steps.
 # Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan),
@@ -34,10 +39,10 @@ cd "$ROOT"
 MAIN_DIR=${BUILD_DIR:-build}
 TSAN_DIR=${TSAN_BUILD_DIR:-build-tsan}
 
-log "step 1/6: install-deps --arm64"
+log "step 1/7: install-deps --arm64"
 bash scripts/install-deps.sh --arm64 </dev/null || die "install-deps failed"
 
-log "step 2/6: Release build in $MAIN_DIR/ ($SECONDS s)"
+log "step 2/7: Release build in $MAIN_DIR/ ($SECONDS s)"
 BUILD_DIR=$MAIN_DIR BUILD_TYPE=Release bash scripts/build.sh </dev/null || die "build failed"
 
 failed=()
@@ -65,7 +70,7 @@ stop_background() {
   rm -rf "$bg_dir"
 }
 ur_cleanup_trap stop_background
-log "building steps 4 to 6 in the background (SCHED_IDLE, nice 19; log printed when done)"
+log "building steps 5 to 7 in the background (SCHED_IDLE, nice 19; log printed when done)"
 set -m
 (
   # This shell and all it starts: idle class (nice 19 where chrt cannot).
@@ -79,7 +84,7 @@ set -m
 bg_pid=$!
 set +m
 
-log "step 3/6: ctest: unit tests two at a time, then the rest one at a time ($SECONDS s)"
+log "step 3/7: ctest: unit tests two at a time, then the rest one at a time ($SECONDS s)"
 if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -L unit -j2 </dev/null; then
   failed+=("ctest-unit")
 fi
@@ -87,13 +92,18 @@ if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -LE unit -j1 </dev/null; t
   failed+=("ctest")
 fi
 
-log "ctest done; waiting for the background builds ($SECONDS s)"
+log "step 4/7: soak, 120 s, Release build ($SECONDS s)"
+if ! bash scripts/soak.sh --release 120 </dev/null; then
+  failed+=("soak")
+fi
+
+log "waiting for the background builds ($SECONDS s)"
 wait "$bg_pid" || true
 bg_pid=""
 cat "$bg_dir/log"
 log "background builds done ($SECONDS s)"
 
-log "step 4/6: ThreadSanitizer ${tsan_tests[*]} in $TSAN_DIR/ ($SECONDS s)"
+log "step 5/7: ThreadSanitizer ${tsan_tests[*]} in $TSAN_DIR/ ($SECONDS s)"
 if build_tsan; then
   # TSan cannot cope with every ASLR layout the kernel may pick
   # ("unexpected memory mapping"); run with randomization disabled.
@@ -118,12 +128,12 @@ else
   failed+=("tsan-build")
 fi
 
-log "step 5/6: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-15} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/ ($SECONDS s)"
+log "step 6/7: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-15} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/ ($SECONDS s)"
 if ! bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-15}" "${fuzz_targets[@]}" </dev/null; then
   failed+=("fuzz")
 fi
 
-log "step 6/6: arm64 cross-build and unit tests under qemu ($SECONDS s)"
+log "step 7/7: arm64 cross-build and unit tests under qemu ($SECONDS s)"
 if ! bash scripts/test-arm64.sh </dev/null; then
   failed+=("arm64")
 fi

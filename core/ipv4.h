@@ -41,6 +41,8 @@ class Ipv4View {
   uint16_t frag_field() const noexcept { return load16(6); }
   /// Fragment offset in 8-byte units (flags masked off).
   uint16_t frag_offset() const noexcept { return frag_field() & 0x1fff; }
+  /// The Don't Fragment flag.
+  bool dont_fragment() const noexcept { return (frag_field() & 0x4000) != 0; }
   uint8_t ttl() const noexcept { return p_[8]; }
   uint8_t protocol() const noexcept { return p_[9]; }
   uint16_t checksum_be() const noexcept {

@@ -252,11 +252,27 @@ void RouteTable::replace_all(std::span<const Route> routes) {
   pending_.swap(next);
 }
 
+bool RouteTable::set_path_limit(Be32 peer, uint16_t bytes) {
+  const auto it = path_limits_.find(peer.raw);
+  const uint16_t now = it == path_limits_.end() ? 0 : it->second;
+  if (now == bytes) {
+    return false;
+  }
+  if (bytes == 0) {
+    path_limits_.erase(it);
+  } else {
+    path_limits_[peer.raw] = bytes;
+  }
+  return true;
+}
+
 void RouteTable::publish() {
   std::vector<Route> routes;
   routes.reserve(pending_.size());
   for (const auto& [key, route] : pending_) {
     routes.push_back(route);
+    const auto limit = path_limits_.find(route.hop.addr.raw);
+    routes.back().hop.max_inner = limit == path_limits_.end() ? 0 : limit->second;
   }
   std::unique_ptr<const RouteSnapshot> next = RouteSnapshot::build(routes);
   // Reserve first so nothing below can throw once the new snapshot is live.

@@ -38,6 +38,10 @@ namespace udpring::core {
 struct NextHop {
   Be32 addr;             // peer address, network byte order
   uint16_t port_be = 0;  // peer UDP port, network byte order (flannel: 8285)
+  // The largest inner packet the path to this peer carries, in bytes, once
+  // a router told us of a smaller MTU on the way (ICMP fragmentation
+  // needed); 0 = none known, the TUN MTU holds.
+  uint16_t max_inner = 0;
 
   friend bool operator==(const NextHop&, const NextHop&) = default;
 };
@@ -220,6 +224,10 @@ class RouteTable {
   /// Control thread. Routes in the pending set.
   size_t pending_count() const noexcept { return pending_.size(); }
 
+  /// Control thread. From the next publish() on, every route to `peer`
+  /// carries max_inner = `bytes` (0: no limit again). True if that changed.
+  bool set_path_limit(Be32 peer, uint16_t bytes);
+
  private:
   struct Retired {
     uint64_t epoch;  // free once qsbr_.all_passed(epoch)
@@ -232,6 +240,8 @@ class RouteTable {
   Qsbr& qsbr_;
   // Control-thread only: the routes the next publish() will build.
   std::map<uint64_t, Route> pending_;
+  // Control-thread only: NextHop::max_inner by peer address (raw).
+  std::map<uint32_t, uint16_t> path_limits_;
   // Owned; written by the control thread, read by workers.
   std::atomic<const RouteSnapshot*> current_{nullptr};
   // Control-thread only, in ascending epoch order.

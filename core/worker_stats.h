@@ -26,13 +26,14 @@ enum class Counter : uint8_t {
   kUdpRxBytes,
   kTunTxPackets,      // packets written into the TUN
   kTunTxBytes,
-  kIcmpUnreachSent,   // ICMP net-unreachable written back into the TUN
+  kIcmpUnreachSent,   // ICMP destination unreachable (net, fragmentation needed) written into the TUN
   kIcmpTimeExceededSent,  // ICMP time-exceeded sent (into the TUN, or to the sender's node)
   kIcmpRateLimited,   // ICMP errors not sent: their source had used up --icmp-rate/--icmp-burst
   kDropBadHeaderTun,  // TUN packet not a valid IPv4 packet
   kDropBadHeaderUdp,  // datagram payload not a valid IPv4 packet
   kDropNoRoute,       // TUN packet for an address with no peer
   kDropTtlExpired,    // TTL would reach 0 (either direction)
+  kDropTooBig,        // DF set and more than the path to its peer carries (Fragmentation Needed)
   kDropTruncated,     // datagram larger than the receive buffer (MSG_TRUNC), or GRO pieces past 64
   kDropUnknownPeer,   // datagram from an address that is no known peer
   kDropInnerDstNotLocal,  // datagram from a peer whose inner destination is not ours
@@ -61,7 +62,7 @@ inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
     "tun_rx_packets",   "tun_rx_bytes",      "udp_tx_packets",       "udp_tx_bytes",
     "udp_rx_packets",   "udp_rx_bytes",      "tun_tx_packets",       "tun_tx_bytes",
     "icmp_unreach_sent", "icmp_time_exceeded_sent", "icmp_rate_limited", "drop_bad_header_tun", "drop_bad_header_udp", "drop_no_route",
-    "drop_ttl_expired", "drop_truncated",    "drop_unknown_peer",
+    "drop_ttl_expired", "drop_too_big",      "drop_truncated",    "drop_unknown_peer",
     "drop_inner_dst_not_local", "drop_inner_src_not_peer", "drop_send_error",
     "drop_tun_write_error", "no_buffer",     "multishot_rearm",      "gso_sends",
     "gso_fallback",     "gro_receives",      "tso_reads",            "coalesced_writes",

@@ -42,7 +42,7 @@ size_t build_net_unreachable(const uint8_t* offender, size_t len, core::Be32 src
 }
 
 size_t build_icmp_error(IcmpError kind, const uint8_t* offender, size_t len, core::Be32 src,
-                        uint8_t* out) noexcept {
+                        uint8_t* out, uint16_t next_hop_mtu) noexcept {
   if (!icmp_error_allowed(offender, len)) return 0;
   const size_t ihl = size_t{offender[0] & 0x0fu} * 4;
   const size_t quote = ihl + std::min<size_t>(8, len - ihl);
@@ -62,8 +62,13 @@ size_t build_icmp_error(IcmpError kind, const uint8_t* offender, size_t len, cor
 
   uint8_t* icmp = out + 20;
   icmp[0] = kind == IcmpError::kTimeExceeded ? 11 : 3;  // Time Exceeded, Destination Unreachable
-  icmp[1] = 0;  // in transit; Net Unreachable
+  // Time Exceeded in transit and Net Unreachable are code 0.
+  icmp[1] = kind == IcmpError::kFragmentationNeeded ? 4 : 0;
   std::memset(icmp + 2, 0, 6);  // checksum placeholder + unused word
+  if (kind == IcmpError::kFragmentationNeeded) {
+    icmp[6] = static_cast<uint8_t>(next_hop_mtu >> 8);
+    icmp[7] = static_cast<uint8_t>(next_hop_mtu);
+  }
   // The quote is a few header bytes of an error reply, not forwarded payload.
   std::memcpy(icmp + 8, offender, quote);
   const uint16_t c = core::internet_checksum(icmp, 8 + quote);

@@ -28,11 +28,14 @@ bool icmp_error_allowed(const uint8_t* offender, size_t len) noexcept;
 enum class IcmpError : uint8_t {
   kNetUnreachable,  // type 3 code 0: no lease covers the destination
   kTimeExceeded,    // type 11 code 0: the TTL ran out at this hop (traceroute)
+  kFragmentationNeeded,  // type 3 code 4: DF set, and the path to the peer carries less
 };
 
 /// Writes `kind` for `offender` (as build_net_unreachable), from `src`.
+/// `next_hop_mtu` is what a Fragmentation Needed tells (RFC 1191); the
+/// other kinds ignore it.
 size_t build_icmp_error(IcmpError kind, const uint8_t* offender, size_t len, core::Be32 src,
-                        uint8_t* out) noexcept;
+                        uint8_t* out, uint16_t next_hop_mtu = 0) noexcept;
 
 /// Writes a Net Unreachable for `offender` (`len` bytes: a validated packet,
 /// or a super-packet of at least 20 bytes with version 4) into `out` (at

@@ -20,6 +20,12 @@ size_t encapsulate_batch(std::span<const PacketRef> pkts, const core::RouteSnaps
       r.verdict = EncapVerdict::kDropNoRoute;
       continue;
     }
+    core::Ipv4View ip(p.data);
+    if (ip.ttl() > 1 && too_big_for(*hop, p.len, ip.dont_fragment())) {
+      r.hop = hop;
+      r.verdict = EncapVerdict::kDropTooBig;
+      continue;
+    }
     if (!core::ipv4_decrement_ttl(p.data)) {
       r.verdict = EncapVerdict::kDropTtl;
       continue;

@@ -1,7 +1,10 @@
 #pragma once
 // TUN -> UDP: decide, for a batch of packets read from the TUN, which peer
 // each one goes to. flannel order: validate, route lookup (a miss gets ICMP
-// net-unreachable), then TTL - 1 with the checksum fixed in place.
+// net-unreachable), then TTL - 1 with the checksum fixed in place; and, as
+// a router does between the TTL check and the decrement, a packet with DF
+// set that the path to its peer cannot carry is refused (the caller answers
+// with ICMP fragmentation needed).
 
 #include <cstddef>
 #include <cstdint>
@@ -12,15 +15,27 @@
 
 namespace udpring::encap {
 
+/// What the datagram adds to the packet it carries, flannel's
+/// encapOverhead: the outer IPv4 header (20) and the UDP header (8).
+inline constexpr uint32_t kEncapOverhead = 28;
+
 enum class EncapVerdict : uint8_t {
   kSend,           // TTL decremented; send to `hop`
   kDropBadHeader,  // not one whole IPv4 packet
   kDropNoRoute,    // no peer covers the destination (caller may answer ICMP)
   kDropTtl,        // TTL would reach 0
+  kDropTooBig,     // DF set and longer than hop->max_inner (caller may answer ICMP)
 };
 
+/// True when a packet of `len` bytes whose header says `dont_fragment`
+/// cannot go to `hop` whole: a router on the path told us of a smaller MTU.
+/// Without DF it goes, and the kernel fragments the datagram that carries it.
+inline bool too_big_for(const core::NextHop& hop, size_t len, bool dont_fragment) noexcept {
+  return hop.max_inner != 0 && len > hop.max_inner && dont_fragment;
+}
+
 struct EncapResult {
-  const core::NextHop* hop = nullptr;  // valid for kSend; points into the snapshot
+  const core::NextHop* hop = nullptr;  // valid for kSend and kDropTooBig; points into the snapshot
   EncapVerdict verdict = EncapVerdict::kDropBadHeader;
 };
 

@@ -12,11 +12,13 @@
 #include <system_error>
 
 #include "core/ipv4_addr.h"
+#include "encap/udp_encap.h"
 
 namespace udpring::io {
 namespace {
 
 constexpr auto kLogEvery = std::chrono::minutes(1);
+constexpr uint16_t kOuterHeaderBytes = encap::kEncapOverhead;
 
 std::string hint(const encap::PeerIcmpError& e) {
   switch (e.reason) {
@@ -42,11 +44,12 @@ std::string hint(const encap::PeerIcmpError& e) {
 
 }  // namespace
 
-PeerIcmpWatch::PeerIcmpWatch(core::Be32 local, std::vector<uint16_t> local_ports)
+PeerIcmpWatch::PeerIcmpWatch(core::Be32 local, std::vector<uint16_t> local_ports, uint32_t tun_mtu)
     : fd_(socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_ICMP)),
       local_(local),
       ports_(std::move(local_ports)),
-      bufs_(kBatch) {
+      bufs_(kBatch),
+      tun_mtu_(tun_mtu) {
   if (!fd_) throw std::system_error(errno, std::generic_category(), "raw ICMP socket");
   // The filter's bits are the types to drop: all but Destination Unreachable.
   icmp_filter filter{~(1u << ICMP_DEST_UNREACH)};
@@ -78,9 +81,46 @@ bool PeerIcmpWatch::drain() {
         continue;
       }
       note(*e);
+      if (e->reason == encap::PeerUnreach::kFragmentationNeeded) learn_path_mtu(*e);
       changed = true;
     }
     if (static_cast<size_t>(n) < kBatch) break;
+  }
+  return changed;
+}
+
+void PeerIcmpWatch::learn_path_mtu(const encap::PeerIcmpError& e) {
+  // 0: a router from before RFC 1191, which names no MTU; nothing to learn.
+  if (e.next_hop_mtu == 0) return;
+  const uint16_t mtu = std::max(e.next_hop_mtu, kMinPathMtu);
+  // Only what limits us: the TUN MTU already keeps packets under the
+  // interface's MTU.
+  if (mtu >= tun_mtu_ + kOuterHeaderBytes) return;
+  path_mtus_[e.peer.raw] = {mtu, std::chrono::steady_clock::now()};
+}
+
+bool PeerIcmpWatch::apply_path_limits(core::RouteTable& table) {
+  const auto now = std::chrono::steady_clock::now();
+  bool changed = false;
+  for (auto it = path_mtus_.begin(); it != path_mtus_.end();) {
+    const core::Be32 peer = core::Be32::from_raw(it->first);
+    const bool expired = now - it->second.seen >= kPathMtuExpiry;
+    const uint16_t limit = expired ? 0 : static_cast<uint16_t>(it->second.mtu - kOuterHeaderBytes);
+    if (table.set_path_limit(peer, limit)) {
+      changed = true;
+      if (expired) {
+        spdlog::info("peer {}: the path MTU {} learned 10 minutes ago has expired; DF packets up "
+                     "to the TUN MTU go to it again",
+                     core::format_ipv4(peer), it->second.mtu);
+      } else {
+        spdlog::warn("peer {}: a router on the way carries at most {} bytes: DF packets to its "
+                     "pods over {} bytes are answered with ICMP fragmentation needed (counted in "
+                     "udpring_drops_total{{reason=\"too_big\"}}), the others are fragmented; "
+                     "for 10 minutes after the last report",
+                     core::format_ipv4(peer), it->second.mtu, limit);
+      }
+    }
+    it = expired ? path_mtus_.erase(it) : std::next(it);
   }
   return changed;
 }

@@ -119,7 +119,10 @@ int run_control_loop(const ControlPlane& cp) {
         break;
       }
       cp.fallbacks.check(cp.stats);
-      if (cp.icmp_watch && cp.icmp_watch->drain()) cp.status.set_peer_unreachable(cp.icmp_watch->counts());
+      if (cp.icmp_watch) {
+        if (cp.icmp_watch->drain()) cp.status.set_peer_unreachable(cp.icmp_watch->counts());
+        if (cp.icmp_watch->apply_path_limits(cp.table)) cp.table.publish();
+      }
       cp.table.reclaim();
     }
   } catch (const std::exception& e) {

@@ -26,6 +26,7 @@
 #include "core/route_table.h"
 #include "core/subnet_env.h"
 #include "core/worker_stats.h"
+#include "encap/udp_encap.h"
 #include "io/control/fast_paths.h"
 #include "io/control/file_util.h"
 #include "io/control/http_server.h"
@@ -50,8 +51,7 @@
 namespace udpring::io {
 namespace {
 
-// flannel's encapOverhead: outer IPv4 header (20) + UDP header (8).
-constexpr uint32_t kEncapOverhead = 28;
+using encap::kEncapOverhead;
 constexpr uint32_t kMinTunMtu = 576;
 
 // A FIFO, a device or a huge file given as --net-config-path is refused,
@@ -324,7 +324,7 @@ class Daemon {
       }
     }
     try {
-      icmp_watch_ = std::make_unique<PeerIcmpWatch>(ext_.addr, std::move(ports));
+      icmp_watch_ = std::make_unique<PeerIcmpWatch>(ext_.addr, std::move(ports), tun_mtu_);
       status_.set_peer_unreachable(icmp_watch_->counts());
     } catch (const std::system_error& e) {
       spdlog::warn("{}: ICMP errors from peers (a dead peer's port unreachable) are not counted; "

@@ -222,18 +222,24 @@ void TunToUdp::drop(size_t i) {
       stats().add(Counter::kDropTtlExpired);
       if (ctx_.opts.icmp_time_exceeded) send_icmp(encap::IcmpError::kTimeExceeded, pkts_[i]);
       break;
+    case encap::EncapVerdict::kDropTooBig:
+      stats().add(Counter::kDropTooBig);
+      send_icmp(encap::IcmpError::kFragmentationNeeded, pkts_[i], results_[i].hop->max_inner);
+      break;
   }
   recycle(bids_[i]);
 }
 
 // The error goes back into the TUN, to the local pod that sent `offender`.
-void TunToUdp::send_icmp(encap::IcmpError kind, const encap::PacketRef& offender) {
+void TunToUdp::send_icmp(encap::IcmpError kind, const encap::PacketRef& offender,
+                         uint16_t next_hop_mtu) {
   if (icmp_free_.empty()) return;  // replies are best effort under a storm
   if (!encap::icmp_error_allowed(offender.data, offender.len)) return;
   if (!ctx_.icmp_allowed(core::Ipv4View(offender.data).src())) return;
   const uint32_t slot = icmp_free_.back();
   uint8_t* out = icmp_bufs_[slot].data() + encap::kVnetHdrBytes;
-  const size_t len = encap::build_icmp_error(kind, offender.data, offender.len, ctx_.opts.tun_addr, out);
+  const size_t len =
+      encap::build_icmp_error(kind, offender.data, offender.len, ctx_.opts.tun_addr, out, next_hop_mtu);
   if (len == 0) return;
   icmp_free_.pop_back();
   icmp_kind_[slot] = kind;
@@ -288,6 +294,17 @@ void TunToUdp::send_tso(uint32_t bid, uint8_t* pkt, uint32_t len, uint16_t gso_s
     } else {
       stats().add(Counter::kDropBadHeaderTun);
     }
+    recycle(bid);
+    return;
+  }
+  // Every segment has the super-packet's DF flag: the whole read is refused
+  // when a full segment does not fit the path, and the pod's TCP lowers its
+  // MSS from the Fragmentation Needed.
+  const uint32_t largest = split.segments > 1 ? split.seg_bytes : len;
+  if (encap::too_big_for(*hop, largest, core::Ipv4View(pkt).dont_fragment())) {
+    stats().add(Counter::kTunRxPackets);
+    stats().add(Counter::kDropTooBig);
+    send_icmp(encap::IcmpError::kFragmentationNeeded, {pkt, len}, hop->max_inner);
     recycle(bid);
     return;
   }

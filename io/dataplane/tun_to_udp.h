@@ -91,7 +91,7 @@ class TunToUdp {
   void finish_send(uint32_t slot);
   void resend_singly(const SendSlot& train);
   void resend_copied(const SendSlot& train);
-  void send_icmp(encap::IcmpError kind, const encap::PacketRef& offender);
+  void send_icmp(encap::IcmpError kind, const encap::PacketRef& offender, uint16_t next_hop_mtu = 0);
   void drop(size_t i);
   void recycle(uint32_t bid);
   void release(uint32_t bid);

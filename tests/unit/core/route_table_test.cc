@@ -447,6 +447,28 @@ TEST_F(RouteTableTest, ChangesAreInvisibleUntilPublish) {
   EXPECT_EQ(hop_of(*table_.current(), "10.244.1.1"), text(peer(1)));
 }
 
+TEST_F(RouteTableTest, PathLimitsReachEveryRouteOfThePeerAtTheNextPublish) {
+  table_.set(route("10.244.1.0/24", peer(1)));
+  table_.set(route("10.244.9.0/24", peer(1)));
+  table_.set(route("10.244.2.0/24", peer(2)));
+  table_.publish();
+  EXPECT_TRUE(table_.set_path_limit(peer(1).addr, 1372));
+  EXPECT_FALSE(table_.set_path_limit(peer(1).addr, 1372)) << "no change";
+  EXPECT_EQ(table_.current()->lookup(ip("10.244.1.1"))->max_inner, 0) << "before publish";
+  table_.publish();
+  EXPECT_EQ(table_.current()->lookup(ip("10.244.1.1"))->max_inner, 1372);
+  EXPECT_EQ(table_.current()->lookup(ip("10.244.9.1"))->max_inner, 1372);
+  EXPECT_EQ(table_.current()->lookup(ip("10.244.2.1"))->max_inner, 0);
+  // It outlives route changes, and 0 lifts it.
+  table_.set(route("10.244.3.0/24", peer(1)));
+  table_.publish();
+  EXPECT_EQ(table_.current()->lookup(ip("10.244.3.1"))->max_inner, 1372);
+  EXPECT_TRUE(table_.set_path_limit(peer(1).addr, 0));
+  EXPECT_FALSE(table_.set_path_limit(peer(1).addr, 0));
+  table_.publish();
+  EXPECT_EQ(table_.current()->lookup(ip("10.244.1.1"))->max_inner, 0);
+}
+
 TEST_F(RouteTableTest, SetSamePrefixReplacesHop) {
   table_.set(route("10.244.1.0/24", peer(1)));
   table_.set(route("10.244.1.0/24", peer(2)));

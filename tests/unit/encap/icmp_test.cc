@@ -127,6 +127,28 @@ TEST(IcmpTimeExceeded, TypeElevenCodeZeroQuotingTheOffender) {
             0u);
 }
 
+TEST(IcmpFragmentationNeeded, TypeThreeCodeFourCarriesTheNextHopMtu) {
+  const auto offender = PacketBuilder().src("10.5.1.7").dst("10.5.2.9").payload_bytes(1400).build();
+  std::vector<uint8_t> m(encap::kIcmpUnreachMaxBytes);
+  m.resize(encap::build_icmp_error(encap::IcmpError::kFragmentationNeeded, offender.data(),
+                                   offender.size(), kTunAddr, m.data(), 1372));
+  ASSERT_EQ(m.size(), 20u + 8 + 20 + 8);
+  EXPECT_EQ(core::format_ipv4(core::Ipv4View(m.data()).dst()), "10.5.1.7");
+  EXPECT_EQ(m[20], 3);
+  EXPECT_EQ(m[21], 4);
+  EXPECT_EQ(m[24], 0);  // unused
+  EXPECT_EQ(m[25], 0);
+  EXPECT_EQ((m[26] << 8) | m[27], 1372);
+  EXPECT_TRUE(std::equal(offender.begin(), offender.begin() + 28, m.begin() + 28));
+  EXPECT_EQ(core::ones_sum(m.data() + 20, m.size() - 20), 0xffffu);
+  // The other kinds leave that word 0, whatever is passed.
+  std::vector<uint8_t> n(encap::kIcmpUnreachMaxBytes);
+  n.resize(encap::build_icmp_error(encap::IcmpError::kNetUnreachable, offender.data(), offender.size(),
+                                   kTunAddr, n.data(), 1372));
+  EXPECT_EQ(n[21], 0);
+  EXPECT_EQ((n[26] << 8) | n[27], 0);
+}
+
 constexpr uint64_t kSecond = 1'000'000'000;
 
 TEST(IcmpRateLimit, ABurstThenTheRatePerSource) {

@@ -21,6 +21,37 @@ std::unique_ptr<const core::RouteSnapshot> two_peers() {
   return core::RouteSnapshot::build(routes);
 }
 
+// A peer whose path carries 1,200-byte inner packets: DF packets over that
+// are refused untouched (the worker answers them), packets without DF and
+// packets that fit go, and an expiring TTL is still a TTL drop first.
+TEST(Encap, DfPacketsOverThePathLimitAreTooBigTheRestGo) {
+  core::Route routes[] = {
+      {*core::parse_prefix("10.5.2.0/24"), {*core::parse_ipv4("192.168.1.20"), htons(8285)}},
+  };
+  routes[0].hop.max_inner = 1200;
+  auto snap = core::RouteSnapshot::build(routes);
+  std::vector<std::vector<uint8_t>> pkts = {
+      PacketBuilder().dst("10.5.2.7").payload_bytes(1200 - 20).build(),            // fits exactly
+      PacketBuilder().dst("10.5.2.7").payload_bytes(1201 - 20).build(),            // DF, one over
+      PacketBuilder().dst("10.5.2.7").payload_bytes(1400).frag(0).build(),         // no DF: goes
+      PacketBuilder().dst("10.5.2.7").payload_bytes(1400).ttl(1).build(),          // TTL first
+  };
+  const auto originals = pkts;
+  std::vector<encap::PacketRef> refs;
+  for (auto& p : pkts) refs.push_back({p.data(), static_cast<uint32_t>(p.size())});
+  std::vector<encap::EncapResult> out(refs.size());
+  EXPECT_EQ(encap::encapsulate_batch(refs, *snap, out), 2u);
+  EXPECT_EQ(out[0].verdict, EncapVerdict::kSend);
+  EXPECT_EQ(out[1].verdict, EncapVerdict::kDropTooBig);
+  ASSERT_NE(out[1].hop, nullptr);
+  EXPECT_EQ(out[1].hop->max_inner, 1200);
+  EXPECT_EQ(pkts[1], originals[1]) << "a refused packet is quoted as it came";
+  EXPECT_EQ(out[2].verdict, EncapVerdict::kSend);
+  EXPECT_EQ(out[3].verdict, EncapVerdict::kDropTtl);
+  // No limit known (0): nothing is too big.
+  EXPECT_FALSE(encap::too_big_for(core::NextHop{}, 65535, true));
+}
+
 TEST(Encap, ClassifiesABatchAndPatchesOnlyTheSent) {
   auto routes = two_peers();
   std::vector<std::vector<uint8_t>> pkts = {

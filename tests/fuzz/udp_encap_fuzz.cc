@@ -116,6 +116,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         ++counted;
         FUZZ_CHECK(valid && hop != nullptr && results[i].hop == hop);
         FUZZ_CHECK(was[i][8] > 1 && p[8] == was[i][8] - 1);
+        FUZZ_CHECK(!encap::too_big_for(*hop, p.size(), (was[i][6] & 0x40) != 0));
         for (size_t b = 0; b < p.size(); ++b) {
           if (b != 8 && b != 10 && b != 11) FUZZ_CHECK(p[b] == was[i][b]);
         }
@@ -129,6 +130,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       case EncapVerdict::kDropTtl:
         FUZZ_CHECK(valid && hop != nullptr && was[i][8] <= 1);
+        break;
+      case EncapVerdict::kDropTooBig:
+        FUZZ_CHECK(valid && hop != nullptr && was[i][8] > 1 && results[i].hop == hop);
+        FUZZ_CHECK(hop->max_inner != 0 && p.size() > hop->max_inner && (was[i][6] & 0x40) != 0);
         break;
     }
   }

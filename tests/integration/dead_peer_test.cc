@@ -15,15 +15,10 @@
 #include "tests/support/metrics.h"
 #include "tests/support/netns.h"
 #include "tests/support/traffic.h"
+#include "tests/support/count_of.h"
 
 namespace udpring::test {
 namespace {
-
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 TEST(DeadPeer, ItsPortUnreachableIsCountedPerPeerAndTheOthersTrafficGoesOn) {
   UDPRING_REQUIRE_INTEGRATION();

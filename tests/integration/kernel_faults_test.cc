@@ -17,17 +17,12 @@
 #include "tests/support/netns.h"
 #include "tests/support/traffic.h"
 #include "tests/support/two_nodes.h"
+#include "tests/support/count_of.h"
 
 namespace udpring::test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 // One worker with multishot reads and offloads, and two with plain reads
 // and no offloads: each read path must see the device go.

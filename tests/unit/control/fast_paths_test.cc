@@ -9,14 +9,12 @@
 
 #include <sstream>
 
+#include "tests/support/count_of.h"
+
 namespace udpring::io {
 namespace {
 
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
+using test::count_of;
 
 TEST(FastPaths, MetricsTellGrantedFromRefused) {
   const std::string m = render_fast_paths({{"gso", true, true},
@@ -28,7 +26,7 @@ TEST(FastPaths, MetricsTellGrantedFromRefused) {
   // Off by flag is not a refusal.
   EXPECT_NE(m.find("udpring_fast_path_refused{path=\"send_zc\"} 0\n"), std::string::npos) << m;
   EXPECT_NE(m.find("udpring_fast_path_refused{path=\"gso\"} 0\n"), std::string::npos) << m;
-  EXPECT_EQ(count(m, "# TYPE "), 2u) << m;
+  EXPECT_EQ(count_of(m, "# TYPE "), 2u) << m;
 }
 
 // Workers count their fallbacks; the control thread logs each worker's
@@ -52,10 +50,10 @@ TEST(FastPaths, RuntimeFallbacksAreLoggedOncePerWorker) {
   log.check(stats);
   spdlog::set_default_logger(previous);
   const std::string text = out.str();
-  EXPECT_EQ(count(text, "worker 1: a UDP GSO send failed with EIO"), 1u) << text;
-  EXPECT_EQ(count(text, "worker 0: a zero-copy send was refused"), 1u) << text;
-  EXPECT_EQ(count(text, "GSO send failed"), 1u) << text;
-  EXPECT_EQ(count(text, "zero-copy send was refused"), 1u) << text;
+  EXPECT_EQ(count_of(text, "worker 1: a UDP GSO send failed with EIO"), 1u) << text;
+  EXPECT_EQ(count_of(text, "worker 0: a zero-copy send was refused"), 1u) << text;
+  EXPECT_EQ(count_of(text, "GSO send failed"), 1u) << text;
+  EXPECT_EQ(count_of(text, "zero-copy send was refused"), 1u) << text;
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include <sstream>
 
+#include "tests/support/count_of.h"
+
 namespace udpring {
 namespace {
 
@@ -178,11 +180,7 @@ TEST_F(PeerRoutesTest, BadLeasesAreRefusedAndCountedByReason) {
   EXPECT_EQ(count(routes.refused_now(), R::kPublicIpNotUnicast), 4u);
 }
 
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
+using test::count_of;
 
 // Each refusal is one warning naming the lease, its next hop, the reason
 // and what holds the space instead; repeats and renewals say nothing.

@@ -16,7 +16,7 @@
 # (-fno-sanitize-recover=all).
 #
 # On this machine (2 vCPUs): about 16 minutes to build from scratch and 11.5
-# to run the 459 tests. That does not fit beside the other steps in CI's 30
+# to run the 476 tests. That does not fit beside the other steps in CI's 30
 # minutes, so scripts/test.sh leaves it out; run it before a change that
 # touches memory handling, and after a dependency update.
 set -euo pipefail

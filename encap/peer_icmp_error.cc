@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "encap/wire_bytes.h"
+
 namespace udpring::encap {
 namespace {
 
@@ -9,7 +11,6 @@ constexpr uint8_t kIcmpDestUnreach = 3;
 constexpr uint8_t kProtoIcmp = 1;
 constexpr uint8_t kProtoUdp = 17;
 
-uint16_t be16(const uint8_t* p) noexcept { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 core::Be32 be32(const uint8_t* p) noexcept {
   uint32_t raw;
   std::memcpy(&raw, p, 4);
@@ -57,10 +58,10 @@ std::optional<PeerIcmpError> parse_peer_icmp_error(std::span<const uint8_t> p) n
   e.reporter = be32(p.data() + 12);
   e.local = be32(q.data() + 12);
   e.peer = be32(q.data() + 16);
-  e.local_port = be16(q.data() + qihl);
-  e.peer_port = be16(q.data() + qihl + 2);
+  e.local_port = wire::load16(q.data() + qihl);
+  e.peer_port = wire::load16(q.data() + qihl + 2);
   e.reason = reason_of(icmp[1]);
-  if (e.reason == PeerUnreach::kFragmentationNeeded) e.next_hop_mtu = be16(icmp + 6);
+  if (e.reason == PeerUnreach::kFragmentationNeeded) e.next_hop_mtu = wire::load16(icmp + 6);
   return e;
 }
 

@@ -1,11 +1,12 @@
 #pragma once
 // The control thread's loop once the daemon is up: lease events become
 // routes, signals are handled, the lease is renewed, iptables rules are
-// kept, workers are watched, ICMP errors from peers are counted and old
-// route tables are freed. Nothing in a
-// turn waits for a server or a child process: renewals and the kube Node
-// condition run on the store's threads, the iptables check on a thread of
-// its own, so lease events and signals are handled within a turn (at most
+// kept, workers are watched, ICMP errors about our datagrams are counted
+// (and a router's path MTU becomes the peer's limit) and old route tables
+// are freed. Nothing in a turn waits for a server or a child process:
+// renewals and the kube Node condition run on the store's threads, the
+// iptables check on a thread of its own, so lease events and signals are
+// handled within a turn (at most
 // 250 ms waiting for events, plus the route rebuild).
 
 #include <signal.h>
@@ -19,8 +20,8 @@
 #include "core/worker_stats.h"
 #include "io/control/fast_paths.h"
 #include "io/control/iptables_rules.h"
-#include "io/control/peer_icmp_watch.h"
 #include "io/control/leases/lease_store.h"
+#include "io/control/peer_icmp_watch.h"
 #include "io/daemon/daemon_status.h"
 #include "io/daemon/options.h"
 #include "io/dataplane/worker.h"

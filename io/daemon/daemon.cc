@@ -327,8 +327,9 @@ class Daemon {
       icmp_watch_ = std::make_unique<PeerIcmpWatch>(ext_.addr, std::move(ports), tun_mtu_);
       status_.set_peer_unreachable(icmp_watch_->counts());
     } catch (const std::system_error& e) {
-      spdlog::warn("{}: ICMP errors from peers (a dead peer's port unreachable) are not counted; "
-                   "give udpringd CAP_NET_RAW to count them in udpring_peer_unreachable_total",
+      spdlog::warn("{}: ICMP errors about our datagrams are not read, so a dead peer's port "
+                   "unreachable is not counted and a router's fragmentation needed is not passed "
+                   "on to the pods; give udpringd CAP_NET_RAW for both",
                    e.what());
     }
   }

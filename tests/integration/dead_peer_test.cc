@@ -91,9 +91,12 @@ TEST(DeadPeer, WithoutNetRawTheCountIsMissingNamedAndForwardingWorks) {
   auto d2 = start_udpringd(topo, 2, {"--workers=1"});
   auto d1 = start_udpringd(topo, 1, {"--workers=1", "--healthz-ip=127.0.0.1", "--healthz-port=9135"},
                            {"setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw"});
-  EXPECT_NE(d1->log().find("raw ICMP socket: Operation not permitted: ICMP errors from peers"),
+  EXPECT_NE(d1->log().find("raw ICMP socket: Operation not permitted: ICMP errors about our datagrams are not read"),
             std::string::npos) << d1->log();
-  EXPECT_NE(d1->log().find("give udpringd CAP_NET_RAW"), std::string::npos) << d1->log();
+  EXPECT_NE(d1->log().find("fragmentation needed is not passed on to the pods; give udpringd "
+                           "CAP_NET_RAW for both"),
+            std::string::npos)
+      << d1->log();
   EXPECT_TRUE(Cluster::ping(topo.p1, "10.50.2.2")) << d1->log();
   const std::string m = http_get(topo.n1.name(), 9135, "/metrics");
   EXPECT_NE(m.find("udpring_routes 1"), std::string::npos) << m;

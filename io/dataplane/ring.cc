@@ -83,10 +83,11 @@ BufRing::BufRing(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t buf
   if (r == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap buffer ring");
   br_ = static_cast<io_uring_buf_ring*>(r);
 
-  // MAP_POPULATE: fault the arena in now, not on the first packets.
+  // Not MAP_POPULATE: a page is faulted in when a packet first lands on
+  // it, so a buffer that only ever held small packets costs one page, not
+  // 64 KiB, and an idle worker little more than its tables.
   arena_bytes_ = size_t{count} * buf_bytes;
-  void* a = mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE,
-                 MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE, -1, 0);
+  void* a = mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (a == MAP_FAILED) {
     const int err = errno;
     munmap(br_, ring_bytes_);

@@ -19,6 +19,15 @@ constexpr int kPlainReadsInFlight = 2;
 
 }  // namespace
 
+size_t TunToUdp::table_bytes(const WorkerOptions& o) {
+  size_t n = 3 * size_t{o.tun_buffers} * (sizeof(SendSlot) + sizeof(uint32_t)) +
+             size_t{o.tun_buffers} * sizeof(uint16_t) + kIcmpSlots * kIcmpSlotBytes;
+  if (o.tun_offload) {
+    n += size_t{o.tun_buffers} * kMaxTsoSegments * (encap::kSegHdrSlotBytes + sizeof(SegmentSend));
+  }
+  return n;
+}
+
 TunToUdp::TunToUdp(WorkerContext& ctx, BufRing& bufs, int send_file, bool gso, bool zc,
                    bool multishot)
     : ctx_(ctx),
@@ -48,16 +57,8 @@ TunToUdp::TunToUdp(WorkerContext& ctx, BufRing& bufs, int send_file, bool gso, b
   }
   refs_.assign(o.tun_buffers, 0);
   if (vnet_) {
-    tso_hdrs_.resize(size_t{o.tun_buffers} * kMaxTsoSegments * encap::kSegHdrSlotBytes);
-    segment_sends_.resize(size_t{o.tun_buffers} * kMaxTsoSegments);
-    for (SegmentSend& ss : segment_sends_) {
-      std::memset(&ss, 0, sizeof ss);
-      ss.dst.sin_family = AF_INET;
-      ss.msg.msg_name = &ss.dst;
-      ss.msg.msg_namelen = sizeof ss.dst;
-      ss.msg.msg_iov = ss.iov.data();
-      ss.msg.msg_iovlen = 2;
-    }
+    tso_hdrs_ = PageArray<uint8_t>(size_t{o.tun_buffers} * kMaxTsoSegments * encap::kSegHdrSlotBytes);
+    segment_sends_ = PageArray<SegmentSend>(size_t{o.tun_buffers} * kMaxTsoSegments);
   }
   icmp_bufs_.resize(kIcmpSlots);
   for (auto& b : icmp_bufs_) b.fill(0);
@@ -347,6 +348,12 @@ void TunToUdp::send_tso(uint32_t bid, uint8_t* pkt, uint32_t len, uint16_t gso_s
 void TunToUdp::send_segment(uint32_t bid, uint32_t k, const core::NextHop& hop) {
   const uint32_t index = bid * kMaxTsoSegments + k;
   SegmentSend& ss = segment_sends_[index];
+  // Filled here, not at start, so that its page stays untouched with GSO on.
+  ss.dst.sin_family = AF_INET;
+  ss.msg.msg_name = &ss.dst;
+  ss.msg.msg_namelen = sizeof ss.dst;
+  ss.msg.msg_iov = ss.iov.data();
+  ss.msg.msg_iovlen = 2;
   ss.dst.sin_addr.s_addr = hop.addr.raw;
   ss.dst.sin_port = hop.port_be;
   ss.iov[0] = tso_iov_[2 * k];

@@ -22,6 +22,7 @@
 #include "encap/packet_ref.h"
 #include "encap/udp_encap.h"
 #include "encap/vnet_hdr.h"
+#include "io/dataplane/page_array.h"
 #include "io/dataplane/worker_context.h"
 
 namespace udpring::io {
@@ -49,6 +50,10 @@ class TunToUdp {
 
   bool gso() const noexcept { return gso_; }
   bool zc() const noexcept { return zc_; }
+
+  /// Bytes of the tables the constructor allocates for these options (the
+  /// ones that grow with the buffer count), for the memory plan.
+  static size_t table_bytes(const WorkerOptions& o);
   bool multishot() const noexcept { return multishot_; }
 
  private:
@@ -113,8 +118,10 @@ class TunToUdp {
   encap::OpenTrain open_;
 
   // TSO split output: per TUN buffer, a header slot per segment.
-  std::vector<uint8_t> tso_hdrs_;
-  std::vector<SegmentSend> segment_sends_;
+  // Resident only where used: the split headers of a buffer reach as far as
+  // its read had segments, and the segment sends only exist with GSO off.
+  PageArray<uint8_t> tso_hdrs_;
+  PageArray<SegmentSend> segment_sends_;
   std::array<iovec, 2 * kMaxTsoSegments> tso_iov_;
 
   std::vector<std::array<uint8_t, kIcmpSlotBytes>> icmp_bufs_;

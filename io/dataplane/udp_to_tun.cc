@@ -19,6 +19,14 @@ const encap::VnetHdr kZeroVnet{};
 
 }  // namespace
 
+size_t UdpToTun::table_bytes(const WorkerOptions& o) {
+  size_t n = size_t{o.udp_buffers} * sizeof(uint16_t) + kIcmpSlots * sizeof(IcmpSend);
+  if (o.tun_offload) {
+    n += size_t{o.udp_buffers} * kMaxGroSegments * sizeof(single_iov_[0]) + kRunSlots * sizeof(RunSlot);
+  }
+  return n;
+}
+
 UdpToTun::UdpToTun(WorkerContext& ctx, BufRing& bufs, bool gro)
     : ctx_(ctx), bufs_(bufs), vnet_(ctx.opts.tun_offload), gro_(gro) {
   const WorkerOptions& o = ctx.opts;

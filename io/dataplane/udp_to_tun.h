@@ -45,6 +45,10 @@ class UdpToTun {
 
   bool gro() const noexcept { return gro_; }
 
+  /// Bytes of the tables the constructor allocates for these options, for
+  /// the memory plan.
+  static size_t table_bytes(const WorkerOptions& o);
+
  private:
   // A GRO'd datagram holds at most this many segments (UDP_GRO_CNT_MAX).
   static constexpr uint32_t kMaxGroSegments = 64;

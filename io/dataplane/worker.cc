@@ -25,6 +25,13 @@ namespace {
 // Idle wake-up period: bounds how long a stop request waits.
 constexpr long long kWaitNanos = 200'000'000;
 
+// Every buffer can complete at once (multishot reads post one CQE per
+// buffer); the kernel refuses a CQ smaller than the SQ or larger than 65536
+// entries (a full CQ only parks completions on its overflow list).
+unsigned cq_entries(const WorkerOptions& o) {
+  return std::min(std::max(4 * (o.tun_buffers + o.udp_buffers), 2 * o.ring_entries), 65536u);
+}
+
 bool opcode_supported(Ring& ring, int op) {
   io_uring_probe* probe = io_uring_get_probe_ring(ring.get());
   if (!probe) return false;
@@ -80,12 +87,7 @@ struct Worker::Impl {
   void setup() {
     const WorkerOptions& o = w.opts_;
     if (o.cpu >= 0) pin_to_cpu(w.id_, o.cpu);
-    // Every buffer can complete at once (multishot reads post one CQE per
-    // buffer); the kernel refuses a CQ smaller than the SQ or larger than
-    // 65536 entries (a full CQ only parks completions on its overflow list).
-    const unsigned cq_entries =
-        std::min(std::max(4 * (o.tun_buffers + o.udp_buffers), 2 * o.ring_entries), 65536u);
-    ring = std::make_unique<Ring>(o.ring_entries, cq_entries, o.sqpoll);
+    ring = std::make_unique<Ring>(o.ring_entries, cq_entries(o), o.sqpoll);
     const int fds[3] = {w.tun_.get(), w.udp_.get(), w.send_.get()};
     ring->register_files(fds, w.send_ ? 3 : 2);
     tun_bufs.emplace(ring->get(), kTunGroup, o.tun_buffers, o.tun_buf_bytes);
@@ -194,6 +196,15 @@ struct Worker::Impl {
     io_uring_unregister_files(ring->get());
   }
 };
+
+size_t Worker::peak_bytes(const WorkerOptions& o) {
+  // Ring memory: SQ entries and indices, CQ entries (kernel pages, mapped
+  // into the process and counted in its RSS).
+  const size_t ring = size_t{o.ring_entries} * (sizeof(io_uring_sqe) + sizeof(unsigned)) +
+                      size_t{cq_entries(o)} * sizeof(io_uring_cqe);
+  return size_t{o.tun_buffers} * o.tun_buf_bytes + size_t{o.udp_buffers} * o.udp_buf_bytes +
+         TunToUdp::table_bytes(o) + UdpToTun::table_bytes(o) + ring;
+}
 
 Worker::Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, core::UniqueFd send,
                const core::RouteTable& routes, core::Qsbr& qsbr, core::WorkerStats& stats,

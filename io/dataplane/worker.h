@@ -81,6 +81,12 @@ class Worker {
   WorkerState state() const noexcept { return state_.load(std::memory_order_acquire); }
   /// Valid once state() is kFailed.
   const std::string& error() const noexcept { return error_; }
+  /// The most memory a worker with these options takes once its traffic
+  /// has used every buffer: the buffer arenas, the tables sized by them and
+  /// the ring. The arenas fault in page by page as packets land, so an
+  /// idle worker takes far less.
+  static size_t peak_bytes(const WorkerOptions& o);
+
   /// The fast paths in use as one line for the log, once running.
   const std::string& fast_paths_text() const noexcept { return fast_paths_text_; }
   /// What the kernel granted of what WorkerOptions asked for, once running.

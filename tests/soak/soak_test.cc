@@ -135,11 +135,24 @@ TEST(Soak, TrafficChurnAndFloodLoseNothingAndGrowNothing) {
   plan.relay_ip = Cluster::node_ip(0);
   plan.rate = 20000;
 
-  // Warm-up: each path used once, so that what is sampled next is growth.
+  // Warm-up: each path, and each worker's buffers (their pages come in as
+  // packets land on them), used once, then the soak's load for a moment
+  // (both ways at once, with churn), so that what is sampled next is growth.
   plan.seconds = 2;
   garbage_flood(plan);
-  tcp_transfer_verified(cluster.pod(1).name(), pod[1], 5300, cluster.pod(0).name(), 64ull << 20);
-  tcp_transfer_verified(cluster.pod(0).name(), pod[0], 5300, cluster.pod(1).name(), 64ull << 20);
+  tcp_each_way_in_turn(cluster.pod(0).name(), pod[0], cluster.pod(1).name(), pod[1], 2, 5290, 32ull << 20);
+  {
+    std::atomic<bool> warm{false};
+    LeaseChurn churn(lease_dir + "/subnets", 1200);
+    std::thread churning([&] { churn.run(warm); });
+    std::thread back([&] {
+      tcp_transfer_verified(cluster.pod(0).name(), pod[0], 5294, cluster.pod(1).name(), 128ull << 20);
+    });
+    tcp_transfer_verified(cluster.pod(1).name(), pod[1], 5295, cluster.pod(0).name(), 128ull << 20);
+    back.join();
+    warm = true;
+    churning.join();
+  }
 
   auto sample = [&] {
     Sample s{};

@@ -168,14 +168,29 @@ bool Process::wait_for_log(const std::string& text, int timeout_ms) {
   return false;
 }
 
-long rss_kib(pid_t pid) {
+namespace {
+
+long status_kib(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
   }
   return -1;
 }
+
+}  // namespace
+
+long long udp_rcvbuf_errors(const Netns& ns) {
+  const std::string out = sh_out(ns.exec() +
+                                 "awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == \"RcvbufErrors\") c = i; h = 1 }"
+                                 " else print $c }' /proc/net/snmp");
+  return out.empty() ? -1 : std::stoll(out);
+}
+
+long rss_kib(pid_t pid) { return status_kib(pid, "VmRSS:"); }
+
+long peak_rss_kib(pid_t pid) { return status_kib(pid, "VmHWM:"); }
 
 int open_fds(pid_t pid) {
   std::error_code ec;

@@ -92,8 +92,16 @@ class Process {
   std::string log_path_;
 };
 
+/// Udp RcvbufErrors in namespace `ns`: the datagrams the kernel dropped
+/// because a socket's receive buffer was full (so no daemon saw them to
+/// count them); -1 if it cannot be read.
+long long udp_rcvbuf_errors(const Netns& ns);
+
 /// Resident memory (VmRSS) of process `pid` in KiB; -1 if it is gone.
 long rss_kib(pid_t pid);
+/// The most resident memory process `pid` has had (VmHWM) in KiB; -1 if
+/// it is gone.
+long peak_rss_kib(pid_t pid);
 /// Number of open file descriptors of process `pid`; -1 if it is gone.
 int open_fds(pid_t pid);
 

@@ -126,6 +126,16 @@ uint64_t tcp_transfer_verified(const std::string& server_ns, const std::string& 
   return verified;
 }
 
+uint64_t tcp_each_way_in_turn(const std::string& a_ns, const std::string& a_ip, const std::string& b_ns,
+                              const std::string& b_ip, int connections, uint16_t first_port,
+                              uint64_t bytes) {
+  uint64_t moved = 0;
+  uint16_t port = first_port;
+  for (int k = 0; k < connections; ++k) moved += tcp_transfer_verified(b_ns, b_ip, port++, a_ns, bytes);
+  for (int k = 0; k < connections; ++k) moved += tcp_transfer_verified(a_ns, a_ip, port++, b_ns, bytes);
+  return moved;
+}
+
 std::optional<std::vector<uint8_t>> udp_exchange(const std::string& server_ns,
                                                  const std::string& server_ip, uint16_t port,
                                                  const std::string& client_ns,

@@ -22,6 +22,17 @@ inline uint8_t pattern_byte(uint64_t i) {
 uint64_t tcp_transfer_verified(const std::string& server_ns, const std::string& server_ip,
                                uint16_t port, const std::string& client_ns, uint64_t bytes);
 
+/// `connections` verified transfers of `bytes`, one after another, from pod
+/// A (a_ns, a_ip) to pod B, then as many from B to A, on ports from
+/// `first_port` up; returns the bytes verified. The steering programs give
+/// each new flow the next worker, so with `connections` >= the workers every
+/// worker of both nodes carries traffic each way (both ways at once would
+/// start the two ways' flows in pairs, and with two workers put each way on
+/// one). It is how a test touches every worker's buffers.
+uint64_t tcp_each_way_in_turn(const std::string& a_ns, const std::string& a_ip, const std::string& b_ns,
+                              const std::string& b_ip, int connections, uint16_t first_port,
+                              uint64_t bytes);
+
 struct UdpSendOptions {
   int ttl = 64;
   bool dont_fragment = true;

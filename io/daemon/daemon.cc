@@ -9,6 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -40,6 +42,7 @@
 #include "io/control/systemd_notify.h"
 #include "io/daemon/control_loop.h"
 #include "io/daemon/daemon_status.h"
+#include "io/daemon/memory_plan.h"
 #include "io/daemon/retry.h"
 #include "io/daemon/tun_setup.h"
 #include "io/daemon/worker_sockets.h"
@@ -307,7 +310,7 @@ class Daemon {
   }
 
   void set_up_tun_device() {
-    n_workers_ = opts_.workers ? opts_.workers : std::max(1u, std::thread::hardware_concurrency());
+    n_workers_ = resolved_workers(opts_, std::thread::hardware_concurrency());
     tun_ = set_up_tun(opts_, n_workers_, own_.network, tun_mtu_, net_.network);
   }
 
@@ -401,6 +404,17 @@ class Daemon {
     }
   }
 
+  void report_memory_plan(const WorkerOptions& w) const {
+    const MemoryPlan plan = plan_memory(w, n_workers_);
+    std::string self;
+    if (std::ifstream in("/proc/self/cgroup"); in) self.assign(std::istreambuf_iterator<char>(in), {});
+    const std::optional<uint64_t> limit = cgroup_memory_limit(self);
+    spdlog::info("memory: up to {} under load ({} worker(s) x {}, plus about {}){}",
+                 format_mib(plan.total), plan.workers, format_mib(plan.per_worker),
+                 format_mib(kBaseBytes), limit ? "; cgroup memory.max " + format_mib(*limit) : "");
+    if (const std::string warn = memory_warning(plan, w, limit); !warn.empty()) spdlog::warn("{}", warn);
+  }
+
   WorkerOptions worker_options() const {
     const bool vnet = tun_.vnet;
     const BufferPlan bufs = plan_buffers(opts_, vnet, opts_.gro, tun_mtu_);
@@ -449,6 +463,7 @@ class Daemon {
 
   void start_workers() {
     const WorkerOptions base = worker_options();
+    report_memory_plan(base);
     for (unsigned i = 0; i < n_workers_; ++i) {
       WorkerOptions w = base;
       if (!opts_.cpu_affinity.empty()) w.cpu = opts_.cpu_affinity[i % opts_.cpu_affinity.size()];

@@ -466,11 +466,14 @@ std::vector<Flag> make_table() {
        .name = "workers",
        .metavar = "N",
        .value = whole(&Options::workers, 0, 256),
-       .default_note = "one per online CPU",
-       .help = "Forwarding threads, each with its own io_uring, TUN queue and UDP socket.",
+       .default_note = "one per online CPU, at most 4",
+       .help = "Forwarding threads, each with its own io_uring, TUN queue, UDP socket and buffers "
+               "(about 10 MiB each at peak with the default buffers). The default stops at 4 so that "
+               "memory does not grow with the node's core count; set more where the traffic "
+               "needs more cores.",
        .shown = {"workers", [](const Options& o, unsigned online_cpus) {
-                   const unsigned n = o.workers ? o.workers : std::max(1u, online_cpus);
-                   return std::to_string(n) + (o.workers ? "" : " (one per online CPU)");
+                   return std::to_string(resolved_workers(o, online_cpus)) +
+                          (o.workers ? "" : " (one per online CPU, at most 4)");
                  }}});
   add({.group = G::kDataPlane,
        .name = "tun-txqueuelen",
@@ -669,7 +672,7 @@ std::vector<Flag> make_table() {
                          if (n & (n - 1)) reject(s, v, "expected a power of two from 16 to 32768");
                          o.buffers = n;
                        }),
-       .default_note = "automatic (1024, or 256 for the 64 KiB buffers of TUN offload and UDP GRO)",
+       .default_note = "automatic (1024, or 64 for the 64 KiB buffers of TUN offload and UDP GRO)",
        .help = "Buffers per provided-buffer ring.",
        .shown = {"buffers", [](const Options& o, unsigned) {
                    // As the daemon sizes them when every requested path is granted.

@@ -1,5 +1,6 @@
 #include "io/daemon/options.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string_view>
@@ -263,10 +264,24 @@ BufferPlan plan_buffers(const Options& o, bool vnet, bool gro, uint32_t tun_mtu)
   p.udp_need = (gro ? 65536 : tun_mtu) + kRecvHeaderBytes + kGroCmsgBytes;
   p.tun_bytes = o.buffer_size ? o.buffer_size : (vnet ? p.tun_need : pow2(p.tun_need));
   p.udp_bytes = o.buffer_size ? o.buffer_size : (gro ? p.udp_need : pow2(p.udp_need));
-  // 64 KiB buffers: 256 of them is 16 MiB per ring.
-  p.tun_count = o.buffers ? o.buffers : (vnet ? 256 : 1024);
-  p.udp_count = o.buffers ? o.buffers : (gro ? 256 : 1024);
+  // 64 KiB buffers: 64 of them is 4 MiB per ring, which a TCP stream
+  // touches whole (each TSO read or GRO receive fills one). 32 to 256
+  // measured alike end to end (docs/tuning.md), so memory decides. A peer
+  // that sends one datagram per packet (no GSO, as stock flanneld) takes a
+  // UDP buffer per packet and can run the ring dry under a few streams: the
+  // datagrams then wait in the socket's buffer until the receive is
+  // re-armed (counted as no_buffer, not lost).
+  p.tun_count = o.buffers ? o.buffers : (vnet ? 64 : 1024);
+  p.udp_count = o.buffers ? o.buffers : (gro ? 64 : 1024);
   return p;
+}
+
+unsigned default_workers(unsigned online_cpus) {
+  return std::clamp(online_cpus, 1u, kDefaultMaxWorkers);
+}
+
+unsigned resolved_workers(const Options& o, unsigned online_cpus) {
+  return o.workers ? o.workers : default_workers(online_cpus);
 }
 
 std::string describe_options(const Options& o, unsigned online_cpus) {

@@ -51,7 +51,7 @@ struct Options {
   std::vector<std::string> ifaces;
   std::string tun_name = "flannel0";
   std::string subnet_file = "/run/flannel/subnet.env";  // "" = do not write one
-  unsigned workers = 0;               // 0 = one per online CPU
+  unsigned workers = 0;               // 0 = default_workers(online CPUs)
   uint32_t tun_txqueuelen = 4000;
   bool keep_tun = false;              // TUNSETPERSIST: the TUN outlives udpringd
   bool multishot = true;
@@ -116,6 +116,15 @@ struct BufferPlan {
 /// can bring: 64 KiB with TUN offload (`vnet`) or UDP GRO, else one packet
 /// of `tun_mtu` rounded up to a power of two.
 BufferPlan plan_buffers(const Options& o, bool vnet, bool gro, uint32_t tun_mtu);
+
+/// The worker count --workers=0 gives: one per online CPU, at most
+/// kDefaultMaxWorkers. Each worker holds its own buffers (about 10 MiB at
+/// peak with offloads), so without a cap a 64-core node would give the
+/// network daemon 64 workers' memory whatever its traffic; --workers=N
+/// sets any count.
+inline constexpr unsigned kDefaultMaxWorkers = 4;
+unsigned default_workers(unsigned online_cpus);
+unsigned resolved_workers(const Options& o, unsigned online_cpus);
 
 /// Every effective setting, one "name: value" per line, for --print-config.
 /// `online_cpus` resolves --workers=0.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <thread>
 
 #include "tests/support/netns.h"
@@ -65,6 +66,7 @@ TEST(GsoOff, SegmentsSentSinglyLoseNothing) {
   auto d1 = start_udpringd(topo, 1, {"--workers=1", "--no-gso"});
   auto d2 = start_udpringd(topo, 2, {"--workers=1", "--no-gso"});
   ASSERT_TRUE(ping(topo.p1, "10.50.2.2"));
+  const long long kernel1 = udp_rcvbuf_errors(topo.n1), kernel2 = udp_rcvbuf_errors(topo.n2);
   constexpr uint64_t kBytes = 32ull << 20;
   std::vector<uint64_t> got(4, 0);
   std::vector<std::thread> flows;
@@ -79,8 +81,12 @@ TEST(GsoOff, SegmentsSentSinglyLoseNothing) {
   const auto s1 = daemon_stats(*d1);
   EXPECT_GT(s1.at("tso_reads"), 100u) << "no super-packets: nothing was sent segment by segment";
   EXPECT_EQ(s1.at("gso_sends"), 0u);
-  EXPECT_EQ(s1.at("no_buffer"), 0u);
-  EXPECT_EQ(s1.at("drop_send_error"), 0u);
+  EXPECT_EQ(s1.at("drop_send_error"), 0u);  // a send slot was always free
+  // Node 2's datagrams come one per packet, a UDP buffer each: node 1's ring
+  // may run dry (no_buffer), and then they wait in the socket, none lost.
+  std::printf("node 1 no_buffer %llu\n", static_cast<unsigned long long>(s1.at("no_buffer")));
+  EXPECT_EQ(udp_rcvbuf_errors(topo.n1), kernel1);
+  EXPECT_EQ(udp_rcvbuf_errors(topo.n2), kernel2);
   EXPECT_EQ(d1->stop(), 0);
   EXPECT_EQ(d2->stop(), 0);
 }

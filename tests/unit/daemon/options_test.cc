@@ -207,8 +207,10 @@ TEST(Options, TuningFlags) {
 // --print-config shows what "auto" and 0 become, not the placeholders.
 TEST(Options, PrintConfigResolvesAutomaticSettings) {
   const std::string d = io::describe_options(parse({}), 3);
-  EXPECT_NE(d.find("workers: 3 (one per online CPU)"), std::string::npos) << d;
-  EXPECT_NE(d.find("buffers: 256 per TUN ring, 256 per UDP ring, per worker (auto)"),
+  EXPECT_NE(d.find("workers: 3 (one per online CPU, at most 4)"), std::string::npos) << d;
+  EXPECT_NE(io::describe_options(parse({}), 64).find("workers: 4 (one per online CPU, at most 4)"),
+            std::string::npos);
+  EXPECT_NE(d.find("buffers: 64 per TUN ring, 64 per UDP ring, per worker (auto)"),
             std::string::npos) << d;
   EXPECT_NE(d.find("buffer-size: TUN 65600 B, UDP 65600 B (auto)\n"), std::string::npos) << d;
   const std::string plain = io::describe_options(parse({"--workers=1", "--no-tun-offload", "--no-gro"}), 3);
@@ -230,14 +232,29 @@ TEST(Options, BufferPlanFollowsThePathsInUse) {
   EXPECT_EQ(big.tun_need, 65600u);
   EXPECT_EQ(big.udp_need, 65600u);
   EXPECT_EQ(big.tun_bytes, 65600u);
-  EXPECT_EQ(big.tun_count, 256u);
+  EXPECT_EQ(big.tun_count, 64u);
+  EXPECT_EQ(big.udp_count, 64u);
   // A refused TUN offload (vnet false) shrinks only the TUN side.
   const io::BufferPlan mixed = io::plan_buffers(d, false, true, 8950);
   EXPECT_EQ(mixed.tun_need, 8950u);
   EXPECT_EQ(mixed.tun_bytes, 16384u);
   EXPECT_EQ(mixed.tun_count, 1024u);
   EXPECT_EQ(mixed.udp_bytes, 65600u);
-  EXPECT_EQ(mixed.udp_count, 256u);
+  EXPECT_EQ(mixed.udp_count, 64u);
+}
+
+// --workers=0: one per online CPU up to the cap, so that a big node's
+// daemon does not take memory by its core count; a count given is kept.
+TEST(Options, DefaultWorkersFollowTheCpusUpToFour) {
+  EXPECT_EQ(io::default_workers(0), 1u);
+  EXPECT_EQ(io::default_workers(1), 1u);
+  EXPECT_EQ(io::default_workers(2), 2u);
+  EXPECT_EQ(io::default_workers(4), 4u);
+  EXPECT_EQ(io::default_workers(64), io::kDefaultMaxWorkers);
+  EXPECT_EQ(io::kDefaultMaxWorkers, 4u);
+  EXPECT_EQ(io::resolved_workers(parse({}), 64), 4u);
+  EXPECT_EQ(io::resolved_workers(parse({"--workers=16"}), 64), 16u);
+  EXPECT_EQ(io::resolved_workers(parse({"--workers=3"}), 2), 3u);
 }
 
 TEST(Options, SteeringSwitches) {

@@ -10,6 +10,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "io/daemon/memory_plan.h"
+
 namespace udpring::io {
 namespace {
 
@@ -674,11 +676,15 @@ std::vector<Flag> make_table() {
                        }),
        .default_note = "automatic (1024, or 64 for the 64 KiB buffers of TUN offload and UDP GRO)",
        .help = "Buffers per provided-buffer ring.",
-       .shown = {"buffers", [](const Options& o, unsigned) {
+       .shown = {"buffers", [](const Options& o, unsigned online_cpus) {
                    // As the daemon sizes them when every requested path is granted.
                    const BufferPlan p = plan_buffers(o, o.tun_offload, o.gro, 1472);
+                   const MemoryPlan m =
+                       plan_memory(o, p, o.tun_offload, resolved_workers(o, online_cpus));
                    return std::to_string(p.tun_count) + " per TUN ring, " + std::to_string(p.udp_count) +
-                          " per UDP ring, per worker" + (o.buffers ? "" : " (auto)");
+                          " per UDP ring, per worker" + (o.buffers ? "" : " (auto)") + "; up to " +
+                          format_mib(m.per_worker) + " per worker under load, " +
+                          format_mib(m.total) + " in all";
                  }}});
   add({.group = G::kTuning,
        .name = "buffer-size",

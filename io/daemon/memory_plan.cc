@@ -16,6 +16,17 @@ MemoryPlan plan_memory(const WorkerOptions& w, unsigned workers) {
   return p;
 }
 
+MemoryPlan plan_memory(const Options& o, const BufferPlan& b, bool vnet, unsigned workers) {
+  WorkerOptions w;
+  w.ring_entries = o.ring_entries;
+  w.tun_buffers = b.tun_count;
+  w.udp_buffers = b.udp_count;
+  w.tun_buf_bytes = b.tun_bytes;
+  w.udp_buf_bytes = b.udp_bytes;
+  w.tun_offload = vnet;
+  return plan_memory(w, workers);
+}
+
 std::optional<uint64_t> cgroup_memory_limit(const std::string& proc_self_cgroup,
                                             const std::string& cgroup_root) {
   // cgroup v2 is the line "0::/path"; v1 lines name their controllers.

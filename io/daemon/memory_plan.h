@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "io/daemon/options.h"
 #include "io/dataplane/worker.h"
 
 namespace udpring::io {
@@ -30,6 +31,9 @@ struct MemoryPlan {
 };
 
 MemoryPlan plan_memory(const WorkerOptions& w, unsigned workers);
+/// The same from the flags and a buffer plan, before any worker options
+/// exist (--print-config); `vnet`: the TUN has offloads.
+MemoryPlan plan_memory(const Options& o, const BufferPlan& b, bool vnet, unsigned workers);
 
 /// The memory.max of the cgroup v2 that `proc_self_cgroup` (the text of
 /// /proc/self/cgroup) names, read under `cgroup_root`; nullopt when there is

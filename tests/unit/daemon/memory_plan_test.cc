@@ -29,6 +29,8 @@ WorkerOptions default_offload_worker() {
   w.udp_buf_bytes = p.udp_bytes;
   w.tun_offload = true;
   w.gro = true;
+  // The flags' form of the plan (--print-config) agrees with it.
+  EXPECT_EQ(plan_memory(o, p, true, 3).total, plan_memory(w, 3).total);
   return w;
 }
 

@@ -524,6 +524,7 @@ measure() {
       cpu=$(awk -v a1="$c1a" -v b1="$c1b" -v a2="$c2a" -v b2="$c2b" 'BEGIN {
         printf "{\"n1\":%.3f,\"n2\":%.3f,\"total\":%.3f}", b1 - a1, b2 - a2, b1 - a1 + b2 - a2 }')
       mapfile -t cnt_b < <(daemon_counters)
+      met_extra "\"peak_rss_kib\":{\"n1\":$(proc_peak_rss_kib "$pid1"),\"n2\":$(proc_peak_rss_kib "$pid2")}"
       met_extra "\"daemon_counters\":{\"n1\":$(counters_delta "${cnt_a[0]:-}" "${cnt_b[0]:-}"),\"n2\":$(counters_delta "${cnt_a[1]:-}" "${cnt_b[1]:-}")}"
     else
       [[ -n "$MET_ERROR" ]] || MET_ERROR="udpringd died during the measurement"
@@ -617,6 +618,9 @@ fi
 if ((uses_udpring)); then
   [[ -x "$(ur_daemon_path)" ]] ||
     die "daemon $(ur_daemon_path) not found (build it, drop --no-build, or use --modes vxlan,routing)"
+  # A sweep SET without bin= runs this one.
+  UDPRINGD=$(ur_daemon_path)
+  export UDPRINGD
 fi
 
 {

@@ -186,6 +186,25 @@ if cpu_lines:
     lines.append("udpringd CPU time per daemon (median over rounds):")
     lines += cpu_lines
 
+# Peak resident memory per daemon (VmHWM, each variant's daemons start anew
+# every round): the largest after any metric group of the round, median over
+# rounds.
+rss_lines = []
+for v in ours:
+    per_round = {}
+    for s in samples:
+        r = s.get("peak_rss_kib")
+        if s["variant"] == v and r and r.get("n1") is not None and r.get("n2") is not None:
+            per_round[s["round"]] = max(per_round.get(s["round"], 0), r["n1"], r["n2"])
+    if per_round:
+        st = med(list(per_round.values()))
+        rss_lines.append("  %s  %.1f MiB (max %.1f MiB over %d rounds)"
+                         % (v.ljust(vw), st / 1024, max(per_round.values()) / 1024, len(per_round)))
+if rss_lines:
+    lines.append("")
+    lines.append("udpringd peak RSS, the larger daemon (VmHWM, median over rounds):")
+    lines += rss_lines
+
 # Host steal time: how much CPU the hypervisor withheld during each run, as
 # a share of the machine's CPUs over the run; a run with a high share was hit
 # by a neighbour and explains an outlier.

@@ -585,6 +585,13 @@ ur_teardown_all() {
 }
 
 # utime+stime of a process, in seconds (3 decimals). Prints "nan" if gone.
+# proc_peak_rss_kib PID: the most resident memory the process has had (VmHWM),
+# in KiB; "null" when it is gone.
+proc_peak_rss_kib() {
+  awk '/^VmHWM:/ { print $2; found = 1 } END { if (!found) print "null" }' "/proc/$1/status" 2>/dev/null ||
+    echo null
+}
+
 proc_cpu_seconds() {
   local pid=$1 stat fields hz
   stat=$(cat "/proc/$pid/stat" 2>/dev/null) || { echo nan; return 0; }

@@ -433,14 +433,8 @@ class Daemon {
                                "offload or UDP GRO; each ring would take " +
                                std::to_string(uint64_t{opts_.buffers} * 80 / 1024) + " MiB)");
     }
-    WorkerOptions w;
-    w.ring_entries = opts_.ring_entries;
+    WorkerOptions w = sized_worker_options(opts_, bufs, vnet);
     w.batch = opts_.batch;
-    w.tun_buf_bytes = bufs.tun_bytes;
-    w.udp_buf_bytes = bufs.udp_bytes;
-    w.tun_buffers = bufs.tun_count;
-    w.udp_buffers = bufs.udp_count;
-    w.tun_offload = vnet;
     w.coalesce = tun_.coalesce;
     w.uso = tun_.uso;
     w.coalesce_udp = tun_.coalesce_udp;

@@ -16,7 +16,7 @@ MemoryPlan plan_memory(const WorkerOptions& w, unsigned workers) {
   return p;
 }
 
-MemoryPlan plan_memory(const Options& o, const BufferPlan& b, bool vnet, unsigned workers) {
+WorkerOptions sized_worker_options(const Options& o, const BufferPlan& b, bool vnet) {
   WorkerOptions w;
   w.ring_entries = o.ring_entries;
   w.tun_buffers = b.tun_count;
@@ -24,7 +24,11 @@ MemoryPlan plan_memory(const Options& o, const BufferPlan& b, bool vnet, unsigne
   w.tun_buf_bytes = b.tun_bytes;
   w.udp_buf_bytes = b.udp_bytes;
   w.tun_offload = vnet;
-  return plan_memory(w, workers);
+  return w;
+}
+
+MemoryPlan plan_memory(const Options& o, const BufferPlan& b, bool vnet, unsigned workers) {
+  return plan_memory(sized_worker_options(o, b, vnet), workers);
 }
 
 std::optional<uint64_t> cgroup_memory_limit(const std::string& proc_self_cgroup,

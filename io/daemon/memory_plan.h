@@ -30,6 +30,11 @@ struct MemoryPlan {
   size_t total = 0;       // kBaseBytes + workers * per_worker
 };
 
+/// Worker options with the sizes the memory depends on taken from the flags
+/// and a buffer plan (ring entries, buffer counts and bytes, TUN offload);
+/// the daemon fills in the rest.
+WorkerOptions sized_worker_options(const Options& o, const BufferPlan& b, bool vnet);
+
 MemoryPlan plan_memory(const WorkerOptions& w, unsigned workers);
 /// The same from the flags and a buffer plan, before any worker options
 /// exist (--print-config); `vnet`: the TUN has offloads.

@@ -21,16 +21,10 @@ WorkerOptions default_offload_worker() {
   const char* argv[] = {"udpringd"};
   const Options o = parse_options(1, argv, [](const char*) -> const char* { return nullptr; });
   const BufferPlan p = plan_buffers(o, true, true, 1472);
-  WorkerOptions w;
-  w.ring_entries = o.ring_entries;
-  w.tun_buffers = p.tun_count;
-  w.udp_buffers = p.udp_count;
-  w.tun_buf_bytes = p.tun_bytes;
-  w.udp_buf_bytes = p.udp_bytes;
-  w.tun_offload = true;
-  w.gro = true;
-  // The flags' form of the plan (--print-config) agrees with it.
-  EXPECT_EQ(plan_memory(o, p, true, 3).total, plan_memory(w, 3).total);
+  WorkerOptions w = sized_worker_options(o, p, true);
+  EXPECT_EQ(w.tun_buffers, 64u);
+  EXPECT_EQ(w.udp_buf_bytes, 65600u);
+  EXPECT_TRUE(w.tun_offload);
   return w;
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-arm64.sh -- cross-build udpringd for arm64 and run its unit tests there.
 #
-#   scripts/test-arm64.sh [--build-only]
+#   scripts/test-arm64.sh [--build-only | --no-image]
 #
 # flannel's udp backend never had arm64 (its cgo build is amd64-only);
 # udpringd builds for it with Debian's cross toolchain and the multiarch
@@ -20,15 +20,19 @@
 #      coming up, which needs io_uring).
 # --build-only stops after step 1 (scripts/test.sh builds while other
 # tests run, then calls this again: the second build has nothing to do).
+# --no-image stops after step 3 (scripts/test.sh runs step 4's
+# tests/deploy/image_test.sh itself, in the background).
 set -euo pipefail
 UR_TAG="test-arm64"
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
 build_only=0
+no_image=0
 case "${1:-}" in
   "") ;;
   --build-only) build_only=1 ;;
+  --no-image) no_image=1 ;;
   -h|--help) usage; exit 0 ;;
   *) die "unknown argument '$1' (try --help)" ;;
 esac
@@ -58,6 +62,7 @@ log "left out under qemu-user (label io_uring, no io_uring emulation): $(echo "$
 ctest --test-dir "$DIR" -L unit -LE io_uring -j2 --output-on-failure </dev/null ||
   die "arm64 unit tests failed"
 log "arm64 unit tests passed"
+((no_image)) && exit 0
 
 log "arm64 image"
 bash tests/deploy/image_test.sh "$DIR/udpringd" arm64 </dev/null || die "arm64 image test failed"

@@ -6,30 +6,33 @@
 #   3. ctest --test-dir build --output-on-failure: the unit tests (label
 #      unit) with -j2, then the rest with -j1 (integration tests time
 #      traffic and rates, which a second test beside them would skew).
-#      Meanwhile the trees of steps 5 to 7 are built in the background
-#      under SCHED_IDLE (chrt --idle): the integration tests spend most of
-#      their time waiting (on etcd, on timeouts, on a daemon's restart), and
-#      an idle-class process gets a CPU only when no test wants it, so the
-#      tests' timing is what it is without the builds. Their log is printed
-#      when they end.
+#      Meanwhile, in the background under SCHED_IDLE (chrt --idle), the
+#      trees of steps 5 to 7 are built and then step 7's arm64 image is
+#      made and checked (tests/deploy/image_test.sh, mostly mmdebstrap; none
+#      of its checks under qemu is timed): the integration tests spend most
+#      of their time waiting (on etcd, on timeouts, on a daemon's restart),
+#      and an idle-class process gets a CPU only when no test wants it, so
+#      the tests' timing is what it is without it. Its logs are printed in
+#      the steps that need it.
 #   4. the soak for 120 s on the Release build (scripts/soak.sh --release
 #      120): traffic both ways, 1,200 lease changes a second and a garbage
-#      flood; the background builds go on beside it, at idle priority. Its
+#      flood; the background work goes on beside it, at idle priority. Its
 #      ASan+UBSan form (scripts/soak.sh 120) builds the daemon anew, about
 #      10 CPU-minutes here, which CI's 30 minutes do not hold.
 #   5. ThreadSanitizer build in build-tsan/ of the tests of what threads
 #      share (qsbr_test, route_table_test, worker_test), and run them
 #   6. the libFuzzer targets: clang build in build-fuzz/, each target run
-#      FUZZ_SECONDS (default 15) on its seeds, two at a time (scripts/fuzz.sh)
+#      FUZZ_SECONDS (default 30) on its seeds, two at a time (scripts/fuzz.sh)
 #   7. arm64: cross-build in build-arm64/ and the unit tests under qemu
-#      (scripts/test-arm64.sh)
+#      (scripts/test-arm64.sh --no-image), at normal priority since some
+#      unit tests are timed; then the background's arm64 image check
 # Steps 3 to 7 all run even if one fails; exits non-zero if any step failed.
 # The whole suite under ASan+UBSan is scripts/test-sanitizers.sh: about 28
 # minutes on its own here, which CI's 30 cannot hold beside these steps.
 # Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan),
-# FUZZ_BUILD_DIR (default build-fuzz), FUZZ_SECONDS (default 15; CI's 30
-# minutes hold no more), FUZZ_SKIP (fuzz targets to leave out, default
-# none), BUILD_DIR_ARM64 (default build-arm64).
+# FUZZ_BUILD_DIR (default build-fuzz), FUZZ_SECONDS (default 30), FUZZ_SKIP
+# (fuzz targets to leave out, default none), BUILD_DIR_ARM64 (default
+# build-arm64).
 set -euo pipefail
 UR_TAG="test"
 # shellcheck source=scripts/lib/common.sh
@@ -70,7 +73,7 @@ stop_background() {
   rm -rf "$bg_dir"
 }
 ur_cleanup_trap stop_background
-log "building steps 5 to 7 in the background (SCHED_IDLE, nice 19; log printed when done)"
+log "building steps 5 to 7, then the arm64 image, in the background (SCHED_IDLE, nice 19)"
 set -m
 (
   # This shell and all it starts: idle class (nice 19 where chrt cannot).
@@ -80,6 +83,11 @@ set -m
   build_tsan || true
   bash scripts/fuzz.sh --build-only "${fuzz_targets[@]}" || true
   bash scripts/test-arm64.sh --build-only || true
+  touch "$bg_dir/built"
+  rc=0
+  bash tests/deploy/image_test.sh "${BUILD_DIR_ARM64:-build-arm64}/udpringd" arm64 \
+    >"$bg_dir/arm64-image.log" 2>&1 || rc=$?
+  echo "$rc" >"$bg_dir/arm64-image.rc"
 ) </dev/null >"$bg_dir/log" 2>&1 &
 bg_pid=$!
 set +m
@@ -98,8 +106,7 @@ if ! bash scripts/soak.sh --release 120 </dev/null; then
 fi
 
 log "waiting for the background builds ($SECONDS s)"
-wait "$bg_pid" || true
-bg_pid=""
+while [[ ! -e "$bg_dir/built" ]] && kill -0 "$bg_pid" 2>/dev/null; do sleep 1; done
 cat "$bg_dir/log"
 log "background builds done ($SECONDS s)"
 
@@ -128,15 +135,28 @@ else
   failed+=("tsan-build")
 fi
 
-log "step 6/7: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-15} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/ ($SECONDS s)"
-if ! bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-15}" "${fuzz_targets[@]}" </dev/null; then
+log "step 6/7: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-30} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/ ($SECONDS s)"
+if ! bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-30}" "${fuzz_targets[@]}" </dev/null; then
   failed+=("fuzz")
 fi
 
 log "step 7/7: arm64 cross-build and unit tests under qemu ($SECONDS s)"
-if ! bash scripts/test-arm64.sh </dev/null; then
+if ! bash scripts/test-arm64.sh --no-image </dev/null; then
   failed+=("arm64")
 fi
+log "arm64 image (tests/deploy/image_test.sh): waiting for the background ($SECONDS s)"
+wait "$bg_pid" || true
+bg_pid=""
+if [[ -f "$bg_dir/arm64-image.rc" ]]; then
+  cat "$bg_dir/arm64-image.log"
+  image_rc=$(<"$bg_dir/arm64-image.rc")
+else
+  log "the background ended before the arm64 image was checked: checking it here"
+  image_rc=0
+  bash tests/deploy/image_test.sh "${BUILD_DIR_ARM64:-build-arm64}/udpringd" arm64 </dev/null ||
+    image_rc=$?
+fi
+((image_rc == 0)) || failed+=("arm64-image")
 
 if ((${#failed[@]})); then
   log "FAILED: ${failed[*]} ($SECONDS s)"

@@ -188,6 +188,11 @@ long long udp_rcvbuf_errors(const Netns& ns) {
   return out.empty() ? -1 : std::stoll(out);
 }
 
+long long link_rx_dropped(const Netns& ns, const std::string& dev) {
+  const std::string out = sh_out(ns.exec() + "cat /sys/class/net/" + dev + "/statistics/rx_dropped");
+  return out.empty() ? -1 : std::stoll(out);
+}
+
 long rss_kib(pid_t pid) { return status_kib(pid, "VmRSS:"); }
 
 long peak_rss_kib(pid_t pid) { return status_kib(pid, "VmHWM:"); }

@@ -97,6 +97,11 @@ class Process {
 /// count them); -1 if it cannot be read.
 long long udp_rcvbuf_errors(const Netns& ns);
 
+/// rx_dropped of device `dev` in namespace `ns`: what arrived on the link
+/// but was dropped before IP saw it (a veth's backlog full while the
+/// receiving CPU was busy); -1 if it cannot be read.
+long long link_rx_dropped(const Netns& ns, const std::string& dev);
+
 /// Resident memory (VmRSS) of process `pid` in KiB; -1 if it is gone.
 long rss_kib(pid_t pid);
 /// The most resident memory process `pid` has had (VmHWM) in KiB; -1 if

@@ -64,6 +64,11 @@ for f in tests/fuzz/*_fuzz.cc; do
   [[ " ${FUZZ_SKIP-} " == *" $t "* ]] || fuzz_targets+=("$t")
 done
 
+# Step 7's arm64 image (scripts/test-arm64.sh step 4), run in the background.
+check_arm64_image() {
+  bash tests/deploy/image_test.sh "${BUILD_DIR_ARM64:-build-arm64}/udpringd" arm64 </dev/null
+}
+
 bg_dir=$(mktemp -d "${TMPDIR:-/tmp}/udpring-test.XXXXXX")
 bg_pid=""
 # shellcheck disable=SC2317  # called by the trap
@@ -85,8 +90,7 @@ set -m
   bash scripts/test-arm64.sh --build-only || true
   touch "$bg_dir/built"
   rc=0
-  bash tests/deploy/image_test.sh "${BUILD_DIR_ARM64:-build-arm64}/udpringd" arm64 \
-    >"$bg_dir/arm64-image.log" 2>&1 || rc=$?
+  check_arm64_image >"$bg_dir/arm64-image.log" 2>&1 || rc=$?
   echo "$rc" >"$bg_dir/arm64-image.rc"
 ) </dev/null >"$bg_dir/log" 2>&1 &
 bg_pid=$!
@@ -153,8 +157,7 @@ if [[ -f "$bg_dir/arm64-image.rc" ]]; then
 else
   log "the background ended before the arm64 image was checked: checking it here"
   image_rc=0
-  bash tests/deploy/image_test.sh "${BUILD_DIR_ARM64:-build-arm64}/udpringd" arm64 </dev/null ||
-    image_rc=$?
+  check_arm64_image || image_rc=$?
 fi
 ((image_rc == 0)) || failed+=("arm64-image")
 

@@ -25,6 +25,7 @@
 
 #include "tests/support/metrics.h"
 #include "tests/support/netns.h"
+#include "tests/support/original_peer.h"
 #include "tests/support/packet_builder.h"
 #include "tests/support/traffic.h"
 #include "tests/support/two_nodes.h"
@@ -33,14 +34,17 @@ namespace udpring::test {
 namespace {
 
 // Puts a router between the topology's nodes: the direct link goes, each
-// node keeps its address on a /32 with the router as its gateway.
-void route_through(Topology& topo, const Netns& r, int far_mtu) {
+// node keeps its address on a /32 with the router as its gateway. Node 1's
+// link is `near_mtu` at both ends, node 2's `far_mtu`.
+void route_through(Topology& topo, const Netns& r, int far_mtu, int near_mtu = 1500) {
   const std::string n1 = topo.n1.name(), n2 = topo.n2.name(), rn = r.name();
   sh_ok("ip -n " + n1 + " link del u0");
   sh_ok("ip link add u0 netns " + n1 + " type veth peer name ra netns " + rn);
   sh_ok("ip link add u0 netns " + n2 + " type veth peer name rb netns " + rn);
   sh_ok("ip -n " + n2 + " link set u0 mtu " + std::to_string(far_mtu));
   sh_ok("ip -n " + rn + " link set rb mtu " + std::to_string(far_mtu));
+  sh_ok("ip -n " + n1 + " link set u0 mtu " + std::to_string(near_mtu));
+  sh_ok("ip -n " + rn + " link set ra mtu " + std::to_string(near_mtu));
   sh_ok("ip -n " + n1 + " addr add 192.168.77.1/32 dev u0");
   sh_ok("ip -n " + n2 + " addr add 192.168.77.2/32 dev u0");
   sh_ok("ip -n " + rn + " addr add 192.168.77.254/32 dev ra");
@@ -101,6 +105,87 @@ TEST(PathMtu, ARoutersFragmentationNeededIsPassedOnToThePod) {
   EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", 5201, topo.p1.name(), 64ull << 20), 64ull << 20);
   EXPECT_EQ(d1->stop(), 0);
   EXPECT_EQ(d2->stop(), 0);
+}
+
+// A peer with a larger MTU: node 2 runs the original protocol (an
+// independent implementation, with no fragmentation needed of its own) on a
+// 9000-byte link, its TUN and its pod at 8972; node 1's link is 1500, its
+// TUN and pod 1472. Node 2's kernel learns the path MTU to node 1 from the
+// router and then sends a pod's big datagram in fragments, which node 1's
+// kernel reassembles: node 1's daemon receives an inner packet larger than
+// its TUN's MTU. It writes it whole (a TUN does not check the MTU of what
+// it is given), and node 1's kernel, forwarding it to the pod's 1472-byte
+// link, answers a DF one with fragmentation needed, MTU 1472, which the
+// daemon carries back to node 2 like any packet.
+//
+//   p2 [8972] -- n2 [u0 9000] -- rb  r  ra [1500] -- [u0 1500] n1 -- p1 [1472]
+struct JumboPeer {
+  Topology topo;
+  Netns r{topo.prefix + "r"};
+  JumboPeer() {
+    route_through(topo, r, 9000, 1500);
+    sh_ok("ip -n " + topo.n2.name() + " link set vp mtu 8972");
+    sh_ok("ip -n " + topo.p2.name() + " link set eth0 mtu 8972");
+  }
+  // After the daemon on node 1 is ready (it reads the link's MTU at start).
+  std::unique_ptr<OriginalPeer> start_peer() {
+    return std::make_unique<OriginalPeer>(topo.n2.name(), "flannel0", "10.50.2.0", 8972, "10.50.0.0/16",
+                                          "192.168.77.2", 8285, "10.50.1.0/24", "192.168.77.1");
+  }
+};
+
+TEST(PathMtu, APacketFromAPeerWithALargerMtuIsDeliveredOrAnsweredWithFragmentationNeeded) {
+  UDPRING_REQUIRE_INTEGRATION();
+  JumboPeer j;
+  auto d1 = start_udpringd(j.topo, 1, {"--workers=1", "--healthz-ip=127.0.0.1", "--healthz-port=9137"});
+  auto peer = j.start_peer();
+  ASSERT_TRUE(ping(j.topo.p2, "10.50.1.2", 2)) << d1->log();
+
+  // The first 4,000-byte DF packet's datagram meets the router's limit
+  // (DF on the outer header, the kernel's default for UDP) and teaches node
+  // 2's kernel the path MTU; from then on its datagrams go in fragments.
+  df_ping(j.topo.p2, "10.50.1.2", 4000);
+  const std::string big = df_ping(j.topo.p2, "10.50.1.2", 4000, 3);
+  EXPECT_NE(big.find("mtu = 1472"), std::string::npos) << big << d1->log();
+  const std::string route = sh_out(j.topo.p2.exec() + "ip route get 10.50.1.2");
+  EXPECT_NE(route.find("mtu 1472"), std::string::npos) << route;
+  // What fits pod 1's link goes with DF; a big one without DF goes too, cut
+  // by node 1's kernel after the daemon delivered it whole.
+  EXPECT_NE(df_ping(j.topo.p2, "10.50.1.2", 1472).find(" 1 received"), std::string::npos);
+  sh_ok(j.topo.p2.exec() + "ip route flush cache");
+  const std::string no_df = sh_out(j.topo.p2.exec() + "ping -n -M dont -c 2 -i 0.2 -W 1 -s 3972 10.50.1.2 2>&1");
+  EXPECT_NE(no_df.find(" 2 received"), std::string::npos) << no_df;
+
+  const std::string m = http_get(j.topo.n1.name(), 9137, "/metrics");
+  EXPECT_EQ(metric(m, "udpring_drops_total{reason=\"truncated\"}"), 0) << m;
+  EXPECT_EQ(metric(m, "udpring_drops_total{reason=\"bad_header_udp\"}"), 0) << m;
+  EXPECT_EQ(metric(m, "udpring_drops_total{reason=\"bad_header_tun\"}"), 0) << m;
+
+  // TCP both ways between the two MTUs moves every byte.
+  EXPECT_EQ(tcp_transfer_verified(j.topo.p1.name(), "10.50.1.2", 5201, j.topo.p2.name(), 16ull << 20),
+            16ull << 20);
+  EXPECT_EQ(tcp_transfer_verified(j.topo.p2.name(), "10.50.2.2", 5202, j.topo.p1.name(), 16ull << 20),
+            16ull << 20);
+  EXPECT_EQ(d1->stop(), 0);
+}
+
+// Without UDP GRO the receive buffers are sized for this node's MTU: a
+// larger datagram from such a peer is cut by the kernel, seen (MSG_TRUNC)
+// and counted, not written half; packets that fit keep going. (The first
+// datagram is lost at the router, as above.)
+TEST(PathMtu, WithoutGroADatagramOverThisNodesMtuIsCountedAsTruncated) {
+  UDPRING_REQUIRE_INTEGRATION();
+  JumboPeer j;
+  auto d1 = start_udpringd(j.topo, 1,
+                           {"--workers=1", "--no-gro", "--healthz-ip=127.0.0.1", "--healthz-port=9138"});
+  auto peer = j.start_peer();
+  ASSERT_TRUE(ping(j.topo.p2, "10.50.1.2", 2)) << d1->log();
+  const std::string no_df = sh_out(j.topo.p2.exec() + "ping -n -M dont -c 3 -i 0.2 -W 1 -s 3972 10.50.1.2 2>&1");
+  EXPECT_NE(no_df.find(" 0 received"), std::string::npos) << no_df;
+  const std::string m = http_get(j.topo.n1.name(), 9138, "/metrics");
+  EXPECT_GE(metric(m, "udpring_drops_total{reason=\"truncated\"}"), 2) << m;
+  EXPECT_TRUE(ping(j.topo.p2, "10.50.1.2", 2)) << d1->log();
+  EXPECT_EQ(d1->stop(), 0);
 }
 
 // An ICMP fragmentation needed as a router would send it about node 1's

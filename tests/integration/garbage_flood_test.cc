@@ -50,9 +50,16 @@ TEST(GarbageFlood, FiftyThousandDatagramsASecondLoseNoTcpByteAndGrowNoMemory) {
   const long rss_before = rss_kib(d1->pid());
   const std::string m0 = http_get(topo.n1.name(), 9133, "/metrics");
   const long long kernel0 = udp_rcvbuf_errors(topo.n1);
-  const long long link0 = link_rx_dropped(topo.n1, "u0");
+  // What the link between the nodes drops, at either end (the flood goes
+  // from node 2's u0 to node 1's).
+  const auto link_drops = [&] {
+    const long long rx = link_dropped(topo.n1, "u0", "rx_dropped");
+    const long long tx = link_dropped(topo.n2, "u0", "tx_dropped");
+    return rx < 0 || tx < 0 ? -1 : rx + tx;
+  };
+  const long long link0 = link_drops();
   ASSERT_GE(kernel0, 0) << "no Udp RcvbufErrors in " << topo.n1.name();
-  ASSERT_GE(link0, 0) << "no rx_dropped for u0 in " << topo.n1.name();
+  ASSERT_GE(link0, 0) << "no rx_dropped or tx_dropped for the u0 veth in " << topo.prefix;
 
   // Transfers of 64 MiB from pod 2 to pod 1 (into node 1 over the flooded
   // port) one after another until the flood ends.
@@ -81,8 +88,8 @@ TEST(GarbageFlood, FiftyThousandDatagramsASecondLoseNoTcpByteAndGrowNoMemory) {
   const long rss_after = rss_kib(d1->pid());
   const std::string m1 = http_get(topo.n1.name(), 9133, "/metrics");
   const long long socket_dropped = udp_rcvbuf_errors(topo.n1) - kernel0;
-  const long long link_dropped = link_rx_dropped(topo.n1, "u0") - link0;
-  const long long kernel_dropped = socket_dropped + link_dropped;
+  const long long link_lost = link_drops() - link0;
+  const long long kernel_dropped = socket_dropped + link_lost;
 
   const double rate = static_cast<double>(flood.sent) / flood.seconds;
   std::printf("flood: %llu datagrams in %.1f s (%.0f/s), %llu failed sends\n",
@@ -100,9 +107,9 @@ TEST(GarbageFlood, FiftyThousandDatagramsASecondLoseNoTcpByteAndGrowNoMemory) {
     counted += d;
     std::printf("drops %-20s +%lld\n", r, d);
   }
-  std::printf("kernel: UdpRcvbufErrors +%lld, u0 rx_dropped +%lld; TCP: %d transfers, %llu MiB verified; "
+  std::printf("kernel: UdpRcvbufErrors +%lld, u0 veth drops +%lld; TCP: %d transfers, %llu MiB verified; "
               "RSS %ld -> %ld KiB\n",
-              socket_dropped, link_dropped, transfers, static_cast<unsigned long long>(moved >> 20), rss_before,
+              socket_dropped, link_lost, transfers, static_cast<unsigned long long>(moved >> 20), rss_before,
               rss_after);
 
   EXPECT_GE(rate, 50000) << "the flood did not reach its rate: the test tests less than it says";

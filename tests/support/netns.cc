@@ -188,8 +188,8 @@ long long udp_rcvbuf_errors(const Netns& ns) {
   return out.empty() ? -1 : std::stoll(out);
 }
 
-long long link_rx_dropped(const Netns& ns, const std::string& dev) {
-  const std::string out = sh_out(ns.exec() + "cat /sys/class/net/" + dev + "/statistics/rx_dropped");
+long long link_dropped(const Netns& ns, const std::string& dev, const std::string& stat) {
+  const std::string out = sh_out(ns.exec() + "cat /sys/class/net/" + dev + "/statistics/" + stat);
   return out.empty() ? -1 : std::stoll(out);
 }
 

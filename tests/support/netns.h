@@ -97,10 +97,12 @@ class Process {
 /// count them); -1 if it cannot be read.
 long long udp_rcvbuf_errors(const Netns& ns);
 
-/// rx_dropped of device `dev` in namespace `ns`: what arrived on the link
-/// but was dropped before IP saw it (a veth's backlog full while the
-/// receiving CPU was busy); -1 if it cannot be read.
-long long link_rx_dropped(const Netns& ns, const std::string& dev);
+/// A drop counter of device `dev` in namespace `ns` (`stat` is rx_dropped or
+/// tx_dropped, a file of /sys/class/net/DEV/statistics); -1 if it cannot be
+/// read. A veth counts what it could not hand to its peer on either side:
+/// the receiver's rx_dropped when the peer's backlog is full, the sender's
+/// tx_dropped when the peer's NAPI ring (with GRO on) is full.
+long long link_dropped(const Netns& ns, const std::string& dev, const std::string& stat);
 
 /// Resident memory (VmRSS) of process `pid` in KiB; -1 if it is gone.
 long rss_kib(pid_t pid);

@@ -61,10 +61,17 @@ void route_through(Topology& topo, const Netns& r, int far_mtu, int near_mtu = 1
   sh_ok(r.exec() + "sysctl -qw net.ipv4.ip_forward=1");
 }
 
-// `ping -M do` of `bytes` in all (IP header included) from `from` to `to`.
-std::string df_ping(const Netns& from, const std::string& to, int bytes, int count = 1) {
-  return sh_out(from.exec() + "ping -n -M do -c " + std::to_string(count) + " -i 0.2 -W 1 -s " +
+// `ping -M do` (DF set) of `bytes` in all (IP header included) from `from`
+// to `to`; no_df_ping() the same with `-M dont`.
+std::string sized_ping(const char* pmtu_mode, const Netns& from, const std::string& to, int bytes, int count) {
+  return sh_out(from.exec() + "ping -n -M " + pmtu_mode + " -c " + std::to_string(count) + " -i 0.2 -W 1 -s " +
                 std::to_string(bytes - 28) + " " + to + " 2>&1");
+}
+std::string df_ping(const Netns& from, const std::string& to, int bytes, int count = 1) {
+  return sized_ping("do", from, to, bytes, count);
+}
+std::string no_df_ping(const Netns& from, const std::string& to, int bytes, int count = 1) {
+  return sized_ping("dont", from, to, bytes, count);
 }
 
 TEST(PathMtu, ARoutersFragmentationNeededIsPassedOnToThePod) {
@@ -91,7 +98,7 @@ TEST(PathMtu, ARoutersFragmentationNeededIsPassedOnToThePod) {
   // two fragments on the underlay).
   EXPECT_NE(df_ping(topo.p1, "10.50.2.2", 1372).find(" 1 received"), std::string::npos);
   sh_ok(topo.p1.exec() + "ip route flush cache");
-  const std::string no_df = sh_out(topo.p1.exec() + "ping -n -M dont -c 1 -W 1 -s 1444 10.50.2.2 2>&1");
+  const std::string no_df = no_df_ping(topo.p1, "10.50.2.2", 1472);
   EXPECT_NE(no_df.find(" 1 received"), std::string::npos) << no_df;
 
   const std::string m = http_get(topo.n1.name(), 9136, "/metrics");
@@ -153,7 +160,7 @@ TEST(PathMtu, APacketFromAPeerWithALargerMtuIsDeliveredOrAnsweredWithFragmentati
   // by node 1's kernel after the daemon delivered it whole.
   EXPECT_NE(df_ping(j.topo.p2, "10.50.1.2", 1472).find(" 1 received"), std::string::npos);
   sh_ok(j.topo.p2.exec() + "ip route flush cache");
-  const std::string no_df = sh_out(j.topo.p2.exec() + "ping -n -M dont -c 2 -i 0.2 -W 1 -s 3972 10.50.1.2 2>&1");
+  const std::string no_df = no_df_ping(j.topo.p2, "10.50.1.2", 4000, 2);
   EXPECT_NE(no_df.find(" 2 received"), std::string::npos) << no_df;
 
   const std::string m = http_get(j.topo.n1.name(), 9137, "/metrics");
@@ -180,7 +187,7 @@ TEST(PathMtu, WithoutGroADatagramOverThisNodesMtuIsCountedAsTruncated) {
                            {"--workers=1", "--no-gro", "--healthz-ip=127.0.0.1", "--healthz-port=9138"});
   auto peer = j.start_peer();
   ASSERT_TRUE(ping(j.topo.p2, "10.50.1.2", 2)) << d1->log();
-  const std::string no_df = sh_out(j.topo.p2.exec() + "ping -n -M dont -c 3 -i 0.2 -W 1 -s 3972 10.50.1.2 2>&1");
+  const std::string no_df = no_df_ping(j.topo.p2, "10.50.1.2", 4000, 3);
   EXPECT_NE(no_df.find(" 0 received"), std::string::npos) << no_df;
   const std::string m = http_get(j.topo.n1.name(), 9138, "/metrics");
   EXPECT_GE(metric(m, "udpring_drops_total{reason=\"truncated\"}"), 2) << m;

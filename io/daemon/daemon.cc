@@ -573,6 +573,7 @@ class Daemon {
 
   void stop_workers() {
     stop_.store(true, std::memory_order_relaxed);
+    for (auto& w : workers_) w->wake();
     for (auto& t : threads_) t.join();
     threads_.clear();
   }

@@ -12,7 +12,7 @@ namespace udpring::io {
 
 /// What a completion belongs to. Encoded in user_data, decoded in one place.
 enum class Op : uint8_t { kTunRead = 1, kUdpRecv, kUdpSend, kUdpSendSegment, kTunWrite, kTunWriteRun, kIcmpWrite,
-                          kIcmpSend };
+                          kIcmpSend, kWake };
 
 /// user_data layout: op in bits 56..63, an index (buffer id / slot) in 0..31.
 struct UserData {

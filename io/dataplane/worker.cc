@@ -3,6 +3,7 @@
 #include <netinet/udp.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -81,6 +82,7 @@ struct Worker::Impl {
   std::optional<UdpToTun> rx;
   std::optional<BusyPoll> busy;
   std::unique_ptr<Ring> ring;  // last: destroyed first
+  uint64_t wake_value = 0;     // what the wake read fills
 
   explicit Impl(Worker& worker) : w(worker) {}
 
@@ -120,7 +122,17 @@ struct Worker::Impl {
       case Op::kTunWrite: rx->on_write(cqe, ud.index); break;
       case Op::kTunWriteRun: rx->on_write_run(cqe, ud.index); break;
       case Op::kIcmpSend: rx->on_icmp_send(cqe, ud.index); break;
+      case Op::kWake: break;  // the loop's condition sees the stop
     }
+  }
+
+  // Once: a read of the wake eventfd, which completes only when the daemon
+  // stops us (a plain fd: it is not in the registered set).
+  void arm_wake() {
+    if (!w.wake_) return;
+    io_uring_sqe* sqe = ring->sqe();
+    io_uring_prep_read(sqe, w.wake_.get(), &wake_value, sizeof wake_value, 0);
+    io_uring_sqe_set_data64(sqe, UserData{Op::kWake, 0}.encode());
   }
 
   // One turn: block (or spin) for completions, handle them all, then send
@@ -129,6 +141,7 @@ struct Worker::Impl {
     const size_t id = w.id_;
     tx->arm_reads();
     rx->arm_recv();
+    arm_wake();
     __kernel_timespec ts{0, kWaitNanos};
     unsigned seen = 0;
     while (!w.stop_.load(std::memory_order_relaxed)) {
@@ -184,8 +197,10 @@ struct Worker::Impl {
     io_uring_sqe* sqe = ring->sqe();
     io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
     io_uring_sqe_set_data64(sqe, 0);
-    __kernel_timespec ts{0, 20'000'000};
-    for (int i = 0; i < 10; ++i) {
+    // The cancelled requests complete at once; the wait that times out
+    // ends it, and is what a restart waits for.
+    __kernel_timespec ts{0, 5'000'000};
+    for (int i = 0; i < 40; ++i) {
       io_uring_cqe* cqe = nullptr;
       if (io_uring_submit_and_wait_timeout(ring->get(), &cqe, 1, &ts, nullptr) < 0) break;
       unsigned head;
@@ -213,6 +228,9 @@ Worker::Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, core::UniqueFd
       tun_(std::move(tun)),
       udp_(std::move(udp)),
       send_(std::move(send)),
+      // Blocking: io_uring would complete a read of a non-blocking one with
+      // EAGAIN instead of waiting.
+      wake_(eventfd(0, EFD_CLOEXEC)),
       routes_(routes),
       qsbr_(qsbr),
       stats_(stats),
@@ -220,6 +238,10 @@ Worker::Worker(size_t id, core::UniqueFd tun, core::UniqueFd udp, core::UniqueFd
       opts_(opts) {}
 
 Worker::~Worker() = default;
+
+void Worker::wake() noexcept {
+  if (wake_) (void)eventfd_write(wake_.get(), 1);
+}
 
 void Worker::run() noexcept {
   try {

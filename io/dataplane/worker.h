@@ -87,6 +87,10 @@ class Worker {
   /// idle worker takes far less.
   static size_t peak_bytes(const WorkerOptions& o);
 
+  /// Ends the worker's wait for completions at once (after `stop` is set:
+  /// an idle worker would otherwise notice only at its next timeout).
+  void wake() noexcept;
+
   /// The fast paths in use as one line for the log, once running.
   const std::string& fast_paths_text() const noexcept { return fast_paths_text_; }
   /// What the kernel granted of what WorkerOptions asked for, once running.
@@ -98,6 +102,7 @@ class Worker {
   core::UniqueFd tun_;
   core::UniqueFd udp_;
   core::UniqueFd send_;
+  core::UniqueFd wake_;  // an eventfd the ring has a read armed on
   const core::RouteTable& routes_;
   core::Qsbr& qsbr_;
   core::WorkerStats& stats_;

@@ -114,6 +114,13 @@ int run_control_loop(const ControlPlane& cp) {
         spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         break;
       }
+      if (cp.handover) {
+        if (std::optional<Successor> s = cp.handover->poll()) {
+          spdlog::info("udpringd pid {} asks to take over the data path", s->pid());
+          cp.successor = std::move(s);
+          break;
+        }
+      }
       if (any_worker_failed(cp)) {
         exit_code = 1;
         break;

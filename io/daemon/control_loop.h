@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "core/peer_routes.h"
@@ -23,6 +24,7 @@
 #include "io/control/leases/lease_store.h"
 #include "io/control/peer_icmp_watch.h"
 #include "io/daemon/daemon_status.h"
+#include "io/daemon/handover.h"
 #include "io/daemon/options.h"
 #include "io/dataplane/worker.h"
 
@@ -42,9 +44,11 @@ struct ControlPlane {
   RuntimeFallbackLog& fallbacks;        // checked every turn, and once more after the stop
   std::function<void()> not_ready;      // /readyz to 503 (empty without a health server)
   PeerIcmpWatch* icmp_watch;            // null without CAP_NET_RAW
+  HandoverListener* handover;           // null without --keep-tun
+  std::optional<Successor>& successor;  // set when one asked: the loop then ends (0)
 };
 
-/// Runs until SIGINT/SIGTERM (returns 0), our lease is revoked or a worker
+/// Runs until SIGINT/SIGTERM or a successor's request (returns 0), our lease is revoked or a worker
 /// fails (1). A control-plane exception is logged and returns 1: the
 /// caller still stops the workers.
 int run_control_loop(const ControlPlane& cp);

@@ -42,6 +42,7 @@
 #include "io/control/systemd_notify.h"
 #include "io/daemon/control_loop.h"
 #include "io/daemon/daemon_status.h"
+#include "io/daemon/handover.h"
 #include "io/daemon/memory_plan.h"
 #include "io/daemon/retry.h"
 #include "io/daemon/tun_setup.h"
@@ -50,6 +51,7 @@
 #include "io/kernel/nic_features.h"
 #include "io/kernel/self_test.h"
 #include "io/netlink/netlink.h"
+#include "io/netlink/tun_link.h"
 
 namespace udpring::io {
 namespace {
@@ -171,9 +173,10 @@ class Daemon {
       if (!take_lease()) return 0;
       set_up_tun_device();
       open_sockets();
-      watch_peer_icmp();
       if (!route_peers()) return 0;
       test_udp_gso();
+      take_over_data_path();
+      watch_peer_icmp();
       start_workers();
       report_fast_paths();
       if (!install_iptables_rules()) return 0;
@@ -187,10 +190,12 @@ class Daemon {
     if (http_) not_ready = [this] { http_->set_not_ready(); };
     const int code = run_control_loop({opts_, sigs_, store_.get(), *peer_routes_, *table_, workers_,
                                        stats_, iptables_.get(), status_, *fallbacks_, not_ready,
-                                       icmp_watch_.get()});
+                                       icmp_watch_.get(), handover_.get(), successor_});
+    const auto stopping = std::chrono::steady_clock::now();
     stop_workers();
     fallbacks_->check(stats_);
     log_stats(stats_, "exit");
+    if (successor_) return hand_over(stopping);
     if (opts_.keep_tun && code == 0) {
       spdlog::info("leaving TUN {} in place (--keep-tun): what is routed into it is dropped "
                    "until the next udpringd attaches",
@@ -215,6 +220,36 @@ class Daemon {
   // waits for etcd.
   void start_health_server() {
     if (!opts_.healthz_port) return;
+    try {
+      make_health_server();
+    } catch (const std::system_error& e) {
+      const std::optional<LinkState> s = read_link_state(opts_.tun_name);
+      if (e.code().value() != EADDRINUSE || !s || s->queues == 0) throw;
+      // Most likely the udpringd this one is about to replace.
+      health_deferred_ = true;
+      spdlog::info("{}: the port is taken while TUN {} is served by another process; serving "
+                   "it once that one hands over",
+                   e.what(), opts_.tun_name);
+    }
+  }
+
+  // After a handover: the predecessor closes its server once it has given
+  // the data path away.
+  void start_deferred_health_server() {
+    if (!health_deferred_) return;
+    for (int attempt = 1;; ++attempt) {
+      try {
+        make_health_server();
+        health_deferred_ = false;
+        return;
+      } catch (const std::system_error& e) {
+        if (e.code().value() != EADDRINUSE || attempt == 40) throw;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+
+  void make_health_server() {
     http_ = std::make_unique<HttpServer>(opts_.healthz_ip, opts_.healthz_port, [this] {
       // Before ready, the one family that may say why it is not.
       if (!running_.load(std::memory_order_acquire)) {
@@ -311,10 +346,72 @@ class Daemon {
 
   void set_up_tun_device() {
     n_workers_ = resolved_workers(opts_, std::thread::hardware_concurrency());
+    // The udpringd serving the node now may offer its queues and sockets
+    // (io/daemon/handover.h): they are taken last, when this one is ready
+    // to forward, so that the kernel queues packets for the shortest time.
+    predecessor_ = Predecessor::find(opts_.tun_name);
+    if (predecessor_) {
+      spdlog::info("TUN {} is served by udpringd pid {}, which offers a handover: taking its "
+                   "queues and sockets once the routes are in place",
+                   opts_.tun_name, predecessor_->pid());
+      return;
+    }
     tun_ = set_up_tun(opts_, n_workers_, own_.network, tun_mtu_, net_.network);
   }
 
-  void open_sockets() { socks_ = open_worker_sockets(opts_, ext_.addr, net_.port, n_workers_); }
+  void open_sockets() {
+    if (predecessor_) return;
+    socks_ = open_worker_sockets(opts_, ext_.addr, net_.port, n_workers_);
+  }
+
+  // What a successor must match to take this daemon's queues and sockets.
+  HandoverTerms handover_terms() const {
+    HandoverTerms t;
+    t.tun_name = opts_.tun_name;
+    t.address = core::format_ipv4(own_.network);
+    t.mtu = tun_mtu_;
+    t.network = core::format_prefix(net_.network);
+    t.bind = core::format_ipv4(ext_.addr) + ":" + std::to_string(net_.port);
+    t.workers = n_workers_;
+    t.tun_offload = opts_.tun_offload;
+    t.uso = opts_.uso;
+    t.send_sockets = opts_.source_port_spread && opts_.port_steering && n_workers_ > 1;
+    return t;
+  }
+
+  // Takes the predecessor's data path, or builds one when it closed its own
+  // instead (terms that differ) or the handover broke off.
+  void take_over_data_path() {
+    if (!predecessor_) return;
+    const pid_t pid = predecessor_->pid();
+    Predecessor::Answer a;
+    try {
+      a = predecessor_->take(handover_terms());
+    } catch (const std::runtime_error& e) {
+      a.released = e.what();
+    }
+    predecessor_.reset();
+    if (a.path) {
+      predecessor_stopped_ = std::chrono::steady_clock::time_point(
+          std::chrono::nanoseconds(a.path->stopped_ns));
+      DataPath& p = *a.path;
+      tun_ = adopt_tun(opts_, std::move(p.tun), p.vnet, p.uso, own_.network, tun_mtu_,
+                       net_.network);
+      socks_.udp = std::move(p.udp);
+      socks_.send = std::move(p.send);
+      socks_.steered = p.steered;
+      spdlog::info("took over TUN {}'s {} queue(s) and the UDP sockets from udpringd pid {}: "
+                   "what the kernel queued meanwhile is forwarded now",
+                   opts_.tun_name, tun_.queues.size(), pid);
+    } else {
+      spdlog::info("udpringd pid {} handed nothing over ({}): setting up TUN {} and the sockets "
+                   "anew",
+                   pid, a.released, opts_.tun_name);
+      tun_ = set_up_tun(opts_, n_workers_, own_.network, tun_mtu_, net_.network);
+      socks_ = open_worker_sockets(opts_, ext_.addr, net_.port, n_workers_);
+    }
+    start_deferred_health_server();
+  }
 
   // Before the workers take the sockets: the ports our datagrams leave from.
   void watch_peer_icmp() {
@@ -478,6 +575,13 @@ class Daemon {
       }
     }
     spdlog::info("{} worker(s) forwarding: {}", n_workers_, workers_.front()->fast_paths_text());
+    if (predecessor_stopped_ != std::chrono::steady_clock::time_point{}) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - predecessor_stopped_);
+      spdlog::info("forwarding {} ms after the predecessor's workers stopped: what arrived "
+                   "meanwhile waited in the kernel's queues",
+                   ms.count());
+    }
   }
 
   // Every worker asks its kernel the same; the first speaks for all.
@@ -564,11 +668,72 @@ class Daemon {
     status_.set_routes(peer_routes_->route_count());
     if (store_) status_.set_lease(store_->status());
     running_.store(true, std::memory_order_release);
-    if (opts_.keep_tun) keep_tun_on_exit(tun_, opts_.tun_name);
+    if (opts_.keep_tun) {
+      keep_tun_on_exit(tun_, opts_.tun_name);
+      offer_handover();
+    }
     if (http_) http_->set_ready();
     notify_systemd_ready();
     spdlog::info("udpringd ready: lease {}, {} peer route(s)", core::format_prefix(own_),
                  peer_routes_->route_count());
+  }
+
+  // --keep-tun: a successor started beside us may take the data path.
+  void offer_handover() {
+    try {
+      handover_ = std::make_unique<HandoverListener>(opts_.tun_name);
+      spdlog::info("a udpringd started beside this one for TUN {} takes its queues and sockets "
+                   "without a gap",
+                   opts_.tun_name);
+    } catch (const std::system_error& e) {
+      spdlog::warn("{}: a successor will have to wait for this udpringd to stop", e.what());
+    }
+  }
+
+  // The workers have stopped: give their queues and sockets to the
+  // successor, or close them for it when it would build something else,
+  // then serve nothing and wait to be stopped (a DaemonSet's old pod is
+  // deleted once the new one is ready; exiting would get it restarted).
+  int hand_over(std::chrono::steady_clock::time_point stopping) {
+    Successor s = std::move(*successor_);
+    successor_.reset();
+    handover_.reset();  // the successor listens under the name next
+    if (http_) http_->set_not_ready();
+    tun_.control.reset();  // a dup of queue 0: it would keep the queue attached
+    const std::string diff = terms_difference(s.terms(), handover_terms().text());
+    if (diff.empty()) {
+      DataPath p;
+      p.vnet = tun_.vnet;
+      p.uso = tun_.uso;
+      p.steered = socks_.steered;
+      p.stopped_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         stopping.time_since_epoch()).count();
+      for (auto& w : workers_) {
+        Worker::Files f = w->release_files();
+        p.tun.push_back(std::move(f.tun));
+        p.udp.push_back(std::move(f.udp));
+        p.send.push_back(std::move(f.send));
+      }
+      if (s.give(std::move(p))) {
+        spdlog::info("handed TUN {}'s queues and the UDP sockets to udpringd pid {}, which "
+                     "forwards from now on",
+                     opts_.tun_name, s.pid());
+      }
+    } else {
+      workers_.clear();  // closes the queues and sockets
+      s.release("it asks for " + diff);
+      spdlog::info("udpringd pid {} asks for {}: closed TUN {}'s queues and the sockets so that "
+                   "it builds its own",
+                   s.pid(), diff, opts_.tun_name);
+    }
+    http_.reset();  // the port is the successor's
+    store_.reset();  // no more renewals: the lease is the successor's (its TTL stays)
+    spdlog::info("idle until stopped");
+    int sig = 0;
+    while (sig != SIGINT && sig != SIGTERM) {
+      if (sigwait(&sigs_, &sig) != 0) break;
+    }
+    return 0;
   }
 
   void stop_workers() {
@@ -606,6 +771,11 @@ class Daemon {
   std::unique_ptr<RuntimeFallbackLog> fallbacks_;
   std::vector<FastPath> fast_paths_;
   std::unique_ptr<IptablesManager> iptables_;
+  std::optional<Predecessor> predecessor_;       // until take_over_data_path
+  std::unique_ptr<HandoverListener> handover_;   // once ready, with --keep-tun
+  std::optional<Successor> successor_;           // one asked: the control loop ended
+  bool health_deferred_ = false;                 // the port was the predecessor's
+  std::chrono::steady_clock::time_point predecessor_stopped_;  // when handed over: the gap's start
   // What the HTTP thread reads: stats_, tun_.steering and fast_paths_ once
   // running_ is set (release), status_ at any time.
   DaemonStatus status_;

@@ -491,9 +491,14 @@ std::vector<Flag> make_table() {
                "persistent device), and reattach to it at the next start when its address, MTU "
                "and routes still fit (else it is deleted and made anew). A restart then drops "
                "only what is routed into the TUN while no udpringd reads it; without it the "
-               "route goes too, and that traffic follows the default route or is refused. Off "
-               "by default, as stock flanneld: the device would outlive an uninstall "
-               "(`ip link del flannel0` removes it). =false also takes a kept device back.",
+               "route goes too, and that traffic follows the default route or is refused. A "
+               "udpringd started while this one runs (a DaemonSet rollout with maxSurge) takes "
+               "its TUN queues and UDP sockets as they are, with what the kernel queued on them, "
+               "when its lease, MTU, address, port, worker count and offloads are the same, and "
+               "this one then idles until stopped; otherwise this one closes its own and the "
+               "new one builds the device. Off by default, as stock flanneld: the device would "
+               "outlive an uninstall (`ip link del flannel0` removes it). =false also takes a "
+               "kept device back.",
        .shown = shown_on_off("keep-tun", &Options::keep_tun)});
   add({.group = G::kDataPlane,
        .name = "no-multishot",

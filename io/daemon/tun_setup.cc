@@ -71,7 +71,8 @@ bool take_over_existing(const Options& opts, core::Be32 addr, uint32_t mtu,
   if (s->queues > 0) {
     throw std::runtime_error("TUN " + name + " is in use: " + std::to_string(s->queues) +
                              " queue(s) still open in another process after 2 s; is another "
-                             "udpringd or flanneld running on this node?");
+                             "udpringd or flanneld running on this node? (One run with "
+                             "--keep-tun would hand its queues over.)");
   }
   if (const std::string why = mismatch(*s, addr, mtu, network); !why.empty()) {
     spdlog::info("TUN {} left by an earlier run {}: deleting it and making it anew", name, why);
@@ -82,6 +83,18 @@ bool take_over_existing(const Options& opts, core::Be32 addr, uint32_t mtu,
                "its queues",
                name, core::format_ipv4(addr), mtu, list(s->routes));
   return true;
+}
+
+// Persistent only once the node is ready (keep_tun_on_exit), so that a
+// failed start-up leaves no device behind.
+void make_transient(const Options& opts, const TunSetup& t) {
+  if (const int err = set_tun_persist(t.control.get(), false); err != 0) {
+    throw std::system_error(err, std::generic_category(), "TUNSETPERSIST 0 on " + opts.tun_name);
+  }
+  if (!opts.keep_tun) {
+    spdlog::info("TUN {} is no longer persistent (no --keep-tun): it goes with this udpringd",
+                 opts.tun_name);
+  }
 }
 
 // The queues, with the vnet header when asked for and the kernel takes the
@@ -108,17 +121,7 @@ void open_queues(const Options& opts, unsigned n, TunSetup& t) {
   for (unsigned i = 1; i < n; ++i) t.queues.push_back(open_tun_queue(opts.tun_name, t.vnet));
   t.control = core::UniqueFd(::dup(t.queues[0].get()));
   if (!t.control) throw std::system_error(errno, std::generic_category(), "dup TUN queue");
-  // Persistent only once the node is ready (keep_tun_on_exit), so that a
-  // failed start-up leaves no device behind.
-  if (t.reattached) {
-    if (const int err = set_tun_persist(t.control.get(), false); err != 0) {
-      throw std::system_error(err, std::generic_category(), "TUNSETPERSIST 0 on " + opts.tun_name);
-    }
-    if (!opts.keep_tun) {
-      spdlog::info("TUN {} is no longer persistent (no --keep-tun): it goes with this udpringd",
-                   opts.tun_name);
-    }
-  }
+  if (t.reattached) make_transient(opts, t);
 }
 
 // Returns what places a flow on a queue, for the log.
@@ -161,13 +164,11 @@ void test_gso_writes(const Options& opts, core::Be32 addr, TunSetup& t) {
   }
 }
 
-}  // namespace
-
-TunSetup set_up_tun(const Options& opts, unsigned queues, core::Be32 addr, uint32_t mtu,
-                    const core::Ipv4Prefix& network) {
-  TunSetup t;
-  t.reattached = take_over_existing(opts, addr, mtu, network);
-  open_queues(opts, queues, t);
+// What follows the queues, whoever opened them: steering, sysctls, the
+// address, MTU and route, and the GSO write self-tests.
+void finish(const Options& opts, core::Be32 addr, uint32_t mtu, const core::Ipv4Prefix& network,
+            TunSetup& t) {
+  const unsigned queues = static_cast<unsigned>(t.queues.size());
   const std::string queue_by = attach_steering(opts, queues, t);
   for (const std::string& failure : tune_tun_sysctls(opts.tun_name)) {
     spdlog::warn("{}: ICMP replies or IPv6 suppression on {} may not work", failure,
@@ -178,6 +179,30 @@ TunSetup set_up_tun(const Options& opts, unsigned queues, core::Be32 addr, uint3
   spdlog::info("TUN {}: {} queue(s){}, address {}/32, MTU {}, route {} dev {}", opts.tun_name,
                queues, queues > 1 ? " (flows placed by " + queue_by + ")" : std::string(),
                core::format_ipv4(addr), mtu, core::format_prefix(network), opts.tun_name);
+}
+
+}  // namespace
+
+TunSetup set_up_tun(const Options& opts, unsigned queues, core::Be32 addr, uint32_t mtu,
+                    const core::Ipv4Prefix& network) {
+  TunSetup t;
+  t.reattached = take_over_existing(opts, addr, mtu, network);
+  open_queues(opts, queues, t);
+  finish(opts, addr, mtu, network, t);
+  return t;
+}
+
+TunSetup adopt_tun(const Options& opts, std::vector<core::UniqueFd> queues, bool vnet, bool uso,
+                   core::Be32 addr, uint32_t mtu, const core::Ipv4Prefix& network) {
+  TunSetup t;
+  t.reattached = true;
+  t.queues = std::move(queues);
+  t.vnet = vnet;
+  t.uso = uso;
+  t.control = core::UniqueFd(::dup(t.queues.at(0).get()));
+  if (!t.control) throw std::system_error(errno, std::generic_category(), "dup TUN queue");
+  make_transient(opts, t);
+  finish(opts, addr, mtu, network, t);
   return t;
 }
 

@@ -38,6 +38,12 @@ struct TunSetup {
 TunSetup set_up_tun(const Options& opts, unsigned queues, core::Be32 addr, uint32_t mtu,
                     const core::Ipv4Prefix& network);
 
+/// The same for queues handed over by the udpringd this one replaces
+/// (io/daemon/handover.h), with the offloads it was granted: the device is
+/// live and stays so; it is made non-persistent until ready, as a kept one.
+TunSetup adopt_tun(const Options& opts, std::vector<core::UniqueFd> queues, bool vnet, bool uso,
+                   core::Be32 addr, uint32_t mtu, const core::Ipv4Prefix& network);
+
 /// --keep-tun, once the node is ready: makes the device persistent, so that
 /// it stays, with its address and route, when udpringd stops or dies, and
 /// logs it. Before that a failed start-up takes a new device with it.

@@ -91,6 +91,14 @@ class Worker {
   /// an idle worker would otherwise notice only at its next timeout).
   void wake() noexcept;
 
+  /// Once the thread has returned from run(): its TUN queue, socket and send
+  /// socket, still open, for the udpringd taking over (the ring has let go
+  /// of them).
+  struct Files {
+    core::UniqueFd tun, udp, send;
+  };
+  Files release_files() { return {std::move(tun_), std::move(udp_), std::move(send_)}; }
+
   /// The fast paths in use as one line for the log, once running.
   const std::string& fast_paths_text() const noexcept { return fast_paths_text_; }
   /// What the kernel granted of what WorkerOptions asked for, once running.

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <regex>
 #include <string>
 #include <thread>
@@ -34,6 +35,7 @@ bool tun_exists(const Topology& topo) {
 struct PingCount {
   int sent = 0;
   int received = 0;
+  double max_ms = 0;  // the slowest reply: a packet that waited out a gap
 };
 
 // Pings every 10 ms from p1 to p2's pod, `count` of them, in the background.
@@ -52,6 +54,9 @@ class PingLoop {
       c.sent = std::stoi(m[1]);
       c.received = std::stoi(m[2]);
     }
+    if (std::regex_search(out, m, std::regex(R"(= [\d.]+/[\d.]+/([\d.]+)/)"))) {
+      c.max_ms = std::stod(m[1]);
+    }
     return c;
   }
 
@@ -66,10 +71,9 @@ struct RestartResult {
   std::string error;  // the TCP transfer's, if it failed
 };
 
-// 400 pings (4 s) and a 256 MiB verified TCP transfer from p1 to p2, with
-// node 1's daemon restarted 1 s in.
-RestartResult restart_under_traffic(Topology& topo, std::unique_ptr<Process>& d1,
-                                    const std::vector<std::string>& flags, uint64_t bytes) {
+// 400 pings (4 s) and a `bytes` verified TCP transfer from p1 to p2, with
+// `action` (a restart of node 1's daemon) run 1 s in and timed.
+RestartResult across_traffic(Topology& topo, uint64_t bytes, const std::function<void()>& action) {
   RestartResult r;
   PingLoop pings(topo, 400);
   std::thread tcp([&] {
@@ -81,8 +85,7 @@ RestartResult restart_under_traffic(Topology& topo, std::unique_ptr<Process>& d1
   });
   std::this_thread::sleep_for(std::chrono::seconds(1));
   const auto t0 = Clock::now();
-  EXPECT_EQ(d1->stop(), 0) << d1->log();
-  d1 = start_udpringd(topo, 1, flags);
+  action();
   r.restart_ms = static_cast<int>(
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
   tcp.join();
@@ -90,9 +93,19 @@ RestartResult restart_under_traffic(Topology& topo, std::unique_ptr<Process>& d1
   return r;
 }
 
+// SIGTERM to node 1's daemon, then a new one: "ready" ends the timing.
+RestartResult restart_under_traffic(Topology& topo, std::unique_ptr<Process>& d1,
+                                    const std::vector<std::string>& flags, uint64_t bytes) {
+  return across_traffic(topo, bytes, [&] {
+    EXPECT_EQ(d1->stop(), 0) << d1->log();
+    d1 = start_udpringd(topo, 1, flags);
+  });
+}
+
 void report(const char* what, const RestartResult& r) {
-  std::printf("%s: restart %d ms, %d of %d pings (10 ms apart) lost, %llu TCP bytes verified%s%s\n",
-              what, r.restart_ms, r.pings.sent - r.pings.received, r.pings.sent,
+  std::printf("%s: restart %d ms, %d of %d pings (10 ms apart) lost, slowest reply %.1f ms, "
+              "%llu TCP bytes verified%s%s\n",
+              what, r.restart_ms, r.pings.sent - r.pings.received, r.pings.sent, r.pings.max_ms,
               static_cast<unsigned long long>(r.tcp_bytes), r.error.empty() ? "" : ", ",
               r.error.c_str());
 }
@@ -131,6 +144,68 @@ TEST(KeepTun, RestartKeepsTheDeviceAndLosesOnlyTheGapNoTcpByte) {
   EXPECT_FALSE(has(plain->log(), "kept by an earlier run")) << plain->log();
   EXPECT_EQ(plain->stop(), 0);
   EXPECT_FALSE(tun_exists(topo)) << "a device that is not kept goes with its daemon";
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// The DaemonSet rollout with maxSurge: the new udpringd starts beside the
+// running one, takes its TUN queues and UDP sockets as they are (nothing
+// the kernel queued is dropped), and the old one, idle, is stopped later.
+TEST(KeepTun, ADaemonStartedBesideTheRunningOneTakesItsQueuesAndSocketsLosingNothing) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  const std::vector<std::string> flags = {"--keep-tun", "--workers=2", "--healthz-port=9139"};
+  auto d2 = start_udpringd(topo, 2, {"--workers=2"});
+  auto old = start_udpringd(topo, 1, flags);
+  ASSERT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << old->log();
+
+  constexpr uint64_t kBytes = 256ull << 20;
+  std::unique_ptr<Process> next;
+  const RestartResult r = across_traffic(topo, kBytes, [&] {
+    next = start_udpringd(topo, 1, flags, {}, "udpringd-n1-next.log");
+  });
+  report("handover", r);
+  ASSERT_TRUE(next) << old->log();
+  std::smatch gap;
+  const std::string next_log = next->log();
+  ASSERT_TRUE(std::regex_search(next_log, gap, std::regex(R"(forwarding (\d+) ms after the predecessor's workers stopped)")))
+      << next_log;
+  std::printf("handover: the data path went unread for %s ms\n", gap[1].str().c_str());
+  EXPECT_TRUE(has(next->log(), "which offers a handover")) << next->log();
+  EXPECT_TRUE(has(next->log(), "took over TUN flannel0's 2 queue(s) and the UDP sockets from "
+                               "udpringd pid " + std::to_string(old->pid())))
+      << next->log();
+  EXPECT_TRUE(has(old->log(), "handed TUN flannel0's queues and the UDP sockets to udpringd pid " +
+                                  std::to_string(next->pid())))
+      << old->log();
+  EXPECT_TRUE(old->running()) << "the old one waits to be stopped, idle";
+  EXPECT_EQ(r.tcp_bytes, kBytes) << r.error;
+  EXPECT_EQ(r.pings.sent, 400);
+  EXPECT_EQ(r.pings.received, r.pings.sent) << "a handover loses no ping; took " << r.restart_ms
+                                            << " ms\n" << old->log() << next->log();
+  // The health port went with the data path.
+  EXPECT_TRUE(has(http_get(topo.n1.name(), 9139, "/readyz"), "200 OK"));
+  EXPECT_TRUE(has(next->log(), "health and metrics on 0.0.0.0:9139")) << next->log();
+
+  // Stopping the old one takes nothing from the new one.
+  EXPECT_EQ(old->stop(), 0) << old->log();
+  EXPECT_FALSE(has(old->log(), "leaving TUN flannel0 in place")) << old->log();
+  EXPECT_TRUE(ping(topo.p1, "10.50.2.2", 3)) << next->log();
+  EXPECT_EQ(tcp_transfer_verified(topo.p2.name(), "10.50.2.2", 5202, topo.p1.name(), 16u << 20),
+            16u << 20);
+
+  // A successor that would build something else (one worker): the running
+  // one closes its queues and sockets for it, and it builds its own.
+  auto third = start_udpringd(topo, 1, {"--keep-tun", "--workers=1"}, {}, "udpringd-n1-third.log");
+  EXPECT_TRUE(has(third->log(), "udpringd pid " + std::to_string(next->pid()) +
+                                    " handed nothing over (it asks for workers=1 where this "
+                                    "daemon runs workers=2)"))
+      << third->log();
+  EXPECT_TRUE(has(third->log(), "TUN flannel0 kept by an earlier run")) << third->log();
+  EXPECT_TRUE(has(next->log(), "closed TUN flannel0's queues and the sockets")) << next->log();
+  EXPECT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << third->log();
+  EXPECT_EQ(next->stop(), 0);
+  EXPECT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << third->log();
+  EXPECT_EQ(third->stop(), 0);
   EXPECT_EQ(d2->stop(), 0);
 }
 
@@ -187,7 +262,8 @@ TEST(KeepTun, StoppedDaemonLeavesTheRouteAndAChangedDeviceIsMadeAnew) {
 TEST(KeepTun, ADeviceHeldByAnotherProcessOrOfAnotherKindIsRefused) {
   UDPRING_REQUIRE_INTEGRATION();
   Topology topo;
-  auto d1 = start_udpringd(topo, 1, {"--keep-tun", "--workers=1"});
+  // Without --keep-tun it offers no handover.
+  auto d1 = start_udpringd(topo, 1, {"--workers=1"});
   const std::vector<std::string> second = {
       UDPRINGD_PATH, "--subnet-mgr=static", "--net-config-path=" + topo.net_conf,
       "--static-subnet=10.50.1.0/24", "--iface=u0", "--keep-tun", "--subnet-file=",
@@ -201,8 +277,8 @@ TEST(KeepTun, ADeviceHeldByAnotherProcessOrOfAnotherKindIsRefused) {
       << other.log();
   EXPECT_TRUE(d1->running());
   EXPECT_EQ(d1->stop(), 0);
+  EXPECT_FALSE(tun_exists(topo)) << "not kept: the device went with its daemon";
 
-  sh_ok("ip -n " + topo.n1.name() + " link del flannel0");
   for (const auto& [make, kind] :
        {std::pair{"link add flannel0 type veth peer name fl0peer", "kind \"veth\""},
         std::pair{"tuntap add dev flannel0 mode tap multi_queue", "a TAP"}}) {

@@ -287,7 +287,8 @@ Topology::~Topology() { sh("rm -rf " + dir); }
 
 std::unique_ptr<Process> start_udpringd(Topology& topo, int node,
                                         const std::vector<std::string>& extra,
-                                        const std::vector<std::string>& launcher) {
+                                        const std::vector<std::string>& launcher,
+                                        const std::string& log_name) {
   const int peer = 3 - node;
   const std::string ns = node == 1 ? topo.n1.name() : topo.n2.name();
   std::vector<std::string> argv = {
@@ -300,7 +301,9 @@ std::unique_ptr<Process> start_udpringd(Topology& topo, int node,
       "--subnet-file=" + topo.dir + "/subnet-n" + std::to_string(node) + ".env"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   argv.insert(argv.begin(), launcher.begin(), launcher.end());
-  auto p = std::make_unique<Process>(ns, argv, topo.dir + "/udpringd-n" + std::to_string(node) + ".log");
+  const std::string log =
+      log_name.empty() ? "udpringd-n" + std::to_string(node) + ".log" : log_name;
+  auto p = std::make_unique<Process>(ns, argv, topo.dir + "/" + log);
   if (!p->wait_for_log("udpringd ready", 10000)) {
     throw std::runtime_error("udpringd in " + ns + " did not become ready:\n" + p->log());
   }

@@ -129,8 +129,11 @@ class Topology {
 /// Starts udpringd in node `i` (1 or 2) of `topo` with the other node as its
 /// static peer, waits until it logs "ready". Extra flags are appended;
 /// `launcher` (e.g. setpriv and its arguments) is put in front of the command.
+/// It logs to udpringd-n<i>.log in topo.dir, or `log_name` there (two
+/// daemons on one node).
 std::unique_ptr<Process> start_udpringd(Topology& topo, int node,
                                         const std::vector<std::string>& extra = {},
-                                        const std::vector<std::string>& launcher = {});
+                                        const std::vector<std::string>& launcher = {},
+                                        const std::string& log_name = "");
 
 }  // namespace udpring::test

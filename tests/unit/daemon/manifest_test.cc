@@ -208,6 +208,7 @@ TEST(KubeManifest, CommandLineIsTheDaemonsAndProbesItsHealthPort) {
   ASSERT_NO_THROW(o = daemon_options()) << join(command_line(daemon_container()));
   EXPECT_EQ(o.subnet_mgr, "kube");
   EXPECT_TRUE(o.ip_masq);
+  EXPECT_TRUE(o.keep_tun) << "a pod restart would take the device and its route with it";
   EXPECT_TRUE(o.unimplemented.empty())
       << "udpringd accepts but does not implement: " << join(o.unimplemented);
   ASSERT_NE(o.healthz_port, 0) << "no --healthz-port: nothing for the probes to ask";

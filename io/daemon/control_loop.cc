@@ -81,6 +81,21 @@ void resync_rules(const ControlPlane& cp) {
   cp.status.set_iptables_rebuilds(cp.iptables->rebuilds());
 }
 
+// While a successor sets up, probes of the node's health port reach us:
+// answering 503 keeps them from calling the new pod ready before it has the
+// data path.
+void track_successor(const ControlPlane& cp, bool& starting) {
+  if (cp.handover->successor_starting() == starting) return;
+  starting = !starting;
+  if (starting) {
+    if (cp.not_ready) cp.not_ready();
+    spdlog::info("a successor is setting up: /readyz answers 503 until it takes over");
+  } else {
+    if (cp.ready_again) cp.ready_again();
+    spdlog::info("the successor went away without taking over: /readyz answers 200 again");
+  }
+}
+
 }  // namespace
 
 void log_stats(const std::vector<std::unique_ptr<core::WorkerStats>>& stats, const char* when) {
@@ -101,6 +116,7 @@ int run_control_loop(const ControlPlane& cp) {
   // failed worker goes unnoticed (lease events wait at most 250 ms too).
   const timespec tick{0, 250'000'000};
   int exit_code = 0;
+  bool successor_starting = false;
   try {
     for (;;) {
       if (cp.store && !apply_lease_events(cp)) {
@@ -120,6 +136,7 @@ int run_control_loop(const ControlPlane& cp) {
           cp.successor = std::move(s);
           break;
         }
+        track_successor(cp, successor_starting);
       }
       if (any_worker_failed(cp)) {
         exit_code = 1;

@@ -43,6 +43,7 @@ struct ControlPlane {
   DaemonStatus& status;
   RuntimeFallbackLog& fallbacks;        // checked every turn, and once more after the stop
   std::function<void()> not_ready;      // /readyz to 503 (empty without a health server)
+  std::function<void()> ready_again;    // /readyz back to 200 (empty without one)
   PeerIcmpWatch* icmp_watch;            // null without CAP_NET_RAW
   HandoverListener* handover;           // null without --keep-tun
   std::optional<Successor>& successor;  // set when one asked: the loop then ends (0)

@@ -186,11 +186,15 @@ class Daemon {
       spdlog::critical("{}", e.what());
       return 1;
     }
-    std::function<void()> not_ready;
-    if (http_) not_ready = [this] { http_->set_not_ready(); };
+    std::function<void()> not_ready, ready_again;
+    if (http_) {
+      not_ready = [this] { http_->set_not_ready(); };
+      ready_again = [this] { http_->set_ready(); };
+    }
     const int code = run_control_loop({opts_, sigs_, store_.get(), *peer_routes_, *table_, workers_,
                                        stats_, iptables_.get(), status_, *fallbacks_, not_ready,
-                                       icmp_watch_.get(), handover_.get(), successor_});
+                                       ready_again, icmp_watch_.get(), handover_.get(),
+                                       successor_});
     const auto stopping = std::chrono::steady_clock::now();
     stop_workers();
     fallbacks_->check(stats_);

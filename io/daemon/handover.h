@@ -78,6 +78,8 @@ class HandoverListener {
   /// wait until they ask or close; one of another user is logged and
   /// closed. Never blocks.
   std::optional<Successor> poll();
+  /// A successor has connected and not asked yet (as of the last poll).
+  bool successor_starting() const { return !waiting_.empty(); }
 
  private:
   struct Waiting {

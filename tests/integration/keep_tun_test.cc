@@ -158,6 +158,23 @@ TEST(KeepTun, ADaemonStartedBesideTheRunningOneTakesItsQueuesAndSocketsLosingNot
   auto old = start_udpringd(topo, 1, flags);
   ASSERT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << old->log();
 
+  // A successor that connects and does not ask yet (one still setting up):
+  // the node's health port says "not ready" meanwhile, so that the new
+  // pod's probe, which reaches the old daemon, does not pass early.
+  {
+    Process starting(topo.n1.name(),
+                     {"python3", "-c", R"(import socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect('\0udpringd-handover/flannel0')
+time.sleep(1.5))"},
+                     topo.dir + "/starting.log");
+    ASSERT_TRUE(old->wait_for_log("a successor is setting up", 3000)) << old->log();
+    EXPECT_TRUE(has(http_get(topo.n1.name(), 9139, "/readyz"), "503")) << old->log();
+    ASSERT_TRUE(old->wait_for_log("the successor went away without taking over", 4000))
+        << old->log() << starting.log();
+    EXPECT_TRUE(has(http_get(topo.n1.name(), 9139, "/readyz"), "200 OK"));
+  }
+
   constexpr uint64_t kBytes = 256ull << 20;
   std::unique_ptr<Process> next;
   const RestartResult r = across_traffic(topo, kBytes, [&] {

@@ -80,6 +80,7 @@ TEST(Handover, TheSuccessorGetsTheSameFilesAndWhatTheKernelGranted) {
   EXPECT_EQ(pred->pid(), getpid());
   // Connected but not asking yet: the listener does not wait for it.
   EXPECT_FALSE(listener.poll().has_value());
+  EXPECT_TRUE(listener.successor_starting());
 
   auto answer = std::async(std::launch::async, [&] { return pred->take(terms(2)); });
   std::optional<Successor> s = wait_for_successor(listener);
@@ -144,8 +145,14 @@ TEST(Handover, ASuccessorThatGoesAwayOrAPredecessorThatDiesIsNoHang) {
   const std::string name = tun_name("gone");
   {
     HandoverListener listener(name);
-    { std::optional<Predecessor> quitter = Predecessor::find(name); }  // connects, closes
+    {
+      std::optional<Predecessor> quitter = Predecessor::find(name);
+      ASSERT_TRUE(quitter.has_value());
+      EXPECT_FALSE(listener.poll().has_value());
+      EXPECT_TRUE(listener.successor_starting()) << "connected, not asked yet";
+    }  // closes without asking
     EXPECT_FALSE(listener.poll().has_value());
+    EXPECT_FALSE(listener.successor_starting()) << "gone: nobody is starting any more";
     std::optional<Predecessor> pred = Predecessor::find(name);
     ASSERT_TRUE(pred.has_value());
     auto answer = std::async(std::launch::async, [&] { return pred->take(terms(2)); });

@@ -391,7 +391,7 @@ class Daemon {
     Predecessor::Answer a;
     try {
       a = predecessor_->take(handover_terms());
-    } catch (const std::runtime_error& e) {
+    } catch (const std::exception& e) {  // also a number out of range in its answer
       a.released = e.what();
     }
     predecessor_.reset();

@@ -13,6 +13,11 @@ namespace udpring::encap {
 /// Header bytes reserved per segment in a split: IPv4 (<= 60) + TCP (<= 60).
 inline constexpr size_t kSegHdrSlotBytes = 128;
 
+/// The most segments a worker cuts one super-packet into: 64 KiB with an MSS
+/// as small as 512 bytes. The TUN is told (gso_max_segs), so that the kernel
+/// cuts anything bigger itself before the read.
+inline constexpr uint32_t kMaxTsoSegments = 128;
+
 enum class TsoStatus : uint8_t { kOk, kMalformed, kTtlExpired, kTooManySegments };
 
 /// Result of cutting one TSO super-packet.

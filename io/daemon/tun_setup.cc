@@ -13,6 +13,7 @@
 #include <system_error>
 #include <thread>
 
+#include "encap/gso_split.h"
 #include "io/kernel/self_test.h"
 #include "io/kernel/tun_device.h"
 #include "io/netlink/netlink.h"
@@ -164,6 +165,19 @@ void test_gso_writes(const Options& opts, core::Be32 addr, TunSetup& t) {
   }
 }
 
+// A super-packet of more segments than a worker cuts would be dropped
+// (bad_header_tun): a pod's TCP with an MSS under 512 bytes sends 64 KiB of
+// them. The kernel cuts those itself once the TUN says how many it takes.
+void cap_super_packets(const std::string& tun) {
+  const uint32_t got = set_gso_max_segs(tun, encap::kMaxTsoSegments);
+  if (got != encap::kMaxTsoSegments) {
+    spdlog::warn("TUN {}: the kernel keeps gso_max_segs {} (not {}: Linux 5.19+ sets it); a TSO "
+                 "super-packet of more segments is dropped and counted drop_bad_header_tun, so "
+                 "pod TCP with an MSS under 512 bytes stalls; --no-tun-offload avoids it",
+                 tun, got, encap::kMaxTsoSegments);
+  }
+}
+
 // What follows the queues, whoever opened them: steering, sysctls, the
 // address, MTU and route, and the GSO write self-tests.
 void finish(const Options& opts, core::Be32 addr, uint32_t mtu, const core::Ipv4Prefix& network,
@@ -174,6 +188,7 @@ void finish(const Options& opts, core::Be32 addr, uint32_t mtu, const core::Ipv4
     spdlog::warn("{}: ICMP replies or IPv6 suppression on {} may not work", failure,
                  opts.tun_name);
   }
+  if (t.vnet) cap_super_packets(opts.tun_name);
   configure_tun({opts.tun_name, addr, mtu, opts.tun_txqueuelen, network});
   test_gso_writes(opts, addr, t);
   spdlog::info("TUN {}: {} queue(s){}, address {}/32, MTU {}, route {} dev {}", opts.tun_name,

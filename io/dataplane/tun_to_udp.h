@@ -79,8 +79,7 @@ class TunToUdp {
     sockaddr_in dst;
     std::array<iovec, 2> iov;
   };
-  // A TSO super-packet of 64 KiB with an MSS as small as 512 bytes.
-  static constexpr uint32_t kMaxTsoSegments = 128;
+  static constexpr uint32_t kMaxTsoSegments = encap::kMaxTsoSegments;
   static constexpr uint32_t kIcmpSlots = 64;
   // ICMP replies are new bytes (not forwarded payload) and need a home while
   // their TUN write is in flight; a zero vnet header leads when the TUN has one.

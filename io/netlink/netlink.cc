@@ -347,4 +347,23 @@ void configure_tun(const TunConfig& cfg) {
   }
 }
 
+uint32_t set_gso_max_segs(const std::string& name, uint32_t segs) {
+  SockPtr sock = connect_route();
+  LinkPtr link = get_link(sock.get(), 0, name.c_str());
+  // libnl can read this attribute but has no setter: a bare RTM_NEWLINK.
+  std::unique_ptr<nl_msg, decltype(&nlmsg_free)> msg(nlmsg_alloc_simple(RTM_NEWLINK, 0), nlmsg_free);
+  if (!msg) throw std::runtime_error("nlmsg_alloc: out of memory");
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = rtnl_link_get_ifindex(link.get());
+  const std::string what = "set gso_max_segs " + std::to_string(segs) + " on " + name;
+  if (int err = nlmsg_append(msg.get(), &ifi, sizeof ifi, NLMSG_ALIGNTO); err < 0) fail(what, err);
+  if (int err = nla_put_u32(msg.get(), IFLA_GSO_MAX_SEGS, segs); err < 0) fail(what, err);
+  if (int err = nl_send_sync(sock.get(), msg.release()); err < 0) fail(what, err);
+  LinkPtr now = get_link(sock.get(), 0, name.c_str());
+  uint32_t got = 0;
+  if (rtnl_link_get_gso_max_segs(now.get(), &got) < 0) return 0;
+  return got;
+}
+
 }  // namespace udpring::io

@@ -69,4 +69,12 @@ struct TunConfig {
 /// Throws std::runtime_error naming the step and the object.
 void configure_tun(const TunConfig& cfg);
 
+/// Caps the segments of the super-packets the kernel hands the TUN
+/// `name` (IFLA_GSO_MAX_SEGS): a bigger one it cuts itself first (software
+/// GSO), so that no read holds more segments than a worker can send.
+/// Returns the cap the kernel reports afterwards (a kernel before 5.19
+/// ignores the attribute and keeps its own). Throws std::runtime_error
+/// naming the link when netlink refuses.
+uint32_t set_gso_max_segs(const std::string& name, uint32_t segs);
+
 }  // namespace udpring::io

@@ -27,7 +27,7 @@ namespace {
 using namespace udpring;
 using Bytes = std::vector<uint8_t>;
 
-constexpr size_t kMaxTsoSegments = 128;  // io/dataplane/tun_to_udp.h
+constexpr size_t kMaxTsoSegments = encap::kMaxTsoSegments;
 
 uint16_t load16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 uint32_t load32(const uint8_t* p) {

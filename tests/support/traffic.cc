@@ -5,6 +5,7 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <netinet/udp.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -67,7 +68,8 @@ class NsThread {
 }  // namespace
 
 uint64_t tcp_transfer_verified(const std::string& server_ns, const std::string& server_ip,
-                               uint16_t port, const std::string& client_ns, uint64_t bytes) {
+                               uint16_t port, const std::string& client_ns, uint64_t bytes,
+                               int mss) {
   std::atomic<bool> listening{false};
   uint64_t verified = 0;
   NsThread server(server_ns, [&] {
@@ -103,6 +105,9 @@ uint64_t tcp_transfer_verified(const std::string& server_ns, const std::string& 
   NsThread client(client_ns, [&] {
     UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     set_timeout(s.get(), 15000);
+    if (mss > 0 && setsockopt(s.get(), IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss) != 0) {
+      throw std::runtime_error("TCP_MAXSEG " + std::to_string(mss) + ": " + std::strerror(errno));
+    }
     sockaddr_in sa = make_addr(server_ip, port);
     if (connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
       throw std::runtime_error("connect " + server_ip + ": " + std::strerror(errno));

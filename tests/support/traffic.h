@@ -18,9 +18,11 @@ inline uint8_t pattern_byte(uint64_t i) {
 /// Sends `bytes` over TCP from `client_ns` to a listener in `server_ns` on
 /// server_ip:port and checks every byte at the receiver. Returns the number
 /// of bytes received that matched; throws std::runtime_error naming the first
-/// mismatching offset or a timeout.
+/// mismatching offset or a timeout. `mss` > 0 caps the client's segment
+/// size (TCP_MAXSEG) before it connects.
 uint64_t tcp_transfer_verified(const std::string& server_ns, const std::string& server_ip,
-                               uint16_t port, const std::string& client_ns, uint64_t bytes);
+                               uint16_t port, const std::string& client_ns, uint64_t bytes,
+                               int mss = 0);
 
 /// `connections` verified transfers of `bytes`, one after another, from pod
 /// A (a_ns, a_ip) to pod B, then as many from B to A, on ports from

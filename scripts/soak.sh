@@ -14,8 +14,9 @@
 #
 # DURATION is in seconds (default 120; CI runs 120). By default soak_test
 # and udpringd are built under AddressSanitizer and UndefinedBehaviorSanitizer
-# in build-asan/ (ASAN_BUILD_DIR), only those two targets (about 4 minutes
-# from scratch here); --release runs the Release build in build/ (BUILD_DIR)
+# in build-asan/ (ASAN_BUILD_DIR), only those two targets unless the suite's
+# build is there already (scripts/test-sanitizers.sh; the same clang build,
+# about 3 minutes for the two from scratch here); --release runs the Release build in build/ (BUILD_DIR)
 # instead, without the sanitizers.
 set -euo pipefail
 UR_TAG="soak"
@@ -39,8 +40,7 @@ bash scripts/install-deps.sh </dev/null || die "install-deps failed"
 if ((sanitize)); then
   dir=${ASAN_BUILD_DIR:-build-asan}
   log "ASan+UBSan build of soak_test and udpringd in $dir/"
-  BUILD_DIR=$dir BUILD_TYPE=RelWithDebInfo bash scripts/build.sh --target soak_test --target udpringd \
-    -DUDPRING_SANITIZE=address,undefined -DUDPRING_WERROR=ON </dev/null || die "build failed"
+  ur_asan_build "$dir" --target soak_test --target udpringd || die "build failed"
 else
   dir=${BUILD_DIR:-build}
   log "Release build of soak_test and udpringd in $dir/"

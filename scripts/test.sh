@@ -2,54 +2,62 @@
 # Full test run (this is what CI executes via .ci/run):
 #   1. install missing Debian packages, the arm64 cross build's too
 #      (scripts/install-deps.sh --arm64)
-#   2. Release build in build/ (scripts/build.sh)
-#   3. ctest --test-dir build --output-on-failure: the unit tests (label
-#      unit) with -j2, then the rest with -j1 (integration tests time
-#      traffic and rates, which a second test beside them would skew).
-#      Meanwhile, in the background under SCHED_IDLE (chrt --idle), the
-#      trees of steps 5 to 7 are built and then step 7's arm64 image is
-#      made and checked (tests/deploy/image_test.sh, mostly mmdebstrap; none
-#      of its checks under qemu is timed): the integration tests spend most
-#      of their time waiting (on etcd, on timeouts, on a daemon's restart),
-#      and an idle-class process gets a CPU only when no test wants it, so
-#      the tests' timing is what it is without it. Its logs are printed in
-#      the steps that need it.
-#   4. the soak for 120 s on the Release build (scripts/soak.sh --release
-#      120): traffic both ways, 1,200 lease changes a second and a garbage
-#      flood; the background work goes on beside it, at idle priority. Its
-#      ASan+UBSan form (scripts/soak.sh 120) builds the daemon anew, about
-#      10 CPU-minutes here, which CI's 30 minutes do not hold.
-#   5. ThreadSanitizer build in build-tsan/ of the tests of what threads
+#   2. the ASan+UBSan build of everything, with the fuzz targets beside it,
+#      in build-asan/ (scripts/test-sanitizers.sh --build-only: clang, -O1)
+#   3. the whole suite under ASan+UBSan there (scripts/test-sanitizers.sh
+#      --no-build): the unit tests (label unit) two at a time, then the rest
+#      one at a time (integration tests time traffic and rates, which a
+#      second test beside them would skew); a sanitizer report from any
+#      process, every udpringd included, fails the step. Meanwhile, in the
+#      background under SCHED_IDLE (chrt --idle): the arm64 cross-build,
+#      then step 8's arm64 image check (tests/deploy/image_test.sh, mostly
+#      mmdebstrap; none of its checks under qemu is timed) beside the Release
+#      build of step 5 and the ThreadSanitizer build of step 6. The
+#      integration tests spend most of their time waiting (on etcd, on
+#      timeouts, on a daemon's restart), and an idle-class process gets a
+#      CPU only when no test wants it, so the tests' timing is what it is
+#      without it. Its logs are printed in the steps that need it.
+#   4. the soak for 120 s on the ASan+UBSan build (scripts/soak.sh 120):
+#      traffic both ways, 1,200 lease changes a second and a garbage flood;
+#      the background work goes on beside it, at idle priority
+#   5. what measures the binary as shipped, on a Release build of udpringd
+#      and footprint_test in build/: the RSS budgets (Footprint.*) and the
+#      container image (Deploy.Image)
+#   6. ThreadSanitizer build in build-tsan/ of the tests of what threads
 #      share (qsbr_test, route_table_test, worker_test), and run them
-#   6. the libFuzzer targets: clang build in build-fuzz/, each target run
-#      FUZZ_SECONDS (default 30) on its seeds, two at a time (scripts/fuzz.sh)
-#   7. arm64: cross-build in build-arm64/ and the unit tests under qemu
+#   7. the libFuzzer targets of step 2's build, each run FUZZ_SECONDS
+#      (default 30) on its seeds, two at a time (scripts/fuzz.sh)
+#   8. arm64: the unit tests of the cross-build in build-arm64/ under qemu
 #      (scripts/test-arm64.sh --no-image), at normal priority since some
 #      unit tests are timed; then the background's arm64 image check
-# Steps 3 to 7 all run even if one fails; exits non-zero if any step failed.
-# The whole suite under ASan+UBSan is scripts/test-sanitizers.sh: about 28
-# minutes on its own here, which CI's 30 cannot hold beside these steps.
-# Environment: BUILD_DIR (default build), TSAN_BUILD_DIR (default build-tsan),
-# FUZZ_BUILD_DIR (default build-fuzz), FUZZ_SECONDS (default 30), FUZZ_SKIP
-# (fuzz targets to leave out, default none), BUILD_DIR_ARM64 (default
-# build-arm64).
+# Steps 3 to 8 all run even if one fails; exits non-zero if any step failed.
+# On this machine (2 vCPUs) the whole run takes about 26 minutes.
+# Environment: ASAN_BUILD_DIR (default build-asan), BUILD_DIR (default
+# build), TSAN_BUILD_DIR (default build-tsan), FUZZ_SECONDS (default 30),
+# FUZZ_SKIP (fuzz targets to leave out, default none), BUILD_DIR_ARM64
+# (default build-arm64).
 set -euo pipefail
 UR_TAG="test"
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
 
+export ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
 MAIN_DIR=${BUILD_DIR:-build}
 TSAN_DIR=${TSAN_BUILD_DIR:-build-tsan}
 
-log "step 1/7: install-deps --arm64"
+log "step 1/8: install-deps --arm64"
 bash scripts/install-deps.sh --arm64 </dev/null || die "install-deps failed"
 
-log "step 2/7: Release build in $MAIN_DIR/ ($SECONDS s)"
-BUILD_DIR=$MAIN_DIR BUILD_TYPE=Release bash scripts/build.sh </dev/null || die "build failed"
+log "step 2/8: ASan+UBSan build with the fuzz targets in $ASAN_BUILD_DIR/ ($SECONDS s)"
+bash scripts/test-sanitizers.sh --build-only </dev/null || die "build failed"
 
 failed=()
 
+release_targets=(--target udpringd --target footprint_test)
+build_release() {
+  BUILD_DIR=$MAIN_DIR BUILD_TYPE=Release bash scripts/build.sh "${release_targets[@]}" </dev/null
+}
 tsan_tests=(qsbr_test route_table_test worker_test)
 tsan_targets=()
 for t in "${tsan_tests[@]}"; do tsan_targets+=(--target "$t"); done
@@ -64,7 +72,7 @@ for f in tests/fuzz/*_fuzz.cc; do
   [[ " ${FUZZ_SKIP-} " == *" $t "* ]] || fuzz_targets+=("$t")
 done
 
-# Step 7's arm64 image (scripts/test-arm64.sh step 4), run in the background.
+# Step 8's arm64 image (scripts/test-arm64.sh step 4), run in the background.
 check_arm64_image() {
   bash tests/deploy/image_test.sh "${BUILD_DIR_ARM64:-build-arm64}/udpringd" arm64 </dev/null
 }
@@ -78,34 +86,36 @@ stop_background() {
   rm -rf "$bg_dir"
 }
 ur_cleanup_trap stop_background
-log "building steps 5 to 7, then the arm64 image, in the background (SCHED_IDLE, nice 19)"
+log "building for steps 5, 6 and 8 and checking the arm64 image in the background (SCHED_IDLE, nice 19)"
 set -m
 (
   # This shell and all it starts: idle class (nice 19 where chrt cannot).
   chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || true
   renice -n 19 -p "$BASHPID" >/dev/null
   # Each build's failure is left to its step, which builds again and says.
-  build_tsan || true
-  bash scripts/fuzz.sh --build-only "${fuzz_targets[@]}" || true
+  # The arm64 image check is the longest of this work and mostly waits on
+  # mmdebstrap, so it starts first and runs beside the other builds.
   bash scripts/test-arm64.sh --build-only || true
+  (
+    rc=0
+    check_arm64_image >"$bg_dir/arm64-image.log" 2>&1 || rc=$?
+    echo "$rc" >"$bg_dir/arm64-image.rc"
+  ) &
+  build_release || true
+  build_tsan || true
   touch "$bg_dir/built"
-  rc=0
-  check_arm64_image >"$bg_dir/arm64-image.log" 2>&1 || rc=$?
-  echo "$rc" >"$bg_dir/arm64-image.rc"
+  wait
 ) </dev/null >"$bg_dir/log" 2>&1 &
 bg_pid=$!
 set +m
 
-log "step 3/7: ctest: unit tests two at a time, then the rest one at a time ($SECONDS s)"
-if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -L unit -j2 </dev/null; then
-  failed+=("ctest-unit")
-fi
-if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -LE unit -j1 </dev/null; then
-  failed+=("ctest")
+log "step 3/8: the whole suite under ASan+UBSan ($SECONDS s)"
+if ! bash scripts/test-sanitizers.sh --no-build </dev/null; then
+  failed+=("ctest-asan")
 fi
 
-log "step 4/7: soak, 120 s, Release build ($SECONDS s)"
-if ! bash scripts/soak.sh --release 120 </dev/null; then
+log "step 4/8: soak, 120 s, ASan+UBSan build ($SECONDS s)"
+if ! bash scripts/soak.sh 120 </dev/null; then
   failed+=("soak")
 fi
 
@@ -114,7 +124,16 @@ while [[ ! -e "$bg_dir/built" ]] && kill -0 "$bg_pid" 2>/dev/null; do sleep 1; d
 cat "$bg_dir/log"
 log "background builds done ($SECONDS s)"
 
-log "step 5/7: ThreadSanitizer ${tsan_tests[*]} in $TSAN_DIR/ ($SECONDS s)"
+log "step 5/8: the RSS budgets and the container image on the Release build in $MAIN_DIR/ ($SECONDS s)"
+if build_release; then
+  if ! ctest --test-dir "$MAIN_DIR" --output-on-failure -j1 -R '^(Footprint\.|Deploy\.Image$)' </dev/null; then
+    failed+=("ctest-release")
+  fi
+else
+  failed+=("release-build")
+fi
+
+log "step 6/8: ThreadSanitizer ${tsan_tests[*]} in $TSAN_DIR/ ($SECONDS s)"
 if build_tsan; then
   # TSan cannot cope with every ASLR layout the kernel may pick
   # ("unexpected memory mapping"); run with randomization disabled.
@@ -139,12 +158,12 @@ else
   failed+=("tsan-build")
 fi
 
-log "step 6/7: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-30} s each, in ${FUZZ_BUILD_DIR:-build-fuzz}/ ($SECONDS s)"
-if ! bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-30}" "${fuzz_targets[@]}" </dev/null; then
+log "step 7/8: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-30} s each, in $ASAN_BUILD_DIR/ ($SECONDS s)"
+if ! FUZZ_BUILD_DIR=$ASAN_BUILD_DIR bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-30}" "${fuzz_targets[@]}" </dev/null; then
   failed+=("fuzz")
 fi
 
-log "step 7/7: arm64 cross-build and unit tests under qemu ($SECONDS s)"
+log "step 8/8: arm64 unit tests under qemu ($SECONDS s)"
 if ! bash scripts/test-arm64.sh --no-image </dev/null; then
   failed+=("arm64")
 fi

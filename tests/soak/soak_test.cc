@@ -29,6 +29,7 @@
 #include "tests/support/garbage_flood.h"
 #include "tests/support/metrics.h"
 #include "tests/support/netns.h"
+#include "tests/support/sanitizers.h"
 #include "tests/support/traffic.h"
 
 namespace udpring::test {
@@ -36,11 +37,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint16_t kHealthPort = 9141;
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;  // this program, and so the udpringd built beside it
-#else
-constexpr bool kSanitized = false;
-#endif
+// This program's build, and so the udpringd built beside it.
+constexpr bool kSanitized = kAddressSanitizer;
 
 double soak_seconds() {
   const char* s = std::getenv("UDPRING_SOAK_SECONDS");

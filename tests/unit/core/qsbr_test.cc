@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/route_table.h"
+#include "tests/support/sanitizers.h"
 
 namespace udpring::core {
 namespace {
@@ -122,11 +123,9 @@ TEST(QsbrTest, PublishWhileReaderOfflineFreesImmediately) {
 
 // ---- Stress: readers look up while the control thread churns ----
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr uint32_t kGenerations = 1000;  // sanitizers are 5-15x slower
-#else
-constexpr uint32_t kGenerations = 4000;
-#endif
+// Sanitizers are 5-15x slower.
+constexpr uint32_t kGenerations =
+    test::kThreadSanitizer || test::kAddressSanitizer ? 1000 : 4000;
 constexpr size_t kReaders = 3;
 
 // Every generation maps every probe to this hop, so a reader can tell which

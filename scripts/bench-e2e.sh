@@ -77,6 +77,13 @@
 #   --out DIR             output directory (default out/bench-<timestamp>)
 #   --no-build            skip install-deps and building udpringd
 #   --no-chart            do not draw chart.png
+#   --perf-stat EVENTS    count perf events (comma-separated, as perf stat
+#                         -e takes them, e.g. "task-clock,context-switches,
+#                         raw_syscalls:sys_enter") in both udpringd
+#                         processes during each udpring measurement, per
+#                         thread: raw/perf-VARIANT-rROUND-GROUP.csv (perf
+#                         stat -x, output). How docs/performance.md
+#                         counts wake-ups and syscalls per crossing
 #   -- ARGS               extra arguments for every udpringd instance (after
 #                         a sweep SET's flags)
 #
@@ -121,6 +128,7 @@ udp_rate=0
 out=""
 do_build=1
 do_chart=1
+perf_events=""
 daemon_args=()
 
 need_int() {  # need_int OPTION VALUE
@@ -144,6 +152,9 @@ while (($#)); do
     --out) [[ -n "${2:-}" ]] || die "--out needs a directory"; out=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
     --no-chart) do_chart=0; shift ;;
+    --perf-stat) [[ -n "${2:-}" ]] || die "--perf-stat needs a list of perf events"
+      command -v perf >/dev/null 2>&1 || die "--perf-stat needs perf (apt-get install linux-perf)"
+      perf_events=$2; shift 2 ;;
     --) shift; daemon_args=("$@"); break ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (try --help)" ;;
@@ -510,12 +521,21 @@ measure() {
     mapfile -t cnt_a < <(daemon_counters)
     c1a=$(proc_cpu_seconds "$pid1"); c2a=$(proc_cpu_seconds "$pid2")
   fi
-  local t0 t1 st0 st1
+  local t0 t1 st0 st1 perf_pid=""
+  if [[ "$mode" == udpring && -n "$perf_events" ]]; then
+    perf stat -x, --per-thread -e "$perf_events" -p "$pid1,$pid2" \
+      -o "$OUT/raw/perf-$variant-r$round-$group.csv" </dev/null >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   st0=$(steal_seconds)
   t0=$(ur_now_ms)
   "group_$group" "$variant" "$round"
   t1=$(ur_now_ms)
   st1=$(steal_seconds)
+  if [[ -n "$perf_pid" ]]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+  fi
   met_extra "\"wall_s\":$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')"
   met_extra "\"steal_s\":$(awk -v a="$st0" -v b="$st1" 'BEGIN { printf "%.2f", b - a }')"
   if [[ "$mode" == udpring ]]; then

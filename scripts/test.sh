@@ -26,14 +26,14 @@
 #   6. ThreadSanitizer build in build-tsan/ of the tests of what threads
 #      share (qsbr_test, route_table_test, worker_test), and run them
 #   7. the libFuzzer targets of step 2's build, each run FUZZ_SECONDS
-#      (default 30) on its seeds, two at a time (scripts/fuzz.sh)
+#      (default 15) on its seeds, two at a time (scripts/fuzz.sh)
 #   8. arm64: the unit tests of the cross-build in build-arm64/ under qemu
 #      (scripts/test-arm64.sh --no-image), at normal priority since some
 #      unit tests are timed; then the background's arm64 image check
 # Steps 3 to 8 all run even if one fails; exits non-zero if any step failed.
-# On this machine (2 vCPUs) the whole run takes about 26 minutes.
+# On this machine (2 vCPUs) the whole run takes 26 to 29 minutes.
 # Environment: ASAN_BUILD_DIR (default build-asan), BUILD_DIR (default
-# build), TSAN_BUILD_DIR (default build-tsan), FUZZ_SECONDS (default 30),
+# build), TSAN_BUILD_DIR (default build-tsan), FUZZ_SECONDS (default 15),
 # FUZZ_SKIP (fuzz targets to leave out, default none), BUILD_DIR_ARM64
 # (default build-arm64).
 set -euo pipefail
@@ -158,8 +158,8 @@ else
   failed+=("tsan-build")
 fi
 
-log "step 7/8: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-30} s each, in $ASAN_BUILD_DIR/ ($SECONDS s)"
-if ! FUZZ_BUILD_DIR=$ASAN_BUILD_DIR bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-30}" "${fuzz_targets[@]}" </dev/null; then
+log "step 7/8: fuzz targets (${fuzz_targets[*]}), ${FUZZ_SECONDS:-15} s each, in $ASAN_BUILD_DIR/ ($SECONDS s)"
+if ! FUZZ_BUILD_DIR=$ASAN_BUILD_DIR bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-15}" "${fuzz_targets[@]}" </dev/null; then
   failed+=("fuzz")
 fi
 

@@ -276,9 +276,14 @@ TEST_F(FileInput, FifosSymlinksDevicesAndHugeFilesAreSkipped) {
   const std::string s = dir_ + "/subnets/";
   ASSERT_EQ(mkfifo((s + "10.60.250.0-24").c_str(), 0644), 0);
   ASSERT_EQ(symlink("/dev/zero", (s + "10.60.251.0-24").c_str()), 0);
-  std::ofstream(s + "10.60.252.0-24").close();
-  ASSERT_EQ(truncate((s + "10.60.252.0-24").c_str(), off_t{1} << 30), 0);  // 1 GiB, sparse
-  std::ofstream(s + "10.60.253.0-24") << value_of("192.168.78.253") << std::string(8192, ' ');
+  // Files are written beside the directory and renamed in, as a writer of
+  // leases does: node 1 watches and would count a half-written one too.
+  const std::string staged = cluster_->dir + "/staged";
+  std::ofstream(staged).close();
+  ASSERT_EQ(truncate(staged.c_str(), off_t{1} << 30), 0);  // 1 GiB, sparse
+  std::filesystem::rename(staged, s + "10.60.252.0-24");
+  std::ofstream(staged) << value_of("192.168.78.253") << std::string(8192, ' ');
+  std::filesystem::rename(staged, s + "10.60.253.0-24");
   std::filesystem::create_directory(s + "10.60.254.0-24");
   std::ofstream(cluster_->dir + "/elsewhere") << value_of("192.168.78.249");
   ASSERT_EQ(symlink((cluster_->dir + "/elsewhere").c_str(), (s + "10.60.249.0-24").c_str()), 0);

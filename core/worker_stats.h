@@ -51,6 +51,7 @@ enum class Counter : uint8_t {
   kSendZcFallback,    // zero-copy sends refused (EMSGSIZE); zero copy then turned off
   kSpinHits,          // busy-poll spins that found completions (no sleep needed)
   kSpinMisses,        // busy-poll spins that found nothing and went to sleep
+  kSpinDearHits,      // spin hits that waited longer than a sleep would have cost
   kLastSendErrno,     // errno of the most recent failed send (a gauge; 0 = none)
   kCount
 };
@@ -67,7 +68,7 @@ inline constexpr std::array<std::string_view, kCounterCount> kCounterNames = {
     "drop_tun_write_error", "no_buffer",     "multishot_rearm",      "gso_sends",
     "gso_fallback",     "gro_receives",      "tso_reads",            "coalesced_writes",
     "coalesce_checksum_failures", "send_zc_fallback", "spin_hits",   "spin_misses",
-    "last_send_errno"};
+    "spin_dear_hits",   "last_send_errno"};
 
 struct alignas(64) WorkerStats {
   std::array<std::atomic<uint64_t>, kCounterCount> values{};

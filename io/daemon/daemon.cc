@@ -551,7 +551,7 @@ class Daemon {
     w.icmp_burst = opts_.icmp_burst;
     w.sqpoll = opts_.sqpoll;
     w.busy_poll_us = opts_.busy_poll_us;
-    w.busy_poll_auto = opts_.busy_poll_auto;
+    w.busy_poll_mode = opts_.busy_poll_mode;
     w.send_zc = opts_.send_zc;
     return w;
   }

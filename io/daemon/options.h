@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/ipv4_addr.h"
+#include "encap/busy_poll_policy.h"
 #include "encap/udp_decap.h"
 
 namespace udpring::io {
@@ -76,7 +77,7 @@ struct Options {
   unsigned socket_rcvbuf = 4u << 20;
   unsigned socket_sndbuf = 4u << 20;
   unsigned busy_poll_us = 100;        // spin window; 0 = never spin
-  bool busy_poll_auto = true;         // spin only after activity, back off on misses
+  encap::BusyPollMode busy_poll_mode = encap::BusyPollMode::kCheap;  // auto
   bool sqpoll = false;
   bool send_zc = false;
   bool print_config = false;

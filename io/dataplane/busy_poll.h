@@ -14,13 +14,13 @@ namespace udpring::io {
 class BusyPoll {
  public:
   BusyPoll(Ring& ring, core::WorkerStats& stats, const std::atomic<bool>& stop, unsigned spin_us,
-           bool adaptive) noexcept
-      : ring_(ring), stats_(stats), stop_(stop), policy_(spin_us, adaptive) {}
+           encap::BusyPollMode mode) noexcept
+      : ring_(ring), stats_(stats), stop_(stop), policy_(spin_us, mode) {}
 
   /// Spins for completions if the policy says so. `had_events`: the turn
-  /// just done handled completions; `turn_bytes`: what it read. Returns true
+  /// just done handled completions; `turn`: what it read. Returns true
   /// when completions are ready (the caller need not block).
-  bool wait(bool had_events, uint64_t turn_bytes);
+  bool wait(bool had_events, encap::TurnInput turn);
 
  private:
   Ring& ring_;

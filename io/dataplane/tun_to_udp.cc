@@ -127,7 +127,7 @@ void TunToUdp::on_read(const io_uring_cqe* cqe) {
     if (has_buf) recycle(bid);
     return;
   }
-  ctx_.turn_bytes += static_cast<uint32_t>(cqe->res);
+  ctx_.turn.tun_bytes += static_cast<uint32_t>(cqe->res);
   uint8_t* buf = bufs_.buffer(bid);
   uint32_t len = static_cast<uint32_t>(cqe->res);
   if (vnet_) {

@@ -107,7 +107,7 @@ void UdpToTun::on_recv(const io_uring_cqe* cqe) {
     if (has_buf) recycle(bid);
     return;
   }
-  ctx_.turn_bytes += static_cast<uint32_t>(cqe->res);
+  ctx_.turn.peer_bytes += static_cast<uint32_t>(cqe->res);
   uint8_t* buf = bufs_.buffer(bid);
   io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buf, cqe->res, &recv_template_);
   if (out == nullptr) {

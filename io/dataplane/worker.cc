@@ -63,8 +63,8 @@ std::string describe(const RingSetup& ring, const WorkerOptions& o, const FastPa
                              : "") +
          ", UDP RECVMSG multishot" + (gso ? ", UDP GSO" : "") + (p.gro ? ", UDP GRO" : "") +
          (p.send_zc ? ", SENDMSG_ZC" : "") + (own_port ? ", own source port" : "") +
-         (o.busy_poll_us ? std::string(o.busy_poll_auto ? ", adaptive" : ", always") +
-                               " busy poll " + std::to_string(o.busy_poll_us) + " us"
+         (o.busy_poll_us ? ", busy poll " + std::string(encap::busy_poll_mode_name(o.busy_poll_mode)) +
+                               " up to " + std::to_string(o.busy_poll_us) + " us"
                          : "");
 }
 
@@ -107,7 +107,7 @@ struct Worker::Impl {
     ctx.emplace(WorkerContext{*ring, o, w.stats_, w.routes_});
     tx.emplace(*ctx, *tun_bufs, w.send_ ? kSendFile : kUdpFile, o.gso, got.send_zc, got.multishot);
     rx.emplace(*ctx, *udp_bufs, got.gro);
-    busy.emplace(*ring, w.stats_, w.stop_, o.busy_poll_us, o.busy_poll_auto);
+    busy.emplace(*ring, w.stats_, w.stop_, o.busy_poll_us, o.busy_poll_mode);
     w.fast_paths_text_ = describe(ring->setup(), o, got, o.gso, static_cast<bool>(w.send_));
   }
 
@@ -148,14 +148,14 @@ struct Worker::Impl {
       // Offline while blocked: the control thread need not wait for us to
       // free an old route table. Online again before touching it.
       w.qsbr_.offline(id);
-      if (!busy->wait(seen > 0, ctx->turn_bytes)) {
+      if (!busy->wait(seen > 0, ctx->turn)) {
         io_uring_cqe* first = nullptr;
         io_uring_submit_and_wait_timeout(ring->get(), &first, 1, &ts, nullptr);
       }
       w.qsbr_.online(id);
       tx->begin_turn();
       rx->begin_turn();
-      ctx->turn_bytes = 0;
+      ctx->turn = {};
       unsigned head;
       seen = 0;
       io_uring_cqe* cqe;

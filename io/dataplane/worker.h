@@ -12,6 +12,7 @@
 #include "core/route_table.h"
 #include "core/unique_fd.h"
 #include "core/worker_stats.h"
+#include "encap/busy_poll_policy.h"
 #include "encap/udp_decap.h"
 
 namespace udpring::io {
@@ -40,7 +41,7 @@ struct WorkerOptions {
   uint32_t icmp_burst = 10;
   bool sqpoll = false;             // IORING_SETUP_SQPOLL: a kernel thread submits
   unsigned busy_poll_us = 0;       // spin this long for completions before blocking
-  bool busy_poll_auto = false;     // spin only after activity; back off after misses
+  encap::BusyPollMode busy_poll_mode = encap::BusyPollMode::kAlways;
   bool send_zc = false;            // IORING_OP_SENDMSG_ZC for sends of 2+ datagrams
   int cpu = -1;                    // pin the worker thread to this CPU (-1: no pinning)
 };

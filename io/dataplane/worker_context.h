@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/completion_errors.h"
+#include "encap/busy_poll_policy.h"
 #include "encap/icmp_rate_limit.h"
 
 #include "core/route_table.h"
@@ -32,13 +33,13 @@ struct WorkerContext {
   const WorkerOptions& opts;
   core::WorkerStats& stats;
   const core::RouteTable& routes;
-  // Bytes read from the TUN and the socket this turn: busy polling does not
-  // spin after bulk turns.
-  uint64_t turn_bytes = 0;
-  // The first fatal error completion (errno, 0: none): the loop stops at the
-  // end of the turn that saw it.
+  // What this turn read, from the TUN and from the socket: busy polling
+  // judges its spins by it.
+  encap::TurnInput turn{};
   // One budget of ICMP errors per source for both directions.
   encap::IcmpRateLimit icmp_limit{opts.icmp_rate, opts.icmp_burst};
+  // The first fatal error completion (errno, 0: none): the loop stops at the
+  // end of the turn that saw it.
   int fatal_errno = 0;
   core::CompletionOp fatal_op = core::CompletionOp::kTunRead;
 

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
+#include <string>
 #include <thread>
 
 #include "tests/support/netns.h"
@@ -309,6 +311,47 @@ TEST(BusyPoll, SpinsForRequestResponseButNotForBulk) {
   EXPECT_GT(s2.at("spin_hits") - s1.at("spin_hits"), 30u) << "request/response did not spin";
   EXPECT_EQ(d1->stop(), 0);
   EXPECT_EQ(d2->stop(), 0);
+}
+
+// auto spins only where a spin costs no more CPU than the sleep it saves.
+// A ping's reply is a whole remote round trip away from the request (node
+// 2's worker wakes up twice on the way), longer than a wake-up: auto backs
+// off from those waits, eager spins through them. The spin after a turn
+// finds that turn's own send or write completed, quickly, in both modes.
+TEST(BusyPoll, AutoBacksOffFromWaitsDearerThanASleepAndEagerSpinsThroughThem) {
+  UDPRING_REQUIRE_INTEGRATION();
+  constexpr uint64_t kPings = 300;
+  std::map<std::string, std::map<std::string, uint64_t>> spins;
+  for (const std::string mode : {"auto", "eager"}) {
+    Topology topo;
+    auto d1 = start_udpringd(topo, 1, {"--workers=1", "--busy-poll=" + mode});
+    auto d2 = start_udpringd(topo, 2, {"--workers=1", "--busy-poll=" + mode});
+    ASSERT_TRUE(ping(topo.p1, "10.50.2.2"));
+    const auto s0 = daemon_stats(*d1);
+    ASSERT_EQ(sh(topo.p1.exec() + "ping -c " + std::to_string(kPings) +
+                 " -i 0.002 -W 1 -q 10.50.2.2 >/dev/null 2>&1"),
+              0);
+    const auto s1 = daemon_stats(*d1);
+    for (const char* c : {"spin_hits", "spin_misses", "spin_dear_hits"}) spins[mode][c] = s1.at(c) - s0.at(c);
+    std::printf("%s: %llu hits, %llu dear, %llu misses\n", mode.c_str(),
+                static_cast<unsigned long long>(spins[mode]["spin_hits"]),
+                static_cast<unsigned long long>(spins[mode]["spin_dear_hits"]),
+                static_cast<unsigned long long>(spins[mode]["spin_misses"]));
+    EXPECT_EQ(d1->stop(), 0);
+    EXPECT_EQ(d2->stop(), 0);
+  }
+  const auto describe = [&](const std::string& m) {
+    return m + ": " + std::to_string(spins[m]["spin_hits"]) + " hits, " +
+           std::to_string(spins[m]["spin_dear_hits"]) + " of them dear, " +
+           std::to_string(spins[m]["spin_misses"]) + " misses";
+  };
+  const std::string both = describe("auto") + "; " + describe("eager");
+  // Back-off to 1 chance in 65 per kind of wait: about 10 dear spins for
+  // the remote waits. Eager spins through them all; about half take longer
+  // than kCheapSpin here (the send does much of node 2's work inline).
+  EXPECT_LT(spins["auto"]["spin_dear_hits"], kPings / 10) << both;
+  EXPECT_GT(spins["eager"]["spin_dear_hits"], kPings / 4) << both;
+  EXPECT_GT(spins["auto"]["spin_hits"], kPings / 2) << "own completions are found by a cheap spin; " << both;
 }
 
 }  // namespace

@@ -102,14 +102,19 @@ TEST(Options, FlanneldDefaults) {
 
 TEST(Options, BusyPollIsAdaptiveByDefault) {
   const auto d = parse({});
-  EXPECT_TRUE(d.busy_poll_auto);
+  EXPECT_EQ(d.busy_poll_mode, encap::BusyPollMode::kCheap);
   EXPECT_EQ(d.busy_poll_us, 100u);
   EXPECT_NE(io::describe_options(d, 2).find("busy-poll: auto (up to 100 us"), std::string::npos);
   const auto off = parse({"--busy-poll=0"});
-  EXPECT_FALSE(off.busy_poll_auto);
+  EXPECT_EQ(off.busy_poll_mode, encap::BusyPollMode::kAlways);
   EXPECT_EQ(off.busy_poll_us, 0u);
   EXPECT_NE(io::describe_options(off, 2).find("busy-poll: 0 us (off)"), std::string::npos);
-  EXPECT_TRUE(parse({"--busy-poll=0", "--busy-poll=auto"}).busy_poll_auto);
+  EXPECT_EQ(parse({"--busy-poll=0", "--busy-poll=auto"}).busy_poll_mode, encap::BusyPollMode::kCheap);
+  const auto eager = parse({"--busy-poll=eager"});
+  EXPECT_EQ(eager.busy_poll_mode, encap::BusyPollMode::kEager);
+  EXPECT_EQ(eager.busy_poll_us, 100u);
+  EXPECT_NE(io::describe_options(eager, 2).find("busy-poll: eager (up to 100 us after activity, backing off on misses)"),
+            std::string::npos);
   EXPECT_THROW(parse({"--busy-poll=sometimes"}), UsageError);
 }
 
@@ -195,7 +200,7 @@ TEST(Options, TuningFlags) {
   EXPECT_EQ(o.buffers, 512u);
   EXPECT_EQ(o.buffer_size, 4096u);
   EXPECT_EQ(o.busy_poll_us, 50u);
-  EXPECT_FALSE(o.busy_poll_auto);  // an explicit window always spins
+  EXPECT_EQ(o.busy_poll_mode, encap::BusyPollMode::kAlways);  // an explicit window always spins
   EXPECT_TRUE(o.sqpoll);
   EXPECT_TRUE(o.send_zc);
   EXPECT_TRUE(o.print_config);
@@ -344,7 +349,7 @@ TEST(Options, ErrorsSayWhatIsAccepted) {
   };
   EXPECT_EQ(error({"--ring-entries=4"}), "--ring-entries \"4\": expected a whole number from 8 to 32768");
   EXPECT_EQ(error({"--busy-poll=sometimes"}),
-            "--busy-poll \"sometimes\": expected auto, or microseconds from 0 to 1000000");
+            "--busy-poll \"sometimes\": expected auto, eager, or microseconds from 0 to 1000000");
   EXPECT_EQ(error({"--buffers=x"}), "--buffers \"x\": expected a power of two from 16 to 32768");
   EXPECT_EQ(error({"--tun-name="}), "--tun-name \"\": expected an interface name of 1-15 characters");
   EXPECT_EQ(error({"--lease-dir="}), "--lease-dir \"\": expected a directory");

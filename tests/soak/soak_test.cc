@@ -270,10 +270,12 @@ TEST(Soak, TrafficChurnAndFloodLoseNothingAndGrowNothing) {
       EXPECT_LT(rss_max - idle_before.rss[i], 1024) << "node " << i;
       EXPECT_LT(idle_after.rss[i] - idle_before.rss[i], 1024) << "node " << i;
     }
-    // The same files open once idle again (under load a scrape's
-    // connection or a lease file being read is open for a moment).
+    // The same files open once idle again. Under load some are open for a
+    // moment: the iptables check every 5 s holds its child's stdin
+    // socketpair and stdout and stderr pipes (6 fds while it spawns), a lease
+    // file being read, a scrape's connection. A CI run sampled 7 at once.
     EXPECT_EQ(idle_after.fds[i], idle_before.fds[i]) << "node " << i;
-    EXPECT_LE(fds_max, idle_before.fds[i] + 4) << "node " << i;
+    EXPECT_LE(fds_max, idle_before.fds[i] + 8) << "node " << i;
   }
 
   EXPECT_GE(static_cast<double>(churn.changes) / churn.seconds, 1000);

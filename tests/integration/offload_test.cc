@@ -47,7 +47,14 @@ TEST(TsoTrains, BackToBackSuperPacketsShareSends) {
                                  topo.p1.name(), kCount, kSize, kPerSend, 2000);
     resume.join();
     EXPECT_EQ(got, kCount) << "datagrams lost or damaged";
-    const auto a = daemon_stats(*d1);
+    // The datagrams reach pod 2 while the sends run; the worker counts them
+    // when it reaps the sends' completions, a moment later (under ASan in CI,
+    // after the stats were read once).
+    auto a = daemon_stats(*d1);
+    for (int i = 0; i < 100 && a.at("udp_tx_packets") - b.at("udp_tx_packets") < kCount; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      a = daemon_stats(*d1);
+    }
     reads = a.at("tso_reads") - b.at("tso_reads");
     sends = a.at("gso_sends") - b.at("gso_sends");
     EXPECT_EQ(a.at("udp_tx_packets") - b.at("udp_tx_packets"), kCount);

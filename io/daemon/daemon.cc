@@ -41,6 +41,7 @@
 #include "io/control/peer_icmp_watch.h"
 #include "io/control/systemd_notify.h"
 #include "io/daemon/control_loop.h"
+#include "io/daemon/fd_store.h"
 #include "io/daemon/daemon_status.h"
 #include "io/daemon/handover.h"
 #include "io/daemon/memory_plan.h"
@@ -200,7 +201,7 @@ class Daemon {
     fallbacks_->check(stats_);
     log_stats(stats_, "exit");
     if (successor_) return hand_over(stopping);
-    if (opts_.keep_tun && code == 0) {
+    if (opts_.keep_tun && code == 0 && !store_in_systemd(stopping)) {
       spdlog::info("leaving TUN {} in place (--keep-tun): what is routed into it is dropped "
                    "until the next udpringd attaches",
                    opts_.tun_name);
@@ -350,6 +351,20 @@ class Daemon {
 
   void set_up_tun_device() {
     n_workers_ = resolved_workers(opts_, std::thread::hardware_concurrency());
+    // A restart under systemd may have kept the last run's queues and
+    // sockets in its fd store (io/daemon/fd_store.h): taken, like a
+    // predecessor's, once the routes are in place.
+    try {
+      stored_ = take_stored_data_path();
+    } catch (const std::exception& e) {
+      spdlog::warn("{}: setting up TUN {} and the sockets anew", e.what(), opts_.tun_name);
+    }
+    if (stored_) {
+      spdlog::info("systemd kept TUN {}'s queues and the UDP sockets of the last run in its fd "
+                   "store: taking them once the routes are in place",
+                   opts_.tun_name);
+      return;
+    }
     // The udpringd serving the node now may offer its queues and sockets
     // (io/daemon/handover.h): they are taken last, when this one is ready
     // to forward, so that the kernel queues packets for the shortest time.
@@ -364,7 +379,7 @@ class Daemon {
   }
 
   void open_sockets() {
-    if (predecessor_) return;
+    if (predecessor_ || stored_) return;
     socks_ = open_worker_sockets(opts_, ext_.addr, net_.port, n_workers_);
   }
 
@@ -386,6 +401,7 @@ class Daemon {
   // Takes the predecessor's data path, or builds one when it closed its own
   // instead (terms that differ) or the handover broke off.
   void take_over_data_path() {
+    if (stored_) return take_stored();
     if (!predecessor_) return;
     const pid_t pid = predecessor_->pid();
     Predecessor::Answer a;
@@ -398,12 +414,7 @@ class Daemon {
     if (a.path) {
       predecessor_stopped_ = std::chrono::steady_clock::time_point(
           std::chrono::nanoseconds(a.path->stopped_ns));
-      DataPath& p = *a.path;
-      tun_ = adopt_tun(opts_, std::move(p.tun), p.vnet, p.uso, own_.network, tun_mtu_,
-                       net_.network);
-      socks_.udp = std::move(p.udp);
-      socks_.send = std::move(p.send);
-      socks_.steered = p.steered;
+      adopt(std::move(*a.path));
       spdlog::info("took over TUN {}'s {} queue(s) and the UDP sockets from udpringd pid {}: "
                    "what the kernel queued meanwhile is forwarded now",
                    opts_.tun_name, tun_.queues.size(), pid);
@@ -415,6 +426,64 @@ class Daemon {
       socks_ = open_worker_sockets(opts_, ext_.addr, net_.port, n_workers_);
     }
     start_deferred_health_server();
+  }
+
+  void adopt(DataPath p) {
+    tun_ = adopt_tun(opts_, std::move(p.tun), p.vnet, p.uso, own_.network, tun_mtu_,
+                     net_.network);
+    socks_.udp = std::move(p.udp);
+    socks_.send = std::move(p.send);
+    socks_.steered = p.steered;
+  }
+
+  // What systemd kept: taken when it was built as this daemon would build
+  // it, else closed and built anew.
+  void take_stored() {
+    StoredDataPath s = std::move(*stored_);
+    stored_.reset();
+    const std::string diff = terms_difference(s.terms, handover_terms().text());
+    if (diff.empty()) {
+      try {
+        predecessor_stopped_ = std::chrono::steady_clock::time_point(
+            std::chrono::nanoseconds(s.path.stopped_ns));
+        adopt(std::move(s.path));
+        spdlog::info("took TUN {}'s {} queue(s) and the UDP sockets from systemd's fd store: "
+                     "what the kernel queued meanwhile is forwarded now",
+                     opts_.tun_name, tun_.queues.size());
+        return;
+      } catch (const std::exception& e) {
+        predecessor_stopped_ = {};
+        spdlog::warn("taking the queues systemd kept: {}; setting up TUN {} and the sockets anew",
+                     e.what(), opts_.tun_name);
+      }
+    } else {
+      spdlog::info("the queues and sockets systemd kept were built for {}: closed, setting up "
+                   "TUN {} and the sockets anew",
+                   diff, opts_.tun_name);
+    }
+    s.path = {};  // closes what is left of them before the device is rebuilt
+    tun_ = set_up_tun(opts_, n_workers_, own_.network, tun_mtu_, net_.network);
+    socks_ = open_worker_sockets(opts_, ext_.addr, net_.port, n_workers_);
+  }
+
+  // --keep-tun under systemd: the queues and sockets go to its fd store, so
+  // that the kernel keeps queueing until the next udpringd takes them.
+  // False when there is no service manager or it could not take them.
+  bool store_in_systemd(std::chrono::steady_clock::time_point stopping) {
+    if (!systemd_notify_socket_set() || workers_.empty()) return false;
+    tun_.control.reset();  // a dup of queue 0: stored or not, the workers' copies decide
+    std::string why;
+    if (!store_data_path(release_data_path(stopping), handover_terms().text(), why)) {
+      spdlog::warn("{}: TUN {}'s queues are closed, and what is routed into it is dropped until "
+                   "the next udpringd attaches",
+                   why, opts_.tun_name);
+      return false;
+    }
+    spdlog::info("gave TUN {}'s {} queue(s) and the UDP sockets to systemd's fd store "
+                 "(FileDescriptorStoreMax= in the unit; without it systemd closes them): the "
+                 "kernel queues what arrives until the next udpringd takes them",
+                 opts_.tun_name, workers_.size());
+    return true;
   }
 
   // Before the workers take the sockets: the ports our datagrams leave from.
@@ -694,6 +763,23 @@ class Daemon {
     }
   }
 
+  // The stopped workers' queues and sockets, to hand on as they are.
+  DataPath release_data_path(std::chrono::steady_clock::time_point stopping) {
+    DataPath p;
+    p.vnet = tun_.vnet;
+    p.uso = tun_.uso;
+    p.steered = socks_.steered;
+    p.stopped_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       stopping.time_since_epoch()).count();
+    for (auto& w : workers_) {
+      Worker::Files f = w->release_files();
+      p.tun.push_back(std::move(f.tun));
+      p.udp.push_back(std::move(f.udp));
+      p.send.push_back(std::move(f.send));
+    }
+    return p;
+  }
+
   // The workers have stopped: give their queues and sockets to the
   // successor, or close them for it when it would build something else,
   // then serve nothing and wait to be stopped (a DaemonSet's old pod is
@@ -706,19 +792,7 @@ class Daemon {
     tun_.control.reset();  // a dup of queue 0: it would keep the queue attached
     const std::string diff = terms_difference(s.terms(), handover_terms().text());
     if (diff.empty()) {
-      DataPath p;
-      p.vnet = tun_.vnet;
-      p.uso = tun_.uso;
-      p.steered = socks_.steered;
-      p.stopped_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         stopping.time_since_epoch()).count();
-      for (auto& w : workers_) {
-        Worker::Files f = w->release_files();
-        p.tun.push_back(std::move(f.tun));
-        p.udp.push_back(std::move(f.udp));
-        p.send.push_back(std::move(f.send));
-      }
-      if (s.give(std::move(p))) {
+      if (s.give(release_data_path(stopping))) {
         spdlog::info("handed TUN {}'s queues and the UDP sockets to udpringd pid {}, which "
                      "forwards from now on",
                      opts_.tun_name, s.pid());
@@ -776,6 +850,7 @@ class Daemon {
   std::vector<FastPath> fast_paths_;
   std::unique_ptr<IptablesManager> iptables_;
   std::optional<Predecessor> predecessor_;       // until take_over_data_path
+  std::optional<StoredDataPath> stored_;         // the same, from systemd's fd store
   std::unique_ptr<HandoverListener> handover_;   // once ready, with --keep-tun
   std::optional<Successor> successor_;           // one asked: the control loop ended
   bool health_deferred_ = false;                 // the port was the predecessor's

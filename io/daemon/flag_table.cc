@@ -496,7 +496,10 @@ std::vector<Flag> make_table() {
                "its TUN queues and UDP sockets as they are, with what the kernel queued on them, "
                "when its lease, MTU, address, port, worker count and offloads are the same, and "
                "this one then idles until stopped; otherwise this one closes its own and the "
-               "new one builds the device. Off by default, as stock flanneld: the device would "
+               "new one builds the device. Under systemd (NOTIFY_SOCKET set) a stopping "
+               "udpringd gives its queues and sockets to the unit's fd store "
+               "(FileDescriptorStoreMax=), so that a restart loses nothing either: the next one "
+               "takes them on the same terms. Off by default, as stock flanneld: the device would "
                "outlive an uninstall (`ip link del flannel0` removes it). =false also takes a "
                "kept device back.",
        .shown = shown_on_off("keep-tun", &Options::keep_tun)});

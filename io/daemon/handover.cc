@@ -89,16 +89,15 @@ bool receive_message(int fd, std::string& text, std::vector<core::UniqueFd>& fds
 
 std::string flag(bool b) { return b ? "1" : "0"; }
 
-// The value of `key` in "k=v k=v", or "" when absent.
-std::string value_of(const std::string& line, const std::string& key) {
+}  // namespace
+
+std::string terms_value(const std::string& line, const std::string& key) {
   std::istringstream in(line);
   for (std::string kv; in >> kv;) {
     if (kv.compare(0, key.size() + 1, key + "=") == 0) return kv.substr(key.size() + 1);
   }
   return "";
 }
-
-}  // namespace
 
 std::string HandoverTerms::text() const {
   return "tun=" + tun_name + " address=" + address + " mtu=" + std::to_string(mtu) +
@@ -112,7 +111,7 @@ std::string terms_difference(const std::string& theirs, const std::string& ours)
   for (std::string kv; in >> kv;) {
     const std::string key = kv.substr(0, kv.find('='));
     const std::string mine = kv.substr(key.size() + 1);
-    const std::string other = value_of(theirs, key);
+    const std::string other = terms_value(theirs, key);
     if (other != mine) return key + "=" + other + " where this daemon runs " + key + "=" + mine;
   }
   return "";
@@ -228,11 +227,11 @@ Predecessor::Answer Predecessor::take(const HandoverTerms& terms) {
   }
   if (text.rfind("give ", 0) != 0) throw std::runtime_error(who + " answered \"" + text + "\"");
   DataPath p;
-  p.vnet = value_of(text, "vnet") == "1";
-  p.uso = value_of(text, "uso") == "1";
-  p.steered = value_of(text, "steered") == "1";
-  p.stopped_ns = std::stoll("0" + value_of(text, "stopped"));
-  const unsigned n = static_cast<unsigned>(std::stoul("0" + value_of(text, "workers")));
+  p.vnet = terms_value(text, "vnet") == "1";
+  p.uso = terms_value(text, "uso") == "1";
+  p.steered = terms_value(text, "steered") == "1";
+  p.stopped_ns = std::stoll("0" + terms_value(text, "stopped"));
+  const unsigned n = static_cast<unsigned>(std::stoul("0" + terms_value(text, "workers")));
   if (n != terms.workers) {
     throw std::runtime_error(who + " offers " + std::to_string(n) + " queue(s) for " +
                              std::to_string(terms.workers) + " worker(s)");

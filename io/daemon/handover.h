@@ -112,6 +112,9 @@ class Predecessor {
   pid_t pid_;
 };
 
+/// The value of `key` in a terms line ("k=v k=v"), or "" when absent.
+std::string terms_value(const std::string& line, const std::string& key);
+
 /// Which key first differs between two terms lines, as "key=A where this
 /// daemon runs key=B", or "" when they are the same.
 std::string terms_difference(const std::string& theirs, const std::string& ours);

@@ -4,17 +4,28 @@
 // than routed elsewhere; a kept device that no longer fits is made anew; a
 // device held by another process or of another kind is refused by name.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "core/unique_fd.h"
 #include "tests/support/netns.h"
 #include "tests/support/traffic.h"
 #include "tests/support/two_nodes.h"
@@ -223,6 +234,201 @@ time.sleep(1.5))"},
   EXPECT_EQ(next->stop(), 0);
   EXPECT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << third->log();
   EXPECT_EQ(third->stop(), 0);
+  EXPECT_EQ(d2->stop(), 0);
+}
+
+// What systemd does with FDSTORE=1 and FDSTOREREMOVE=1 (sd_notify(3)), and
+// how it passes what it keeps to the service's next process (LISTEN_PID,
+// LISTEN_FDS, LISTEN_FDNAMES, descriptors from 3 on: sd_listen_fds(3)).
+class SystemdStandIn {
+ public:
+  explicit SystemdStandIn(const std::string& dir) : path_(dir + "/notify.sock") {
+    fd_ = core::UniqueFd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path_.c_str());
+    const timeval tick{0, 50 * 1000};
+    if (!fd_ || bind(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+        setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick) != 0) {
+      throw std::runtime_error("binding " + path_);
+    }
+    // systemd handles a message as it comes: FDSTOREREMOVE=1 must close its
+    // copies before the sender goes on (else the device looks held).
+    reader_ = std::thread([this] {
+      while (!done_) receive();
+    });
+  }
+  ~SystemdStandIn() {
+    done_ = true;
+    reader_.join();
+  }
+  std::string env() const { return "NOTIFY_SOCKET=" + path_; }
+
+  size_t stored() {
+    std::lock_guard lock(mu_);
+    return store_.size();
+  }
+  bool holds(const std::string& name) {
+    std::lock_guard lock(mu_);
+    return store_.count(name) != 0;
+  }
+  std::vector<std::string> removed() {
+    std::lock_guard lock(mu_);
+    return removed_;
+  }
+  // Waits up to 1 s until `n` descriptors are stored.
+  bool wait_stored(size_t n) {
+    for (int i = 0; i < 100 && stored() != n; ++i) settle(10);
+    return stored() == n;
+  }
+  // Lets `ms` pass for messages in flight to be handled.
+  void settle(int ms = 200) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+  // The next process's launcher: the stored descriptors at 3, 4, ... in the
+  // order stored, and the variables naming them and that process.
+  std::vector<std::string> launcher() {
+    std::lock_guard lock(mu_);
+    std::string pairs;
+    for (const std::string& name : order_) {
+      const int fd = store_.at(name).get();
+      (void)fcntl(fd, F_SETFD, 0);  // inherited by the next child; see close_inherited()
+      pairs += (pairs.empty() ? "" : ",") + std::to_string(fd) + "=" + name;
+    }
+    // bash, not python3: its start costs 10 ms here, python's 400, and
+    // that would be the restart's gap.
+    return {"bash", "-c", R"(set -e
+IFS=, read -ra list <<< "$1"
+notify=$2
+shift 2
+n=${#list[@]} names=
+for ((i = 0; i < n; i++)); do eval "exec $((100 + i))<&${list[i]%%=*} ${list[i]%%=*}<&-"; done
+for ((i = 0; i < n; i++)); do
+  eval "exec $((3 + i))<&$((100 + i)) $((100 + i))<&-"
+  names+=${names:+:}${list[i]#*=}
+done
+export NOTIFY_SOCKET=$notify LISTEN_PID=$$ LISTEN_FDS=$n LISTEN_FDNAMES=$names
+exec "$@")",
+            "launcher", pairs, path_};
+  }
+  void close_inherited() {
+    std::lock_guard lock(mu_);
+    for (auto& [name, fd] : store_) (void)fcntl(fd.get(), F_SETFD, FD_CLOEXEC);
+  }
+
+ private:
+  void receive() {
+    char buf[512];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+    iovec iov{buf, sizeof buf};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) return;
+    std::vector<core::UniqueFd> fds;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+        int got;
+        std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+        fds.emplace_back(got);
+      }
+    }
+    const std::string text(buf, static_cast<size_t>(n));
+    std::smatch m;
+    if (!std::regex_search(text, m, std::regex("FDNAME=([^\\n]*)"))) return;
+    const std::string name = m[1];
+    std::lock_guard lock(mu_);
+    if (has(text, "FDSTORE=1") && fds.size() == 1) {
+      std::erase(order_, name);  // stored again: where it is stored last
+      order_.push_back(name);
+      store_[name] = std::move(fds[0]);
+    } else if (has(text, "FDSTOREREMOVE=1")) {
+      std::erase(order_, name);
+      store_.erase(name);
+      removed_.push_back(name);
+    }
+  }
+
+  std::string path_;
+  core::UniqueFd fd_;
+  std::atomic<bool> done_{false};
+  std::mutex mu_;
+  std::map<std::string, core::UniqueFd> store_;
+  std::vector<std::string> order_;
+  std::vector<std::string> removed_;
+  std::thread reader_;  // last: started once the rest exists
+};
+
+// `systemctl restart` of a unit with FileDescriptorStoreMax=: the daemon
+// stops first, its queues and sockets wait in systemd's store, and the next
+// one takes them with what the kernel queued meanwhile.
+TEST(KeepTun, ARestartUnderSystemdKeepsTheQueuesInItsFdStoreLosingNothing) {
+  UDPRING_REQUIRE_INTEGRATION();
+  Topology topo;
+  SystemdStandIn systemd(topo.dir);
+  const std::vector<std::string> flags = {"--keep-tun", "--workers=2"};
+  auto d2 = start_udpringd(topo, 2, {"--workers=2"});
+  auto d1 = start_udpringd(topo, 1, flags, {"env", systemd.env()});
+  ASSERT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << d1->log();
+
+  constexpr uint64_t kBytes = 256ull << 20;
+  std::string stopped_log;
+  const RestartResult r = across_traffic(topo, kBytes, [&] {
+    EXPECT_EQ(d1->stop(), 0) << d1->log();
+    stopped_log = d1->log();
+    EXPECT_TRUE(systemd.wait_stored(7));
+    d1 = start_udpringd(topo, 1, flags, systemd.launcher(), "udpringd-n1-next.log");
+    systemd.close_inherited();
+  });
+  report("restart under systemd", r);
+  systemd.settle();
+  EXPECT_TRUE(has(stopped_log, "gave TUN flannel0's 2 queue(s) and the UDP sockets to systemd's "
+                               "fd store"))
+      << stopped_log;
+  // Per worker a queue, its receiving socket and its send socket, then the terms.
+  const std::vector<std::string> names = {"udpring-tun-0", "udpring-udp-0", "udpring-send-0",
+                                          "udpring-tun-1", "udpring-udp-1", "udpring-send-1",
+                                          "udpring-terms"};
+  std::vector<std::string> removed = systemd.removed();
+  std::sort(removed.begin(), removed.end());
+  std::vector<std::string> sorted_names = names;
+  std::sort(sorted_names.begin(), sorted_names.end());
+  EXPECT_EQ(removed, sorted_names) << "the next daemon leaves systemd no copy";
+  EXPECT_EQ(systemd.stored(), 0u);
+  const std::string next_log = d1->log();
+  EXPECT_TRUE(has(next_log, "took TUN flannel0's 2 queue(s) and the UDP sockets from systemd's "
+                            "fd store"))
+      << next_log;
+  std::smatch gap;
+  ASSERT_TRUE(std::regex_search(next_log, gap, std::regex(R"(forwarding (\d+) ms after the predecessor's workers stopped)")))
+      << next_log;
+  std::printf("restart under systemd: the data path went unread for %s ms\n", gap[1].str().c_str());
+  EXPECT_EQ(r.tcp_bytes, kBytes) << r.error;
+  EXPECT_EQ(r.pings.sent, 400);
+  EXPECT_EQ(r.pings.received, r.pings.sent)
+      << "what arrived meanwhile waited in the kept queues; the restart took " << r.restart_ms
+      << " ms\n" << next_log;
+
+  // A restart into other terms (one worker): what systemd kept is closed
+  // and the device is reattached for the new shape.
+  EXPECT_EQ(d1->stop(), 0);
+  ASSERT_TRUE(systemd.wait_stored(names.size()));
+  d1 = start_udpringd(topo, 1, {"--keep-tun", "--workers=1"}, systemd.launcher(),
+                      "udpringd-n1-third.log");
+  systemd.close_inherited();
+  EXPECT_TRUE(has(d1->log(), "the queues and sockets systemd kept were built for workers=2 where "
+                             "this daemon runs workers=1: closed"))
+      << d1->log();
+  EXPECT_EQ(systemd.stored(), 0u);
+  EXPECT_TRUE(ping(topo.p1, "10.50.2.2", 2)) << d1->log();
+
+  // This one stores its own, the shape it runs: one queue, one socket.
+  EXPECT_EQ(d1->stop(), 0);
+  EXPECT_TRUE(has(d1->log(), "gave TUN flannel0's 1 queue(s)")) << d1->log();
+  EXPECT_TRUE(systemd.wait_stored(3));
+  EXPECT_TRUE(systemd.holds("udpring-tun-0"));
   EXPECT_EQ(d2->stop(), 0);
 }
 

@@ -132,7 +132,10 @@ else:
             row += [ratio_cell(summary[m][a]["ratios"][b]) for b in refs]
             row += cpu_cells(m, a)
             rows.append(row)
-        blocks.append(("%s: udpringd %s" % (a, " ".join(vinfo[a]["flags"]) or "(default flags)"), rows))
+        # The label names the binary of a bin= set ("[PATH] flags"), which
+        # the flags alone would not tell apart from the default one.
+        title = vinfo[a].get("label") or " ".join(vinfo[a]["flags"]) or "(default flags)"
+        blocks.append(("%s: udpringd %s" % (a, title), rows))
 
 all_rows = [header] + [r for _, rs in blocks for r in rs]
 widths = [max(len(r[i]) for r in all_rows) for i in range(len(header))]

@@ -74,8 +74,10 @@ core::UniqueFd take(std::map<std::string, core::UniqueFd>& fds, const std::strin
 }  // namespace
 
 bool store_data_path(DataPath path, const std::string& terms, std::string& why) {
-  const std::string text = terms + " vnet=" + flag(path.vnet) + " uso=" + flag(path.uso) +
-                           " steered=" + flag(path.steered) +
+  // What the kernel granted under keys of their own: the terms say what
+  // was asked for ("uso" among them), which a refusal may have cut short.
+  const std::string text = terms + " granted-vnet=" + flag(path.vnet) +
+                           " granted-uso=" + flag(path.uso) + " steered=" + flag(path.steered) +
                            " stopped=" + std::to_string(path.stopped_ns);
   const core::UniqueFd terms_fd = terms_file(text, why);
   if (!terms_fd) return false;
@@ -124,8 +126,8 @@ std::optional<StoredDataPath> take_stored_data_path() {
   StoredDataPath s;
   s.terms = read_terms(terms_fd.get());
   DataPath& p = s.path;
-  p.vnet = terms_value(s.terms, "vnet") == "1";
-  p.uso = terms_value(s.terms, "uso") == "1";
+  p.vnet = terms_value(s.terms, "granted-vnet") == "1";
+  p.uso = terms_value(s.terms, "granted-uso") == "1";
   p.steered = terms_value(s.terms, "steered") == "1";
   p.stopped_ns = std::strtoll(terms_value(s.terms, "stopped").c_str(), nullptr, 10);
   const unsigned long workers = std::strtoul(terms_value(s.terms, "workers").c_str(), nullptr, 10);

@@ -23,20 +23,11 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/fd_passing.h"
+#include "tests/unit/daemon/example_terms.h"
+
 namespace udpring::io {
 namespace {
-
-HandoverTerms terms(unsigned workers) {
-  HandoverTerms t;
-  t.tun_name = "flannel0";
-  t.address = "10.50.1.0";
-  t.mtu = 1472;
-  t.network = "10.50.0.0/16";
-  t.bind = "192.168.77.1:8285";
-  t.workers = workers;
-  t.send_sockets = workers > 1;
-  return t;
-}
 
 ino_t inode(int fd) {
   struct stat st {};
@@ -67,25 +58,10 @@ class NotifySocket {
 
   std::vector<Message> drain() {
     std::vector<Message> out;
-    for (;;) {
-      char buf[256];
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-      iovec iov{buf, sizeof buf};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      const ssize_t n = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
-      if (n < 0) return out;
-      Message m{std::string(buf, static_cast<size_t>(n)), {}};
-      if (cmsghdr* c = CMSG_FIRSTHDR(&msg); c && c->cmsg_type == SCM_RIGHTS) {
-        int got;
-        std::memcpy(&got, CMSG_DATA(c), sizeof got);
-        m.fd = core::UniqueFd(got);
-      }
-      out.push_back(std::move(m));
+    while (auto m = test::receive_with_fds(fd_.get())) {
+      out.push_back({std::move(m->text), m->fds.empty() ? core::UniqueFd() : std::move(m->fds[0])});
     }
+    return out;
   }
 
  private:
@@ -136,7 +112,7 @@ TEST(FdStore, StoredQueuesAndSocketsComeBackAsTheSameFilesOnTheSameTerms) {
     send.push_back(inode(p.send.back().get()));
   }
   std::string why;
-  ASSERT_TRUE(store_data_path(std::move(p), terms(2).text(), why)) << why;
+  ASSERT_TRUE(store_data_path(std::move(p), example_terms(2).text(), why)) << why;
   std::vector<Message> stored = systemd.drain();
   ASSERT_EQ(stored.size(), 7u);
   for (const Message& m : stored) {
@@ -148,7 +124,7 @@ TEST(FdStore, StoredQueuesAndSocketsComeBackAsTheSameFilesOnTheSameTerms) {
   const int code = in_next_process(stored, [&] {
     const auto s = take_stored_data_path();
     if (!s) return 1;
-    if (s->terms.rfind(terms(2).text(), 0) != 0) return 2;
+    if (s->terms.rfind(example_terms(2).text(), 0) != 0) return 2;
     if (!s->path.vnet || s->path.uso || !s->path.steered || s->path.stopped_ns != 123456789) {
       return 3;
     }
@@ -183,7 +159,7 @@ TEST(FdStore, AStoreWithAPartMissingIsRefusedByName) {
     p.send.push_back(core::UniqueFd());  // one socket per worker: none to send from
   }
   std::string why;
-  ASSERT_TRUE(store_data_path(std::move(p), terms(2).text(), why)) << why;
+  ASSERT_TRUE(store_data_path(std::move(p), example_terms(2).text(), why)) << why;
   std::vector<Message> stored = systemd.drain();
   ASSERT_EQ(stored.size(), 5u) << "no send sockets stored";
   const auto refused_for = [](const std::string& what) {

@@ -18,26 +18,14 @@
 #include <thread>
 #include <utility>
 
+#include "tests/unit/daemon/example_terms.h"
+
 namespace udpring::io {
 namespace {
 
 // Unique per run: the abstract names are shared by the whole namespace.
 std::string tun_name(const char* what) {
   return std::string("ut-") + what + "-" + std::to_string(getpid());
-}
-
-HandoverTerms terms(unsigned workers) {
-  HandoverTerms t;
-  t.tun_name = "flannel0";
-  t.address = "10.50.1.0";
-  t.mtu = 1472;
-  t.network = "10.50.0.0/16";
-  t.bind = "192.168.77.1:8285";
-  t.workers = workers;
-  t.tun_offload = true;
-  t.uso = true;
-  t.send_sockets = workers > 1;
-  return t;
 }
 
 // Polls as the control loop does, for up to 5 s.
@@ -57,14 +45,14 @@ ino_t inode(int fd) {
 }
 
 TEST(Handover, TermsNameTheFirstKeyThatDiffers) {
-  EXPECT_EQ(terms_difference(terms(2).text(), terms(2).text()), "");
-  EXPECT_EQ(terms_difference(terms(1).text(), terms(2).text()),
+  EXPECT_EQ(terms_difference(example_terms(2).text(), example_terms(2).text()), "");
+  EXPECT_EQ(terms_difference(example_terms(1).text(), example_terms(2).text()),
             "workers=1 where this daemon runs workers=2");
-  HandoverTerms mtu = terms(2);
+  HandoverTerms mtu = example_terms(2);
   mtu.mtu = 1372;
-  EXPECT_EQ(terms_difference(mtu.text(), terms(2).text()),
+  EXPECT_EQ(terms_difference(mtu.text(), example_terms(2).text()),
             "mtu=1372 where this daemon runs mtu=1472");
-  EXPECT_EQ(terms_difference("tun=flannel0", terms(2).text()),
+  EXPECT_EQ(terms_difference("tun=flannel0", example_terms(2).text()),
             "address= where this daemon runs address=10.50.1.0");
 }
 
@@ -82,10 +70,10 @@ TEST(Handover, TheSuccessorGetsTheSameFilesAndWhatTheKernelGranted) {
   EXPECT_FALSE(listener.poll().has_value());
   EXPECT_TRUE(listener.successor_starting());
 
-  auto answer = std::async(std::launch::async, [&] { return pred->take(terms(2)); });
+  auto answer = std::async(std::launch::async, [&] { return pred->take(example_terms(2)); });
   std::optional<Successor> s = wait_for_successor(listener);
   ASSERT_TRUE(s.has_value());
-  EXPECT_EQ(s->terms(), terms(2).text());
+  EXPECT_EQ(s->terms(), example_terms(2).text());
 
   DataPath p;
   std::vector<ino_t> given;
@@ -131,10 +119,10 @@ TEST(Handover, AReleaseSaysWhyAndHandsNothing) {
   HandoverListener listener(name);
   std::optional<Predecessor> pred = Predecessor::find(name);
   ASSERT_TRUE(pred.has_value());
-  auto answer = std::async(std::launch::async, [&] { return pred->take(terms(1)); });
+  auto answer = std::async(std::launch::async, [&] { return pred->take(example_terms(1)); });
   std::optional<Successor> s = wait_for_successor(listener);
   ASSERT_TRUE(s.has_value());
-  const std::string diff = terms_difference(s->terms(), terms(2).text());
+  const std::string diff = terms_difference(s->terms(), example_terms(2).text());
   s->release("it asks for " + diff);
   const Predecessor::Answer a = answer.get();
   EXPECT_FALSE(a.path.has_value());
@@ -155,7 +143,7 @@ TEST(Handover, ASuccessorThatGoesAwayOrAPredecessorThatDiesIsNoHang) {
     EXPECT_FALSE(listener.successor_starting()) << "gone: nobody is starting any more";
     std::optional<Predecessor> pred = Predecessor::find(name);
     ASSERT_TRUE(pred.has_value());
-    auto answer = std::async(std::launch::async, [&] { return pred->take(terms(2)); });
+    auto answer = std::async(std::launch::async, [&] { return pred->take(example_terms(2)); });
     std::optional<Successor> s = wait_for_successor(listener);
     ASSERT_TRUE(s.has_value());
     s.reset();  // the predecessor dies without answering

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <stdexcept>
 #include <string>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "core/unique_fd.h"
+#include "tests/support/fd_passing.h"
 #include "tests/support/netns.h"
 #include "tests/support/traffic.h"
 #include "tests/support/two_nodes.h"
@@ -317,25 +319,10 @@ exec "$@")",
 
  private:
   void receive() {
-    char buf[512];
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
-    iovec iov{buf, sizeof buf};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t n = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0) return;
-    std::vector<core::UniqueFd> fds;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
-        int got;
-        std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
-        fds.emplace_back(got);
-      }
-    }
-    const std::string text(buf, static_cast<size_t>(n));
+    std::optional<ReceivedMessage> got = receive_with_fds(fd_.get());
+    if (!got) return;
+    std::vector<core::UniqueFd>& fds = got->fds;
+    const std::string& text = got->text;
     std::smatch m;
     if (!std::regex_search(text, m, std::regex("FDNAME=([^\\n]*)"))) return;
     const std::string name = m[1];

@@ -8,9 +8,9 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
 
 #include "core/unique_fd.h"
+#include "io/control/fd_passing.h"
 
 namespace udpring::io {
 
@@ -35,23 +35,8 @@ bool notify_systemd(const std::string& text, std::span<const int> fds, std::stri
   std::memcpy(sa.sun_path, path, len);
   if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';
   core::UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  iovec iov{const_cast<char*>(text.data()), text.size()};
-  msghdr msg{};
-  msg.msg_name = &sa;
-  msg.msg_namelen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control(fds.empty() ? 0 : CMSG_SPACE(sizeof(int) * fds.size()));
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  if (!fd || sendmsg(fd.get(), &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
+  const auto sa_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+  if (!fd || !send_with_fds(fd.get(), text, fds, &sa, sa_len)) {
     why = std::string("sending to NOTIFY_SOCKET ") + path + ": " + std::strerror(errno);
     return false;
   }

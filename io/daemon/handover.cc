@@ -9,16 +9,18 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
+
+#include "io/control/fd_passing.h"
 
 namespace udpring::io {
 namespace {
 
 constexpr const char* kTake = "take 1 ";  // 1: the protocol's version
-constexpr size_t kMaxMessage = 1024;
-constexpr int kMaxFdsPerMessage = 3;
 constexpr size_t kMaxWaiting = 4;
 
 // Abstract (no file, no permissions to get wrong, gone with the process),
@@ -44,46 +46,17 @@ void set_timeout(int fd, int seconds) {
 }
 
 bool send_message(int fd, const std::string& text, const int* fds = nullptr, int n_fds = 0) {
-  iovec iov{const_cast<char*>(text.data()), text.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)] = {};
-  if (n_fds > 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
-  }
-  return sendmsg(fd, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
+  return send_with_fds(fd, text, std::span<const int>(fds, static_cast<size_t>(n_fds)));
 }
 
 // One message and the descriptors it carries (owned from here on); false on
-// EOF, timeout or error.
+// EOF, timeout, error or a message that did not fit.
 bool receive_message(int fd, std::string& text, std::vector<core::UniqueFd>& fds) {
-  char buf[kMaxMessage];
-  iovec iov{buf, sizeof buf};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  const ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n >= 0 && c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int got;
-      std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
-      fds.emplace_back(got);
-    }
-  }
-  if (n <= 0 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) return false;
-  text.assign(buf, static_cast<size_t>(n));
+  std::optional<ReceivedMessage> m = receive_with_fds(fd);
+  if (!m) return false;
+  for (core::UniqueFd& f : m->fds) fds.push_back(std::move(f));
+  if (m->text.empty() || m->truncated) return false;
+  text = std::move(m->text);
   return true;
 }
 

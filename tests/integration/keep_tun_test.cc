@@ -14,7 +14,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -27,7 +26,7 @@
 #include <vector>
 
 #include "core/unique_fd.h"
-#include "tests/support/fd_passing.h"
+#include "io/control/fd_passing.h"
 #include "tests/support/netns.h"
 #include "tests/support/traffic.h"
 #include "tests/support/two_nodes.h"
@@ -319,7 +318,7 @@ exec "$@")",
 
  private:
   void receive() {
-    std::optional<ReceivedMessage> got = receive_with_fds(fd_.get());
+    std::optional<io::ReceivedMessage> got = io::receive_with_fds(fd_.get());
     if (!got) return;
     std::vector<core::UniqueFd>& fds = got->fds;
     const std::string& text = got->text;

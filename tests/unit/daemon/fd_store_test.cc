@@ -23,7 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include "tests/support/fd_passing.h"
+#include "io/control/fd_passing.h"
 #include "tests/unit/daemon/example_terms.h"
 
 namespace udpring::io {
@@ -58,7 +58,7 @@ class NotifySocket {
 
   std::vector<Message> drain() {
     std::vector<Message> out;
-    while (auto m = test::receive_with_fds(fd_.get())) {
+    while (auto m = receive_with_fds(fd_.get())) {
       out.push_back({std::move(m->text), m->fds.empty() ? core::UniqueFd() : std::move(m->fds[0])});
     }
     return out;
